@@ -1,0 +1,1 @@
+"""Settings and the YAML data that describe ATMs, devices, bank seed data and scenarios."""

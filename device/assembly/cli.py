@@ -1,0 +1,111 @@
+"""The `atm-sim` command line: one sub-command per job, each a thin call into its part."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from config.settings import Settings, SettingsError, load_settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from device.assembly.demo import run_demo
+
+    return run_demo(settings)
+
+
+def _run_db(args: argparse.Namespace, settings: Settings) -> int:
+    from host import bank_admin
+
+    if args.action == "upgrade":
+        bank_admin.upgrade_database(settings)
+        print("database schema is up to date")
+    else:
+        report = bank_admin.seed_bank(settings)
+        print(report)
+    return 0
+
+
+def _run_host(args: argparse.Namespace, settings: Settings) -> int:
+    from host.server import serve
+
+    serve(settings, host=args.bind, port=args.port)
+    return 0
+
+
+def _run_statement(args: argparse.Namespace, settings: Settings) -> int:
+    from host.statements import write_statement
+
+    path = write_statement(settings, args.account, args.date_from, args.date_to)
+    print(path)
+    return 0
+
+
+def _run_devices(args: argparse.Namespace, settings: Settings) -> int:
+    from peripherals.harness.serve import serve_devices
+
+    return serve_devices(args.config)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-28") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atm-sim", description="Hardware-emulating ATM simulator")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="start a bank, a host and an ATM; run a customer session")
+    demo.set_defaults(run=_run_demo)
+
+    db = sub.add_parser("db", help="bank database: migrate or seed")
+    db.add_argument("action", choices=["upgrade", "seed"])
+    db.set_defaults(run=_run_db)
+
+    host = sub.add_parser("host", help="the bank host")
+    host_sub = host.add_subparsers(dest="host_command", required=True, metavar="ACTION")
+    serve = host_sub.add_parser("serve", help="serve ISO 8583 over TCP")
+    serve.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8583)
+    serve.set_defaults(run=_run_host)
+
+    statement = sub.add_parser("statement", help="write a PDF statement of one account")
+    statement.add_argument("account", help="account number")
+    statement.add_argument("--from", dest="date_from", type=_date, required=True)
+    statement.add_argument("--to", dest="date_to", type=_date, required=True)
+    statement.set_defaults(run=_run_statement)
+
+    devices = sub.add_parser("devices", help="emulated peripherals")
+    devices_sub = devices.add_subparsers(dest="devices_command", required=True, metavar="ACTION")
+    devices_serve = devices_sub.add_parser("serve", help="run emulated devices on ptys")
+    devices_serve.add_argument("--config", type=Path, required=True, help="ATM profile YAML")
+    devices_serve.set_defaults(run=_run_devices)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        print(f"atm-sim: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    run: Command = args.run
+    try:
+        return run(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

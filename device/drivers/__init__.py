@@ -1,0 +1,1 @@
+"""Device drivers: speak each peripheral's byte protocol over any pyserial URL."""

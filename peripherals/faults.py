@@ -1,0 +1,106 @@
+"""Fault injection for one device or link: which faults are armed, and when they fire.
+
+A fault is one-shot (fires once), persistent (fires until cleared) or triggered on the Nth command.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class FaultError(ValueError):
+    """An unknown fault name or bad fault parameters."""
+
+
+class FaultMode(StrEnum):
+    ONCE = "once"
+    PERSISTENT = "persistent"
+    ON_COMMAND = "on_command"
+
+
+@dataclass
+class Fault:
+    name: str
+    mode: FaultMode = FaultMode.PERSISTENT
+    on_command: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        extra = f" on command {self.on_command}" if self.mode is FaultMode.ON_COMMAND else ""
+        args = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.name} ({self.mode.value}{extra}{'; ' + args if args else ''})"
+
+
+class FaultSet:
+    """The armed faults of one target. Thread-safe: the operator arms, the device consults."""
+
+    def __init__(self, target: str, known: frozenset[str]) -> None:
+        self.target = target
+        self.known = known
+        self._armed: dict[str, Fault] = {}
+        self._commands_seen = 0
+        self._lock = threading.Lock()
+
+    def inject(
+        self,
+        name: str,
+        *,
+        mode: str | FaultMode = FaultMode.PERSISTENT,
+        on_command: int = 0,
+        **params: Any,
+    ) -> Fault:
+        if name not in self.known:
+            raise FaultError(
+                f"{self.target}: unknown fault {name!r}; known: {', '.join(sorted(self.known))}"
+            )
+        try:
+            fault_mode = FaultMode(mode)
+        except ValueError:
+            raise FaultError(
+                f"{self.target}: fault mode {mode!r} is not one of "
+                f"{', '.join(m.value for m in FaultMode)}"
+            ) from None
+        if fault_mode is FaultMode.ON_COMMAND and on_command < 1:
+            raise FaultError(f"{self.target}: {name} on_command needs a command number >= 1")
+        with self._lock:
+            fault = Fault(name, fault_mode, self._commands_seen + on_command, dict(params))
+            self._armed[name] = fault
+            return fault
+
+    def clear(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._armed.clear()
+            else:
+                self._armed.pop(name, None)
+
+    def active(self) -> list[Fault]:
+        with self._lock:
+            return list(self._armed.values())
+
+    def command_seen(self) -> None:
+        """Count one command received by the device, for faults triggered on the Nth command."""
+        with self._lock:
+            self._commands_seen += 1
+
+    def take(self, name: str) -> Fault | None:
+        """The fault if it fires now; a one-shot or triggered fault is used up by firing."""
+        with self._lock:
+            fault = self._armed.get(name)
+            if fault is None:
+                return None
+            if fault.mode is FaultMode.ON_COMMAND:
+                if self._commands_seen < fault.on_command:
+                    return None
+                del self._armed[name]
+            elif fault.mode is FaultMode.ONCE:
+                del self._armed[name]
+            return fault
+
+    def is_armed(self, name: str) -> bool:
+        """Whether a fault is armed, without using it up."""
+        with self._lock:
+            return name in self._armed

@@ -1,0 +1,84 @@
+"""The emulator's end of a serial link: read with a timeout, write, close.
+
+PtyEndpoint holds the master side of an OS pseudo-terminal; the driver opens `port` (the slave).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import termios
+import tty
+from typing import Protocol
+
+
+class LinkClosed(ConnectionError):
+    """The link's other end is gone or the endpoint was closed."""
+
+
+class Endpoint(Protocol):
+    url: str
+
+    def read(self, timeout: float) -> bytes:
+        """Bytes that arrived within `timeout` seconds; b"" if none."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PtyEndpoint:
+    """A pseudo-terminal pair, both sides raw, so bytes pass through unchanged."""
+
+    WRITE_TIMEOUT = 2.0
+
+    def __init__(self) -> None:
+        self._master, self._slave = os.openpty()
+        # Raw at once: the default line discipline would echo and rewrite bytes (CR/LF, ^C).
+        tty.setraw(self._master, termios.TCSANOW)
+        tty.setraw(self._slave, termios.TCSANOW)
+        os.set_blocking(self._master, False)
+        self.port = os.ttyname(self._slave)
+        self.url = self.port
+        self._closed = False
+
+    def read(self, timeout: float) -> bytes:
+        if self._closed:
+            raise LinkClosed(self.url)
+        ready, _, _ = select.select([self._master], [], [], timeout)
+        if not ready:
+            return b""
+        try:
+            return os.read(self._master, 4096)
+        except BlockingIOError:
+            return b""
+        except OSError as err:
+            # EIO: no process has the slave open any more; our own slave fd keeps that rare.
+            if err.errno == errno.EIO:
+                return b""
+            raise LinkClosed(f"{self.url}: {err}") from err
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._closed:
+                raise LinkClosed(self.url)
+            _, ready, _ = select.select([], [self._master], [], self.WRITE_TIMEOUT)
+            if not ready:
+                raise LinkClosed(f"{self.url}: write timed out (kernel buffer full)")
+            try:
+                written = os.write(self._master, view)
+            except BlockingIOError:
+                continue
+            view = view[written:]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fd in (self._master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -1,0 +1,1 @@
+"""Wire protocol specs (framers and codecs): pure byte functions shared by emulators and drivers."""

@@ -1,0 +1,1 @@
+"""Thin entry points: seeding the bank, smoke tests and benchmarks."""

@@ -1,0 +1,50 @@
+"""The import boundaries of ARCHITECTURE.md, checked on the source tree."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def violations(package: str, allowed: callable) -> list[str]:  # type: ignore[valid-type]
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for name in imported_modules(path):
+            top = name.split(".")[0]
+            if (
+                top in {"device", "peripherals", "host"}
+                and top != package
+                and not allowed(path, name)
+            ):
+                found.append(f"{path.relative_to(ROOT)} imports {name}")
+    return found
+
+
+def test_peripherals_is_the_hardware_and_imports_no_device_or_host() -> None:
+    assert violations("peripherals", lambda path, name: False) == []
+
+
+def test_host_is_the_bank_and_imports_no_device_or_peripherals() -> None:
+    assert violations("host", lambda path, name: False) == []
+
+
+def test_device_uses_only_wire_specs_outside_the_assembly() -> None:
+    def allowed(path: Path, name: str) -> bool:
+        if "assembly" in path.relative_to(ROOT).parts:
+            return True
+        return name.startswith("peripherals.wire")
+
+    assert violations("device", allowed) == []

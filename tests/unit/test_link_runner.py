@@ -1,0 +1,70 @@
+"""The pty link runner moves bytes both ways unchanged and applies link faults."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from device.drivers.base import SerialDriver
+from peripherals.emulator import Emulator
+from peripherals.links.endpoint import PtyEndpoint
+from peripherals.links.runner import LinkRunner
+
+
+class EchoDevice(Emulator):
+    NAME = "echo"
+
+    def receive(self, data: bytes) -> None:
+        self.send(data)
+
+
+@pytest.fixture
+def link() -> Iterator[tuple[LinkRunner, SerialDriver]]:
+    runner = LinkRunner(EchoDevice(), PtyEndpoint()).start()
+    driver = SerialDriver(runner.url)
+    yield runner, driver
+    driver.close()
+    runner.stop()
+
+
+def read_for(driver: SerialDriver, seconds: float) -> bytes:
+    deadline = time.monotonic() + seconds
+    out = b""
+    while time.monotonic() < deadline:
+        out += driver.read_some(deadline)
+    return out
+
+
+def test_every_byte_value_passes_unchanged(link: tuple[LinkRunner, SerialDriver]) -> None:
+    _, driver = link
+    payload = bytes(range(256))
+    driver.write(payload)
+    assert read_for(driver, 0.5) == payload
+
+
+def test_drop_loses_one_chunk_then_heals(link: tuple[LinkRunner, SerialDriver]) -> None:
+    runner, driver = link
+    runner.faults.inject("drop", mode="once")
+    driver.write(b"lost")
+    assert read_for(driver, 0.2) == b""
+    driver.write(b"kept")
+    assert read_for(driver, 0.3) == b"kept"
+
+
+def test_corrupt_flips_one_byte(link: tuple[LinkRunner, SerialDriver]) -> None:
+    runner, driver = link
+    runner.faults.inject("corrupt", mode="once", index=1)
+    driver.write(b"\x00\x00\x00")
+    assert read_for(driver, 0.3) == b"\x00\xff\x00"
+
+
+def test_disconnect_holds_until_cleared(link: tuple[LinkRunner, SerialDriver]) -> None:
+    runner, driver = link
+    runner.faults.inject("disconnect")
+    driver.write(b"x")
+    assert read_for(driver, 0.2) == b""
+    runner.faults.clear("disconnect")
+    driver.write(b"y")
+    assert read_for(driver, 0.3) == b"y"
