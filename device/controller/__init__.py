@@ -1,0 +1,1 @@
+"""The ATM application: a declarative state machine over the device drivers and the host link."""

@@ -1,0 +1,996 @@
+"""The ATM application: states and transitions as data, device I/O in the state callbacks.
+
+`step()` polls the devices once and fires at most a few events; a runner calls it in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from transitions import Machine, MachineError
+
+from device.advice_queue import Advice, AdviceQueue
+from device.clock import Clock
+from device.controller.ports import (
+    CardData,
+    CardReaderPort,
+    CashDispenserPort,
+    HostPort,
+    HostReply,
+    HostUnavailable,
+    PinBlock,
+    PinPadPort,
+    ReceiptPrinterPort,
+)
+from device.drivers.base import DriverError
+from device.journal import Journal, mask_pan
+from device.screens import RenderedScreen, ScreenSet
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_INPUT_STATES = (
+    "pin_entry",
+    "transaction_menu",
+    "account_selection",
+    "amount_entry",
+    "new_pin_entry",
+    "showing_result",
+)
+
+STATES = [
+    "starting",
+    "out_of_service",
+    "supervisor",
+    "idle",
+    "reading_card",
+    "pin_entry",
+    "verifying_pin",
+    "transaction_menu",
+    "account_selection",
+    "amount_entry",
+    "new_pin_entry",
+    "authorising",
+    "showing_result",
+    "dispensing",
+    "ejecting_card",
+    "presenting_cash",
+    "printing",
+    "capturing_card",
+    "closing",
+]
+
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "ready", "source": "starting", "dest": "idle"},
+    {"trigger": "fail", "source": ["starting", "idle", "out_of_service"], "dest": "out_of_service"},
+    {"trigger": "recover", "source": "out_of_service", "dest": "idle"},
+    {"trigger": "enter_supervisor", "source": ["idle", "out_of_service"], "dest": "supervisor"},
+    {"trigger": "leave_supervisor", "source": "supervisor", "dest": "starting"},
+    {"trigger": "card_inserted", "source": "idle", "dest": "reading_card"},
+    {"trigger": "card_read", "source": "reading_card", "dest": "pin_entry"},
+    {"trigger": "pin_entered", "source": "pin_entry", "dest": "verifying_pin"},
+    {"trigger": "pin_retry", "source": "verifying_pin", "dest": "pin_entry"},
+    {"trigger": "pin_ok", "source": "verifying_pin", "dest": "transaction_menu"},
+    {
+        "trigger": "retain_card",
+        "source": ["verifying_pin", "ejecting_card"],
+        "dest": "capturing_card",
+    },
+    {"trigger": "choose_account", "source": "transaction_menu", "dest": "account_selection"},
+    {"trigger": "choose_new_pin", "source": "transaction_menu", "dest": "new_pin_entry"},
+    {"trigger": "ask_amount", "source": "account_selection", "dest": "amount_entry"},
+    {
+        "trigger": "authorise",
+        "source": ["account_selection", "amount_entry", "new_pin_entry"],
+        "dest": "authorising",
+    },
+    {"trigger": "dispense", "source": "authorising", "dest": "dispensing"},
+    {"trigger": "show_result", "source": ["authorising", "dispensing"], "dest": "showing_result"},
+    {"trigger": "another", "source": "showing_result", "dest": "transaction_menu"},
+    {"trigger": "cash_staged", "source": "dispensing", "dest": "ejecting_card"},
+    {"trigger": "present_cash", "source": "ejecting_card", "dest": "presenting_cash"},
+    {
+        "trigger": "print_receipt",
+        "source": ["ejecting_card", "presenting_cash"],
+        "dest": "printing",
+    },
+    {
+        "trigger": "close",
+        "source": ["ejecting_card", "printing", "capturing_card"],
+        "dest": "closing",
+    },
+    {"trigger": "done", "source": "closing", "dest": "idle"},
+    {
+        "trigger": "end_session",
+        "source": [*CUSTOMER_INPUT_STATES, "reading_card", "verifying_pin", "authorising"],
+        "dest": "ejecting_card",
+    },
+]
+
+CASH_TAKE_SECONDS = 30.0
+CARD_TAKE_SECONDS = 30.0
+MORE_TIME_SECONDS = 30.0
+HEALTH_CHECK_SECONDS = 5.0
+FAST_CASH = (2000, 5000, 10000, 20000)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    terminal_id: str
+    session_timeout_seconds: float = 120.0
+    cash_take_seconds: float = CASH_TAKE_SECONDS
+    card_take_seconds: float = CARD_TAKE_SECONDS
+    pin_block_format: int = 0
+    capture_on_pin_lockout: bool = True
+    currency_symbol: str = "EUR"
+
+
+@dataclass
+class Session:
+    card: CardData
+    pin: PinBlock | None = None
+    transaction: str = ""
+    account: str = "checking"
+    amount: int = 0
+    typed: str = ""
+    new_pin: PinBlock | None = None
+    pin_attempts: int = 0
+    withdrawal: HostReply | None = None
+    staged_amount: int = 0
+    handed_out: int = 0
+    receipt: list[str] = field(default_factory=list)
+    want_receipt: bool = True
+    capture: bool = False
+
+
+def money(cents: int, symbol: str = "EUR") -> str:
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{symbol} {abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+class AtmController:
+    """One ATM. Its `state` attribute is kept by the transitions Machine."""
+
+    state: str
+
+    def __init__(
+        self,
+        *,
+        card_reader: CardReaderPort,
+        pin_pad: PinPadPort,
+        dispenser: CashDispenserPort,
+        printer: ReceiptPrinterPort,
+        host: HostPort,
+        journal: Journal,
+        advices: AdviceQueue,
+        screens: ScreenSet,
+        clock: Clock,
+        config: ControllerConfig,
+        plan_notes: Callable[[int, Any], dict[int, int] | None],
+    ) -> None:
+        self.card_reader = card_reader
+        self.pin_pad = pin_pad
+        self.dispenser = dispenser
+        self.printer = printer
+        self.host = host
+        self.journal = journal
+        self.advices = advices
+        self.screens = screens
+        self.clock = clock
+        self.config = config
+        self.plan_notes = plan_notes
+        self.session: Session | None = None
+        self.screen: RenderedScreen = screens.render("starting")
+        self.screen_listeners: list[Callable[[RenderedScreen], None]] = []
+        self.cash_available = True
+        self.receipts_available = True
+        self.out_of_service_reason = ""
+        self._deadline: float | None = None
+        self._on_deadline: Callable[[], object] | None = None
+        self._last_input = 0.0
+        self._asking_more_time = False
+        self._next_health_check = 0.0
+        self._transaction_number = 0
+        self._eject_screen = "ejecting_card"
+        self._other_amount = False
+        self._result_screen: tuple[str, dict[str, str]] = ("result", {})
+        self._screen_before_more_time = self.screen
+        self.machine = Machine(
+            model=self,
+            states=STATES,
+            transitions=TRANSITIONS,
+            initial="starting",
+            queued=True,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+            after_state_change="_announce_state",
+        )
+
+    # ----- plumbing -------------------------------------------------------------------------
+
+    def fire(self, event: str) -> bool:
+        """Fire an event if the current state accepts it; a stray one is logged and ignored."""
+        if event not in self.machine.get_triggers(self.state):
+            log.info("ignored event %r in state %s", event, self.state)
+            return False
+        try:
+            trigger: Callable[[], bool] = getattr(self, event)
+            trigger()
+        except MachineError as err:
+            log.info("ignored event %r in state %s: %s", event, self.state, err)
+            return False
+        return True
+
+    def show(self, name: str, **values: Any) -> None:
+        self.screen = self.screens.render(name, **values)
+        for listener in self.screen_listeners:
+            listener(self.screen)
+
+    def _announce_state(self) -> None:
+        log.debug("state %s", self.state)
+
+    def _set_deadline(self, seconds: float, action: Callable[[], object]) -> None:
+        self._deadline = self.clock.monotonic() + seconds
+        self._on_deadline = action
+
+    def _clear_deadline(self) -> None:
+        self._deadline = None
+        self._on_deadline = None
+
+    def _touch(self) -> None:
+        self._last_input = self.clock.monotonic()
+        if self._asking_more_time:
+            self._asking_more_time = False
+
+    def _next_transaction_number(self) -> int:
+        self._transaction_number = (self._transaction_number + 1) % 100
+        return self._transaction_number
+
+    # ----- the loop -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Self-test every device and sign on; then idle or out of service."""
+        self.on_enter_starting()
+
+    def step(self) -> None:
+        """Poll the devices once, act on what they report, and run due timers."""
+        now = self.clock.monotonic()
+        if self._deadline is not None and now >= self._deadline:
+            action = self._on_deadline
+            self._clear_deadline()
+            if action is not None:
+                action()
+            return
+        handler = getattr(self, f"_poll_{self.state}", None)
+        if handler is not None:
+            try:
+                handler()
+            except DriverError as err:
+                self._device_failure(err)
+            except HostUnavailable as err:
+                log.warning("host unavailable: %s", err)
+
+    def _device_failure(self, err: DriverError) -> None:
+        log.warning("device failure in %s: %s", self.state, err)
+        self.journal.record("device_failure", state=self.state, error=str(err))
+        if self.state == "idle":
+            self._go_out_of_service(str(err))
+        elif self.session is not None and self.state in CUSTOMER_INPUT_STATES:
+            self.fire("end_session")
+
+    # ----- start-up and health --------------------------------------------------------------
+
+    def on_enter_starting(self) -> None:
+        self.show("starting")
+        problem = self._health_problem(sign_on=True)
+        self._settle_advices()
+        if problem:
+            self._go_out_of_service(problem)
+        else:
+            self.fire("ready")
+
+    def _health_problem(self, *, sign_on: bool = False) -> str:
+        """Why the ATM cannot serve customers now; "" if it can. Also sets degraded modes."""
+        try:
+            reader = self.card_reader.status()
+            if reader.media == "jammed":
+                return "card reader jammed"
+        except DriverError as err:
+            return f"card reader: {err}"
+        try:
+            pad = self.pin_pad.status()
+            if getattr(pad, "tampered", False) or not getattr(pad, "keys_loaded", True):
+                return "PIN pad has no keys"
+        except DriverError as err:
+            return f"PIN pad: {err}"
+        try:
+            if sign_on:
+                self.host.sign_on()
+            else:
+                self.host.echo()
+        except HostUnavailable as err:
+            return f"host unreachable: {err}"
+        self.cash_available = self._dispenser_can_pay()
+        self.receipts_available = self._printer_ready()
+        return ""
+
+    def _dispenser_can_pay(self) -> bool:
+        try:
+            status = self.dispenser.status()
+        except DriverError:
+            return False
+        usable = [c for c in status.cassettes if c.state not in ("empty", "missing") and c.count]
+        return bool(status.device_ok and usable)
+
+    def _printer_ready(self) -> bool:
+        try:
+            status = self.printer.status()
+        except DriverError:
+            return False
+        return bool(status.online) and status.paper in ("adequate", "near_end")
+
+    def _go_out_of_service(self, reason: str) -> None:
+        self.out_of_service_reason = reason
+        self.journal.record("out_of_service", reason=reason)
+        self.fire("fail")
+
+    def on_enter_out_of_service(self) -> None:
+        self.show("out_of_service", reason=self.out_of_service_reason)
+        self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
+
+    def _poll_out_of_service(self) -> None:
+        if self.clock.monotonic() < self._next_health_check:
+            return
+        self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
+        problem = self._health_problem(sign_on=True)
+        if problem:
+            if problem != self.out_of_service_reason:
+                self.out_of_service_reason = problem
+                self.show("out_of_service", reason=problem)
+            return
+        self.journal.record("in_service")
+        self.fire("recover")
+
+    def _settle_advices(self) -> None:
+        def send(advice: Advice) -> bool:
+            try:
+                if advice.kind == "completion":
+                    return self.host.complete(
+                        advice.original_stan, advice.transmitted_at, advice.dispensed_amount
+                    )
+                return self.host.reverse(
+                    advice.original_stan,
+                    advice.transmitted_at,
+                    advice.amount,
+                    advice.dispensed_amount,
+                )
+            except HostUnavailable:
+                return False
+
+        before = {a.key for a in self.advices.pending()}
+        self.advices.forward(send)
+        after = {a.key for a in self.advices.pending()}
+        for key in sorted(before - after):
+            kind, stan = key.split(":", 1)
+            self.journal.record(f"{kind}_acknowledged", stan=stan)
+
+    def _queue_advice(self, kind: str, reply: HostReply, amount: int, handed_out: int) -> None:
+        advice = Advice(
+            kind=kind,
+            original_stan=reply.stan,
+            transmitted_at=reply.transmitted_at.isoformat(),
+            amount=amount,
+            dispensed_amount=handed_out,
+            reason=self.state,
+        )
+        self.advices.add(advice)
+        self.journal.record(
+            f"{kind}_queued", stan=reply.stan, amount=amount, dispensed_amount=handed_out
+        )
+        self._settle_advices()
+
+    # ----- idle -----------------------------------------------------------------------------
+
+    def on_enter_idle(self) -> None:
+        self.session = None
+        self._clear_deadline()
+        notice = "" if self.cash_available else "Cash is not available"
+        if not self.receipts_available:
+            notice = (notice + "; " if notice else "") + "No receipts"
+        self.show("idle", notice=notice)
+        self.card_reader.enable_entry()
+        self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
+
+    def _poll_idle(self) -> None:
+        if self.card_reader.status().media == "inside":
+            self.fire("card_inserted")
+            return
+        if self.clock.monotonic() >= self._next_health_check:
+            self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
+            self._settle_advices()
+            problem = self._health_problem()
+            if problem:
+                self._go_out_of_service(problem)
+
+    # ----- card and PIN ---------------------------------------------------------------------
+
+    def on_enter_reading_card(self) -> None:
+        self.show("reading_card")
+        try:
+            tracks = self.card_reader.read_tracks()
+        except DriverError as err:
+            self.journal.record("card_unreadable", error=str(err))
+            self.session = Session(card=CardData(pan="", expiry=""))
+            self._eject_with("card_unreadable")
+            return
+        card = CardData(pan=tracks.pan, expiry=tracks.expiry, service_code=tracks.service_code)
+        self.session = Session(card=card)
+        self.journal.record("card_read", pan=card.pan)
+        self._touch()
+        self.fire("card_read")
+
+    def _eject_with(self, screen: str) -> None:
+        self._eject_screen = screen
+        self.fire("end_session")
+
+    def on_enter_pin_entry(self) -> None:
+        assert self.session is not None
+        self.session.typed = ""
+        self.pin_pad.start_pin_entry(
+            self.session.card.pan,
+            pin_block_format=self.config.pin_block_format,
+            timeout_seconds=int(self.config.session_timeout_seconds),
+        )
+        message = "Incorrect PIN, please try again" if self.session.pin_attempts else ""
+        self.show("pin_entry", masked_pin="", message=message)
+        self._touch()
+
+    def _poll_pin_entry(self) -> None:
+        assert self.session is not None
+        for event in self.pin_pad.poll_events():
+            self._touch()
+            if event.kind == "digit":
+                self.session.typed += "*"
+            elif event.kind in ("clear", "backspace"):
+                self.session.typed = "" if event.kind == "clear" else self.session.typed[:-1]
+            elif event.kind == "cancel" or (event.kind == "function" and event.value == "F8"):
+                self.pin_pad.cancel()
+                self.fire("end_session")
+                return
+            elif event.kind == "timeout":
+                self.fire("end_session")
+                return
+            elif event.kind == "enter":
+                block = self.pin_pad.get_pin_block()
+                self.session.pin = PinBlock(block.block, block.format, block.ksn)
+                self.fire("pin_entered")
+                return
+            self.show("pin_entry", masked_pin=self.session.typed)
+        self._check_inactivity()
+
+    def on_enter_verifying_pin(self) -> None:
+        assert self.session is not None and self.session.pin is not None
+        self.show("verifying_pin")
+        try:
+            reply = self.host.verify_pin(self.session.card, self.session.pin)
+        except HostUnavailable as err:
+            self.journal.record("host_unavailable", step="verify_pin", error=str(err))
+            self._eject_with("closing")
+            return
+        self.journal.record("pin_verified", pan=self.session.card.pan, code=reply.response_code)
+        if reply.approved:
+            self.fire("pin_ok")
+        elif reply.response_code == "55":
+            self.session.pin_attempts += 1
+            self.session.pin = None
+            self.fire("pin_retry")
+        elif reply.response_code == "75" and self.config.capture_on_pin_lockout:
+            self.session.capture = True
+            self.fire("retain_card")
+        else:
+            self._decline(reply.response_code)
+
+    # ----- menus ----------------------------------------------------------------------------
+
+    def on_enter_transaction_menu(self) -> None:
+        self.pin_pad.start_plain_entry()
+        self.receipts_available = self._printer_ready()
+        notices = []
+        if not self.cash_available:
+            notices.append("Cash withdrawals are not available")
+        if not self.receipts_available:
+            notices.append("No receipts")
+        self.show("transaction_menu", notice="; ".join(notices))
+        self._touch()
+
+    def _function_event(self) -> str | None:
+        """The screen event of the next function key or cancel pressed, or None."""
+        for event in self.pin_pad.poll_events():
+            self._touch()
+            if event.kind == "cancel":
+                return "cancel"
+            if event.kind == "function":
+                key = self.screen.keys.get(event.value)
+                if key is None:
+                    log.info("ignored function key %s on screen %s", event.value, self.screen.name)
+                    continue
+                return key.event
+            if event.kind == "enter" and self._asking_more_time:
+                return "confirm"
+            log.info("ignored key %s on screen %s", event.kind, self.screen.name)
+        return None
+
+    def _poll_transaction_menu(self) -> None:
+        assert self.session is not None
+        event = self._function_event()
+        if event is None:
+            self._check_inactivity()
+            return
+        if self._answer_more_time(event):
+            return
+        if event == "cancel":
+            self.fire("end_session")
+        elif event == "choose_withdrawal":
+            if not self.cash_available:
+                self.show("transaction_menu", notice="Cash withdrawals are not available")
+                return
+            self._begin("withdrawal")
+        elif event in ("choose_balance", "choose_transfer", "choose_statement"):
+            self._begin(event.removeprefix("choose_"))
+        elif event == "choose_pin_change":
+            self.session.transaction = "pin_change"
+            self.fire("choose_new_pin")
+
+    def _begin(self, transaction: str) -> None:
+        assert self.session is not None
+        self.session.transaction = transaction
+        self.fire("choose_account")
+
+    def on_enter_account_selection(self) -> None:
+        assert self.session is not None
+        prompts = {
+            "transfer": "Transfer from which account?",
+            "withdrawal": "Withdraw from which account?",
+        }
+        self.show(
+            "account_selection", prompt=prompts.get(self.session.transaction, "Which account?")
+        )
+
+    def _poll_account_selection(self) -> None:
+        assert self.session is not None
+        event = self._function_event()
+        if event is None:
+            self._check_inactivity()
+            return
+        if self._answer_more_time(event):
+            return
+        if event == "cancel":
+            self.fire("end_session")
+        elif event in ("choose_checking", "choose_savings"):
+            self.session.account = event.removeprefix("choose_")
+            if self.session.transaction in ("withdrawal", "transfer"):
+                self.fire("ask_amount")
+            else:
+                self.fire("authorise")
+
+    def on_enter_amount_entry(self) -> None:
+        assert self.session is not None
+        self.session.typed = ""
+        self._other_amount = False
+        self.show("amount_entry", message="")
+
+    def _poll_amount_entry(self) -> None:
+        assert self.session is not None
+        for event in self.pin_pad.poll_events():
+            self._touch()
+            if self._other_amount and event.kind == "digit":
+                if len(self.session.typed) < 6:
+                    self.session.typed += event.value
+                self._show_typed_amount("")
+                continue
+            if self._other_amount and event.kind in ("clear", "backspace"):
+                typed = self.session.typed
+                self.session.typed = "" if event.kind == "clear" else typed[:-1]
+                self._show_typed_amount("")
+                continue
+            if self._other_amount and event.kind == "enter":
+                self._choose_amount(int(self.session.typed or "0") * 100)
+                return
+            if event.kind == "cancel":
+                self.fire("end_session")
+                return
+            if event.kind != "function":
+                continue
+            key = self.screen.keys.get(event.value)
+            if key is None:
+                continue
+            if key.event == "cancel":
+                self.fire("end_session")
+                return
+            if key.event == "other_amount":
+                self._other_amount = True
+                self._show_typed_amount("")
+            elif key.event.startswith("fast_cash_"):
+                self._choose_amount(FAST_CASH[int(key.event.rsplit("_", 1)[1]) - 1])
+                return
+        self._check_inactivity()
+
+    def _show_typed_amount(self, message: str) -> None:
+        assert self.session is not None
+        typed = int(self.session.typed or "0") * 100
+        self.show("other_amount", amount=money(typed, self.config.currency_symbol), message=message)
+
+    def _choose_amount(self, amount: int) -> None:
+        assert self.session is not None
+        if amount <= 0:
+            self._show_typed_amount("Please enter an amount")
+            return
+        if self.session.transaction == "withdrawal":
+            try:
+                plan = self.plan_notes(amount, self.dispenser.status().cassettes)
+            except DriverError:
+                plan = None
+            if plan is None:
+                self.session.typed = ""
+                self._other_amount = False
+                self.show("amount_entry", message=f"{money(amount)} cannot be dispensed here")
+                return
+        self.session.amount = amount
+        self.fire("authorise")
+
+    def on_enter_new_pin_entry(self) -> None:
+        assert self.session is not None
+        self.session.new_pin = None
+        self.pin_pad.start_pin_entry(
+            self.session.card.pan,
+            pin_block_format=self.config.pin_block_format,
+            timeout_seconds=int(self.config.session_timeout_seconds),
+        )
+        self.session.typed = ""
+        self.show("new_pin_entry", prompt="Enter your new PIN", masked_pin="")
+
+    def _poll_new_pin_entry(self) -> None:
+        assert self.session is not None
+        for event in self.pin_pad.poll_events():
+            self._touch()
+            if event.kind == "digit":
+                self.session.typed += "*"
+                self.show(
+                    "new_pin_entry", prompt="Enter your new PIN", masked_pin=self.session.typed
+                )
+            elif event.kind in ("cancel", "timeout"):
+                self.fire("end_session")
+                return
+            elif event.kind == "enter":
+                block = self.pin_pad.get_pin_block()
+                self.session.new_pin = PinBlock(block.block, block.format, block.ksn)
+                self.fire("authorise")
+                return
+        self._check_inactivity()
+
+    # ----- inactivity -----------------------------------------------------------------------
+
+    def _check_inactivity(self) -> None:
+        idle_for = self.clock.monotonic() - self._last_input
+        if not self._asking_more_time and idle_for >= self.config.session_timeout_seconds:
+            self._asking_more_time = True
+            self._screen_before_more_time = self.screen
+            self.show("more_time")
+            self.journal.record("inactivity", state=self.state)
+        elif self._asking_more_time and idle_for >= (
+            self.config.session_timeout_seconds + MORE_TIME_SECONDS
+        ):
+            self._asking_more_time = False
+            self.journal.record("session_timeout", state=self.state)
+            self.fire("end_session")
+
+    def _answer_more_time(self, event: str) -> bool:
+        """Handle the answer to "Do you need more time?"; True if the event was that answer."""
+        if self.screen.name != "more_time":
+            return False
+        if event == "confirm":
+            self._asking_more_time = False
+            previous = self._screen_before_more_time
+            self.screen = previous
+            for listener in self.screen_listeners:
+                listener(previous)
+        else:
+            self.fire("end_session")
+        return True
+
+    # ----- authorisation --------------------------------------------------------------------
+
+    def on_enter_authorising(self) -> None:
+        session = self.session
+        assert session is not None and session.pin is not None
+        self.show("authorising")
+        card, pin, kind = session.card, session.pin, session.transaction
+        try:
+            if kind == "withdrawal":
+                reply = self.host.withdraw(card, pin, session.account, session.amount)
+            elif kind == "balance":
+                reply = self.host.balance(card, pin, session.account)
+            elif kind == "transfer":
+                other = "savings" if session.account == "checking" else "checking"
+                reply = self.host.transfer(card, pin, session.account, other, session.amount)
+            elif kind == "statement":
+                reply = self.host.mini_statement(card, pin, session.account)
+            else:
+                assert session.new_pin is not None
+                reply = self.host.change_pin(card, pin, session.new_pin)
+        except HostUnavailable as err:
+            # A withdrawal whose reply was lost may have been approved: reverse it blind.
+            self.journal.record("host_unavailable", step=kind, error=str(err))
+            self._eject_with("closing")
+            return
+        self.journal.record(
+            "authorisation",
+            transaction=kind,
+            stan=reply.stan,
+            code=reply.response_code,
+            amount=session.amount,
+            pan=card.pan,
+        )
+        if not reply.approved:
+            self._decline(reply.response_code)
+            return
+        if kind == "withdrawal":
+            session.withdrawal = reply
+            self.journal.record("authorised", stan=reply.stan, amount=session.amount)
+            self.fire("dispense")
+            return
+        self._show_result(kind, reply)
+
+    def _decline(self, code: str) -> None:
+        reasons = {
+            "51": "Insufficient funds",
+            "61": "Daily limit exceeded",
+            "55": "Incorrect PIN",
+            "75": "Too many incorrect PINs",
+            "54": "Card expired",
+            "14": "Card not recognised",
+            "57": "Not permitted",
+        }
+        self._result_screen = ("declined", {"reason": reasons.get(code, f"Code {code}")})
+        if self.state == "verifying_pin":
+            self._eject_with("closing")
+        else:
+            self.fire("show_result")
+
+    def _show_result(self, kind: str, reply: HostReply) -> None:
+        assert self.session is not None
+        symbol = self.config.currency_symbol
+        if kind == "balance":
+            body = f"Available {money(reply.available_balance or 0, symbol)}"
+            self.session.receipt += [
+                f"BALANCE {self.session.account.upper()}",
+                f"LEDGER    {money(reply.ledger_balance or 0, symbol)}",
+                f"AVAILABLE {money(reply.available_balance or 0, symbol)}",
+            ]
+            title = "Your balance"
+        elif kind == "transfer":
+            body = f"Transferred {money(self.session.amount, symbol)}"
+            self.session.receipt.append(f"TRANSFER {money(self.session.amount, symbol)}")
+            title = "Transfer done"
+        elif kind == "statement":
+            rows = [
+                f"{str(line.get('date', ''))[:10]} {money(int(line.get('amount', 0)), symbol)}"
+                for line in reply.statement
+            ]
+            body = "\n".join(rows) or "No recent entries"
+            self.session.receipt += ["MINI STATEMENT", *rows]
+            title = "Mini statement"
+        else:
+            body, title = "Your PIN has been changed", "PIN changed"
+            self.session.receipt.append("PIN CHANGED")
+        self._result_screen = ("result", {"title": title, "body": body})
+        self.fire("show_result")
+
+    def on_enter_showing_result(self) -> None:
+        name, values = self._result_screen
+        self.show(name, **values)
+        self._touch()
+        if name == "declined":
+            self._set_deadline(3.0, lambda: self.fire("end_session"))
+
+    def _poll_showing_result(self) -> None:
+        event = self._function_event()
+        if event is None:
+            self._check_inactivity()
+            return
+        if self._answer_more_time(event):
+            return
+        if event == "confirm" and self.screen.name == "result":
+            self.fire("another")
+        elif event == "cancel":
+            self._clear_deadline()
+            self.fire("end_session")
+
+    # ----- cash -----------------------------------------------------------------------------
+
+    def on_enter_dispensing(self) -> None:
+        session = self.session
+        assert session is not None and session.withdrawal is not None
+        reply = session.withdrawal
+        self.show("dispensing")
+        try:
+            status = self.dispenser.status()
+            plan = self.plan_notes(session.amount, status.cassettes)
+            if plan is None:
+                raise DriverError("the cassettes can no longer make up the amount")
+            self.journal.record(
+                "dispense_started",
+                stan=reply.stan,
+                amount=session.amount,
+                notes={str(k): v for k, v in plan.items()},
+            )
+            result = self.dispenser.dispense(plan, transaction=self._next_transaction_number())
+            self.journal.record(
+                "notes_counted",
+                stan=reply.stan,
+                amount=result.amount,
+                ok=result.ok,
+                error=result.error,
+            )
+            if not result.ok or result.amount != session.amount:
+                raise DriverError(f"dispense failed: {result.error or 'short count'}")
+        except DriverError as err:
+            self._abandon_cash(reply, str(err))
+            self._result_screen = ("declined", {"reason": "Unable to dispense cash"})
+            self.fire("show_result")
+            return
+        session.staged_amount = session.amount
+        self.fire("cash_staged")
+
+    def _abandon_cash(self, reply: HostReply, reason: str) -> None:
+        """Notes that will not be presented go to the reject bin; the host gets a reversal."""
+        assert self.session is not None
+        log.warning("withdrawal %s abandoned: %s", reply.stan, reason)
+        try:
+            purged = self.dispenser.purge()
+            self.journal.record("purged", stan=reply.stan, notes=purged)
+        except DriverError as err:
+            self.journal.record("purge_failed", stan=reply.stan, error=str(err))
+        self.cash_available = self._dispenser_can_pay()
+        self._queue_advice("reversal", reply, self.session.amount, 0)
+        self.session.staged_amount = 0
+
+    def on_enter_ejecting_card(self) -> None:
+        self._clear_deadline()
+        session = self.session
+        screen = getattr(self, "_eject_screen", "ejecting_card")
+        self._eject_screen = "ejecting_card"
+        if session is None:
+            self.fire("close")
+            return
+        with contextlib.suppress(DriverError):
+            self.pin_pad.stop_entry()
+        if screen == "ejecting_card":
+            self.show(
+                "ejecting_card", notice="Your cash will follow" if session.staged_amount else ""
+            )
+        else:
+            self.show(screen, notice="")
+        try:
+            self.card_reader.eject()
+        except DriverError as err:
+            self.journal.record("eject_failed", error=str(err))
+            self._card_not_taken()
+            return
+        self.journal.record("card_ejected", pan=session.card.pan)
+        self._set_deadline(self.config.card_take_seconds, self._card_not_taken)
+
+    def _poll_ejecting_card(self) -> None:
+        if self.card_reader.status().media == "none":
+            self._clear_deadline()
+            assert self.session is not None
+            self.journal.record("card_taken")
+            if self.session.staged_amount:
+                self.fire("present_cash")
+            elif self.session.receipt and self.session.want_receipt:
+                self.fire("print_receipt")
+            else:
+                self.fire("close")
+
+    def _card_not_taken(self) -> None:
+        assert self.session is not None
+        self.journal.record("card_not_taken")
+        reply = self.session.withdrawal
+        if self.session.staged_amount and reply is not None:
+            self._abandon_cash(reply, "card not taken")
+        self.session.capture = True
+        self.fire("retain_card")
+
+    def on_enter_presenting_cash(self) -> None:
+        session = self.session
+        assert session is not None and session.withdrawal is not None
+        reply = session.withdrawal
+        try:
+            result = self.dispenser.present()
+            if not result.ok:
+                raise DriverError(f"present failed: {result.error}")
+        except DriverError as err:
+            self._abandon_cash(reply, str(err))
+            session.receipt.append("WITHDRAWAL FAILED - NOT DEBITED")
+            self.fire("print_receipt")
+            return
+        self.journal.record("presented", stan=reply.stan, amount=result.presented_amount)
+        self.show("presenting_cash", amount=money(session.amount, self.config.currency_symbol))
+        self._set_deadline(self.config.cash_take_seconds, self._cash_not_taken)
+
+    def _poll_presenting_cash(self) -> None:
+        if not self.dispenser.taken():
+            return
+        session = self.session
+        assert session is not None and session.withdrawal is not None
+        self._clear_deadline()
+        self.journal.record("taken", stan=session.withdrawal.stan, amount=session.amount)
+        session.handed_out = session.amount
+        session.staged_amount = 0
+        session.receipt.append(f"WITHDRAWAL {money(session.amount, self.config.currency_symbol)}")
+        self._queue_advice("completion", session.withdrawal, session.amount, session.amount)
+        self.cash_available = self._dispenser_can_pay()
+        self.fire("print_receipt")
+
+    def _cash_not_taken(self) -> None:
+        session = self.session
+        assert session is not None and session.withdrawal is not None
+        reply = session.withdrawal
+        try:
+            retracted = self.dispenser.retract()
+            retracted_amount = int(retracted.amount)
+        except DriverError as err:
+            # Unknown how many notes were taken: the operator must count the retract bin.
+            self.journal.record("suspect", stan=reply.stan, error=str(err))
+            retracted_amount = 0
+        handed_out = max(session.amount - retracted_amount, 0)
+        self.journal.record("retracted", stan=reply.stan, amount=retracted_amount)
+        session.staged_amount = 0
+        session.handed_out = handed_out
+        if handed_out == session.amount:
+            self._queue_advice("completion", reply, session.amount, handed_out)
+        else:
+            self._queue_advice("reversal", reply, session.amount, handed_out)
+        session.receipt.append("CASH RETRACTED - NOT DEBITED" if not handed_out else "CASH TAKEN")
+        self.cash_available = self._dispenser_can_pay()
+        self.fire("print_receipt")
+
+    # ----- receipt, capture, close ----------------------------------------------------------
+
+    def on_enter_printing(self) -> None:
+        session = self.session
+        assert session is not None
+        self.show("printing")
+        lines = [
+            self.clock.now().strftime("%Y-%m-%d %H:%M:%S"),
+            f"TERMINAL {self.config.terminal_id}",
+            f"CARD {mask_pan(session.card.pan)}",
+            *session.receipt,
+        ]
+        try:
+            self.printer.print_receipt(lines, title="ATM RECEIPT")
+            self.journal.record("receipt_printed", lines=len(lines))
+        except DriverError as err:
+            self.journal.record("receipt_failed", error=str(err))
+            self.receipts_available = False
+        self.fire("close")
+
+    def on_enter_capturing_card(self) -> None:
+        self._clear_deadline()
+        self.show("capturing_card")
+        assert self.session is not None
+        try:
+            self.card_reader.capture()
+            self.journal.record("card_captured", pan=self.session.card.pan)
+        except DriverError as err:
+            self.journal.record("capture_failed", error=str(err))
+        self._set_deadline(2.0, lambda: self.fire("close"))
+
+    def on_enter_closing(self) -> None:
+        self._clear_deadline()
+        self.show("closing", notice="")
+        self.journal.record("session_closed")
+        self._set_deadline(1.0, lambda: self.fire("done"))

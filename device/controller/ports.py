@@ -1,0 +1,110 @@
+"""What the controller needs of each device driver and of the host link, as typed protocols.
+
+The real drivers (device/drivers) and the ISO 8583 host link satisfy these; unit tests use mocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class CardReaderPort(Protocol):
+    def initialise(self) -> None: ...
+    def status(self) -> Any: ...  # .media: "none" | "gate" | "inside" | "jammed"
+    def enable_entry(self) -> None: ...
+    def disable_entry(self) -> None: ...
+    def read_tracks(self) -> Any: ...  # .pan, .expiry, .service_code
+    def eject(self) -> None: ...
+    def capture(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class PinPadPort(Protocol):
+    def status(self) -> Any: ...  # .keys_loaded, .tampered
+    def start_plain_entry(self) -> None: ...
+    def stop_entry(self) -> None: ...
+    def start_pin_entry(
+        self,
+        pan: str,
+        *,
+        pin_block_format: int = 0,
+        min_length: int = 4,
+        max_length: int = 12,
+        timeout_seconds: int = 30,
+    ) -> None: ...
+    def poll_events(self, timeout: float = 0.0) -> list[Any]: ...  # .kind, .value
+    def get_pin_block(self) -> Any: ...  # .block, .format, .ksn
+    def cancel(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class CashDispenserPort(Protocol):
+    def status(self) -> Any: ...  # .cassettes, .stacker_notes, .presented_notes, .device_ok
+    def dispense(self, notes: dict[int, int], *, transaction: int) -> Any: ...
+    def present(self) -> Any: ...
+    def taken(self) -> bool: ...
+    def retract(self) -> Any: ...
+    def purge(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class ReceiptPrinterPort(Protocol):
+    def status(self) -> Any: ...  # .online, .paper
+    def print_receipt(
+        self, lines: list[str], *, title: str | None = None, qr: str | None = None
+    ) -> None: ...
+    def close(self) -> None: ...
+
+
+class HostUnavailable(ConnectionError):
+    """The host could not be reached, or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class CardData:
+    pan: str
+    expiry: str
+    service_code: str = ""
+
+
+@dataclass(frozen=True)
+class PinBlock:
+    block: bytes
+    format: int
+    ksn: str | None = None
+
+
+@dataclass(frozen=True)
+class HostReply:
+    response_code: str
+    stan: str
+    transmitted_at: dt.datetime
+    ledger_balance: int | None = None
+    available_balance: int | None = None
+    statement: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+    @property
+    def approved(self) -> bool:
+        return self.response_code == "00"
+
+
+class HostPort(Protocol):
+    """The bank as the ATM sees it; each call is one ISO 8583 exchange."""
+
+    def sign_on(self) -> None: ...
+    def echo(self) -> None: ...
+    def verify_pin(self, card: CardData, pin: PinBlock) -> HostReply: ...
+    def balance(self, card: CardData, pin: PinBlock, account: str) -> HostReply: ...
+    def withdraw(self, card: CardData, pin: PinBlock, account: str, amount: int) -> HostReply: ...
+    def transfer(
+        self, card: CardData, pin: PinBlock, from_account: str, to_account: str, amount: int
+    ) -> HostReply: ...
+    def mini_statement(self, card: CardData, pin: PinBlock, account: str) -> HostReply: ...
+    def change_pin(self, card: CardData, pin: PinBlock, new_pin: PinBlock) -> HostReply: ...
+    def complete(self, original_stan: str, transmitted_at: str, amount: int) -> bool: ...
+    def reverse(
+        self, original_stan: str, transmitted_at: str, amount: int, dispensed_amount: int
+    ) -> bool: ...
