@@ -1,0 +1,416 @@
+"""Unit tests of the ATM controller alone: devices and host are in-memory fakes of the ports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from device.advice_queue import AdviceQueue
+from device.clock import VirtualClock
+from device.controller.atm_controller import AtmController, ControllerConfig
+from device.controller.ports import CardData, HostReply, HostUnavailable, PinBlock
+from device.drivers.base import DeviceFault
+from device.journal import Journal
+from device.screens import DEFAULT_SCREENS, load_screens
+
+PAN = "4761739001010010"
+
+
+class FakeCardReader:
+    def __init__(self) -> None:
+        self.media = "none"
+        self.entry_enabled = False
+        self.captured = 0
+
+    def initialise(self) -> None: ...
+    def status(self) -> Any:
+        return SimpleNamespace(media=self.media, retain_bin_full=False)
+
+    def enable_entry(self) -> None:
+        self.entry_enabled = True
+
+    def disable_entry(self) -> None:
+        self.entry_enabled = False
+
+    def read_tracks(self) -> Any:
+        return SimpleNamespace(pan=PAN, expiry="3012", service_code="201")
+
+    def eject(self) -> None:
+        self.media = "gate"
+
+    def capture(self) -> None:
+        self.media = "none"
+        self.captured += 1
+
+    def close(self) -> None: ...
+
+
+class FakePinPad:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.typed = ""
+        self.mode = "idle"
+
+    def key(self, kind: str, value: str = "") -> None:
+        if kind == "digit" and self.mode == "pin_entry":
+            self.typed += value
+            value = "*"
+        self.events.append(SimpleNamespace(kind=kind, value=value))
+
+    def status(self) -> Any:
+        return SimpleNamespace(keys_loaded=True, tampered=False, mode=self.mode)
+
+    def start_plain_entry(self) -> None:
+        self.mode = "plain"
+
+    def stop_entry(self) -> None:
+        self.mode = "idle"
+
+    def start_pin_entry(self, pan: str, **options: Any) -> None:
+        self.mode, self.typed = "pin_entry", ""
+
+    def poll_events(self, timeout: float = 0.0) -> list[Any]:
+        events, self.events = self.events, []
+        return events
+
+    def get_pin_block(self) -> Any:
+        return SimpleNamespace(block=("PIN" + self.typed).encode(), format=0, ksn=None)
+
+    def cancel(self) -> None:
+        self.mode = "idle"
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class FakeDispenser:
+    notes: int = 100
+    stacker: int = 0
+    presented: int = 0
+    customer: int = 0
+    retracted: int = 0
+    rejected: int = 0
+    jam: bool = False
+    taken_flag: bool = False
+
+    def status(self) -> Any:
+        cassette = SimpleNamespace(number=1, denomination=1000, count=self.notes, state="ok")
+        return SimpleNamespace(cassettes=[cassette], device_ok=True, stacker_notes=self.stacker)
+
+    def dispense(self, notes: dict[int, int], *, transaction: int) -> Any:
+        count = notes[1]
+        moved = count // 2 if self.jam else count
+        self.notes -= moved
+        self.stacker += moved
+        ok = not self.jam
+        return SimpleNamespace(ok=ok, amount=moved * 1000, error=None if ok else "jam")
+
+    def present(self) -> Any:
+        self.presented, self.stacker = self.stacker, 0
+        return SimpleNamespace(ok=True, presented_amount=self.presented * 1000, error=None)
+
+    def taken(self) -> bool:
+        if self.taken_flag and self.presented:
+            self.customer += self.presented
+            self.presented = 0
+        return self.taken_flag
+
+    def retract(self) -> Any:
+        count, self.presented = self.presented, 0
+        self.retracted += count
+        return SimpleNamespace(notes=count, amount=count * 1000)
+
+    def purge(self) -> int:
+        count, self.stacker = self.stacker, 0
+        self.rejected += count
+        return count
+
+    def close(self) -> None: ...
+
+
+class FakePrinter:
+    def __init__(self) -> None:
+        self.receipts: list[list[str]] = []
+        self.paper = "adequate"
+
+    def status(self) -> Any:
+        return SimpleNamespace(online=True, paper=self.paper)
+
+    def print_receipt(self, lines: list[str], **options: Any) -> None:
+        self.receipts.append(lines)
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class FakeHost:
+    funds: int = 100_000
+    good_pin: bytes = b"PIN1234"
+    wrong_pins: int = 0
+    down: bool = False
+    stan: int = 0
+    holds: dict[str, int] = field(default_factory=dict)
+    completions: list[tuple[str, int]] = field(default_factory=list)
+    reversals: list[tuple[str, int]] = field(default_factory=list)
+
+    def _reply(self, code: str) -> HostReply:
+        if self.down:
+            raise HostUnavailable("connection refused")
+        self.stan += 1
+        now = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+        return HostReply(code, f"{self.stan:06d}", now, self.funds, self.funds)
+
+    def sign_on(self) -> None:
+        self._reply("00")
+
+    def echo(self) -> None:
+        self._reply("00")
+
+    def verify_pin(self, card: CardData, pin: PinBlock) -> HostReply:
+        if pin.block == self.good_pin:
+            return self._reply("00")
+        self.wrong_pins += 1
+        return self._reply("75" if self.wrong_pins >= 3 else "55")
+
+    def balance(self, card: CardData, pin: PinBlock, account: str) -> HostReply:
+        return self._reply("00")
+
+    def withdraw(self, card: CardData, pin: PinBlock, account: str, amount: int) -> HostReply:
+        if amount > self.funds:
+            return self._reply("51")
+        reply = self._reply("00")
+        self.holds[reply.stan] = amount
+        return reply
+
+    def transfer(self, card: CardData, pin: PinBlock, a: str, b: str, amount: int) -> HostReply:
+        return self._reply("00")
+
+    def mini_statement(self, card: CardData, pin: PinBlock, account: str) -> HostReply:
+        return self._reply("00")
+
+    def change_pin(self, card: CardData, pin: PinBlock, new_pin: PinBlock) -> HostReply:
+        return self._reply("00")
+
+    def complete(self, original_stan: str, transmitted_at: str, amount: int) -> bool:
+        if self.down:
+            raise HostUnavailable("down")
+        self.completions.append((original_stan, amount))
+        self.funds -= amount
+        return True
+
+    def reverse(self, stan: str, transmitted_at: str, amount: int, dispensed: int) -> bool:
+        if self.down:
+            raise HostUnavailable("down")
+        self.reversals.append((stan, dispensed))
+        self.funds -= dispensed
+        return True
+
+
+def plan_notes(amount: int, cassettes: Any) -> dict[int, int] | None:
+    if amount % 1000 or amount // 1000 > cassettes[0].count:
+        return None
+    return {1: amount // 1000}
+
+
+@dataclass
+class Rig:
+    atm: AtmController
+    reader: FakeCardReader
+    pad: FakePinPad
+    dispenser: FakeDispenser
+    printer: FakePrinter
+    host: FakeHost
+    clock: VirtualClock
+    journal: Journal
+
+    def run(self, steps: int = 20, advance: float = 0.0) -> None:
+        for _ in range(steps):
+            self.atm.step()
+            if advance:
+                self.clock.advance(advance)
+
+    def insert_card_and_pin(self, pin: str = "1234") -> None:
+        self.reader.media = "inside"
+        self.run(2)
+        for digit in pin:
+            self.pad.key("digit", digit)
+        self.pad.key("enter")
+        self.run(3)
+
+    def press(self, key: str) -> None:
+        self.pad.key("function", key)
+        self.run(3)
+
+    def events(self) -> list[str]:
+        return [e.event for e in self.journal.entries()]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    clock = VirtualClock()
+    journal = Journal(tmp_path / "journal.jsonl")
+    parts = FakeCardReader(), FakePinPad(), FakeDispenser(), FakePrinter(), FakeHost()
+    atm = AtmController(
+        card_reader=parts[0],
+        pin_pad=parts[1],
+        dispenser=parts[2],
+        printer=parts[3],
+        host=parts[4],
+        journal=journal,
+        advices=AdviceQueue(tmp_path / "advices.jsonl"),
+        screens=load_screens(DEFAULT_SCREENS),
+        clock=clock,
+        config=ControllerConfig(terminal_id="ATM00001"),
+        plan_notes=plan_notes,
+    )
+    atm.start()
+    yield Rig(atm, *parts, clock, journal)
+    journal.close()
+
+
+def test_withdrawal_returns_card_before_cash_and_completes(rig: Rig) -> None:
+    assert rig.atm.state == "idle"
+    rig.insert_card_and_pin()
+    assert rig.atm.state == "transaction_menu"
+    rig.press("F1")  # withdraw
+    rig.press("F1")  # checking
+    rig.press("F2")  # 50.00
+    assert rig.atm.state == "ejecting_card"
+    assert rig.dispenser.stacker == 5 and rig.dispenser.presented == 0
+    rig.reader.media = "none"  # customer takes the card
+    rig.run(2)
+    assert rig.atm.state == "presenting_cash"
+    rig.dispenser.taken_flag = True
+    rig.run(5, advance=0.5)
+    assert rig.atm.state == "idle"
+    assert rig.dispenser.customer == 5
+    assert rig.host.completions == [("000003", 5000)]
+    assert rig.host.funds == 95_000
+    assert any("WITHDRAWAL EUR 50.00" in line for line in rig.printer.receipts[0])
+    order = [e for e in rig.events() if e in ("authorised", "card_taken", "presented", "taken")]
+    assert order == ["authorised", "card_taken", "presented", "taken"]
+
+
+def test_cash_not_taken_is_retracted_and_reversed(rig: Rig) -> None:
+    rig.insert_card_and_pin()
+    rig.press("F1")
+    rig.press("F1")
+    rig.press("F3")  # 100.00
+    rig.reader.media = "none"
+    rig.run(2)
+    assert rig.atm.state == "presenting_cash"
+    rig.clock.advance(31)
+    rig.run(5, advance=0.5)
+    assert rig.dispenser.retracted == 10 and rig.dispenser.customer == 0
+    assert rig.host.reversals == [("000003", 0)]
+    assert rig.host.funds == 100_000
+    assert rig.atm.state == "idle"
+
+
+def test_card_not_taken_is_captured_and_cash_never_presented(rig: Rig) -> None:
+    rig.insert_card_and_pin()
+    rig.press("F1")
+    rig.press("F1")
+    rig.press("F2")
+    rig.clock.advance(31)
+    rig.run(8, advance=1.0)
+    assert rig.reader.captured == 1
+    assert rig.dispenser.rejected == 5 and rig.dispenser.presented == 0
+    assert rig.host.reversals == [("000003", 0)]
+
+
+def test_jam_mid_dispense_purges_and_reverses_in_full(rig: Rig) -> None:
+    rig.dispenser.jam = True
+    rig.insert_card_and_pin()
+    rig.press("F1")
+    rig.press("F1")
+    rig.press("F4")  # 200.00
+    assert rig.atm.screen.name == "declined"
+    assert rig.dispenser.rejected == 10 and rig.dispenser.customer == 0
+    assert rig.host.reversals == [("000003", 0)]
+    assert "purged" in rig.events()
+
+
+def test_three_wrong_pins_capture_the_card(rig: Rig) -> None:
+    rig.insert_card_and_pin("1111")
+    assert rig.atm.state == "pin_entry"
+    assert "Incorrect PIN" in rig.atm.screen.text()
+    for _ in range(2):
+        for digit in "9999":
+            rig.pad.key("digit", digit)
+        rig.pad.key("enter")
+        rig.run(3)
+    assert rig.atm.state == "capturing_card"
+    assert rig.reader.captured == 1
+
+
+def test_amount_the_cassettes_cannot_make_is_refused_before_the_host(rig: Rig) -> None:
+    rig.insert_card_and_pin()
+    rig.press("F1")
+    rig.press("F1")
+    rig.press("F5")  # other amount
+    for digit in "25":  # 25.00 is not a multiple of the 10.00 note
+        rig.pad.key("digit", digit)
+    rig.pad.key("enter")
+    rig.run(3)
+    assert rig.atm.state == "amount_entry"
+    assert "cannot be dispensed" in rig.atm.screen.text()
+    assert rig.host.holds == {}
+
+
+def test_stray_keys_are_ignored(rig: Rig) -> None:
+    rig.pad.key("function", "F3")
+    rig.pad.key("digit", "7")
+    rig.run(3)
+    assert rig.atm.state == "idle"
+    assert rig.atm.fire("dispense") is False
+    assert rig.atm.state == "idle"
+
+
+def test_inactivity_asks_for_more_time_then_ends_the_session(rig: Rig) -> None:
+    rig.insert_card_and_pin()
+    rig.clock.advance(121)
+    rig.run(1)
+    assert rig.atm.screen.name == "more_time"
+    rig.press("F4")  # yes
+    assert rig.atm.screen.name == "transaction_menu"
+    rig.clock.advance(121)
+    rig.run(1)
+    rig.clock.advance(31)
+    rig.run(1)
+    assert rig.atm.state == "ejecting_card"
+
+
+def test_cancel_returns_the_card(rig: Rig) -> None:
+    rig.insert_card_and_pin()
+    rig.press("F8")
+    assert rig.atm.state == "ejecting_card" and rig.reader.media == "gate"
+
+
+def test_host_down_takes_the_atm_out_of_service_until_it_returns(rig: Rig) -> None:
+    rig.host.down = True
+    rig.run(1, advance=6)
+    rig.run(1)
+    assert rig.atm.state == "out_of_service"
+    rig.host.down = False
+    rig.clock.advance(6)
+    rig.run(2)
+    assert rig.atm.state == "idle"
+
+
+def test_no_paper_still_serves_without_receipt(rig: Rig) -> None:
+    rig.printer.paper = "out"
+    rig.insert_card_and_pin()
+    assert "No receipts" in rig.atm.screen.text()
+
+
+def test_device_fault_in_idle_goes_out_of_service(rig: Rig, mocker: Any) -> None:
+    mocker.patch.object(rig.reader, "status", side_effect=DeviceFault("jammed", "10"))
+    rig.run(1)
+    assert rig.atm.state == "out_of_service"

@@ -1,0 +1,44 @@
+"""The screen set is data: checked on load, rendered with placeholders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from device.controller.atm_controller import STATES
+from device.screens import DEFAULT_SCREENS, ScreenError, load_screens
+
+
+def test_default_screen_set_renders_placeholders() -> None:
+    screens = load_screens(DEFAULT_SCREENS)
+    shown = screens.render("presenting_cash", amount="EUR 50.00")
+    assert shown.lines == ("Please take your cash", "EUR 50.00")
+    menu = screens.render("transaction_menu")
+    assert menu.keys["F1"].event == "choose_withdrawal"
+    assert "[F8] Cancel" in menu.text()
+
+
+def test_every_waiting_state_has_a_screen() -> None:
+    screens = load_screens(DEFAULT_SCREENS)
+    missing = {s for s in STATES if s not in screens.screens} - {"showing_result"}
+    assert missing == set()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("version: 2\nscreens: {}\n", "version"),
+        ("version: 1\nscreens:\n  idle: {lines: hello}\n", "screens.idle"),
+        ("version: 1\nscreens:\n  idle: {lines: [a], keys: {F9: {label: x, event: y}}}\n", "F9"),
+        ("version: 1\nscreens: [unclosed\n", "cannot read"),
+    ],
+)
+def test_invalid_screen_set_is_refused_with_the_reason(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = tmp_path / "screens.yaml"
+    path.write_text(text)
+    with pytest.raises(ScreenError) as caught:
+        load_screens(path)
+    assert str(path) in str(caught.value) and fragment in str(caught.value)
