@@ -28,6 +28,7 @@ from device.controller.ports import (
 )
 from device.drivers.base import DriverError
 from device.journal import Journal, mask_pan
+from device.recovery import recover
 from device.screens import RenderedScreen, ScreenSet
 
 log = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ class AtmController:
         self._last_input = 0.0
         self._asking_more_time = False
         self._next_health_check = 0.0
-        self._transaction_number = 0
+        self.recovery_report: list[str] = []
         self._eject_screen = "ejecting_card"
         self._other_amount = False
         self._result_screen: tuple[str, dict[str, str]] = ("result", {})
@@ -245,15 +246,18 @@ class AtmController:
         if self._asking_more_time:
             self._asking_more_time = False
 
-    def _next_transaction_number(self) -> int:
-        self._transaction_number = (self._transaction_number + 1) % 100
-        return self._transaction_number
-
     # ----- the loop -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Self-test every device and sign on; then idle or out of service."""
+    def start(self) -> list[str]:
+        """Settle what a power failure left open, self-test every device and sign on.
+
+        Returns what recovery did, one line per withdrawal it settled.
+        """
+        self.recovery_report = recover(self.journal, self.advices, self.dispenser)
+        for line in self.recovery_report:
+            log.warning("recovery: %s", line)
         self.on_enter_starting()
+        return self.recovery_report
 
     def step(self) -> None:
         """Poll the devices once, act on what they report, and run due timers."""
@@ -739,7 +743,12 @@ class AtmController:
             return
         if kind == "withdrawal":
             session.withdrawal = reply
-            self.journal.record("authorised", stan=reply.stan, amount=session.amount)
+            self.journal.record(
+                "authorised",
+                stan=reply.stan,
+                amount=session.amount,
+                transmitted_at=reply.transmitted_at.isoformat(),
+            )
             self.fire("dispense")
             return
         self._show_result(kind, reply)
@@ -827,7 +836,9 @@ class AtmController:
                 amount=session.amount,
                 notes={str(k): v for k, v in plan.items()},
             )
-            result = self.dispenser.dispense(plan, transaction=self._next_transaction_number())
+            # The STAN differs for every request, across restarts too, so the device can tell a
+            # re-sent dispense (same number) from a new one.
+            result = self.dispenser.dispense(plan, transaction=int(reply.stan) % 100)
             self.journal.record(
                 "notes_counted",
                 stan=reply.stan,

@@ -101,7 +101,12 @@ class FakeDispenser:
 
     def status(self) -> Any:
         cassette = SimpleNamespace(number=1, denomination=1000, count=self.notes, state="ok")
-        return SimpleNamespace(cassettes=[cassette], device_ok=True, stacker_notes=self.stacker)
+        return SimpleNamespace(
+            cassettes=[cassette],
+            device_ok=True,
+            stacker_notes=self.stacker,
+            presented_notes=self.presented,
+        )
 
     def dispense(self, notes: dict[int, int], *, transaction: int) -> Any:
         count = notes[1]
