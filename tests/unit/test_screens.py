@@ -42,3 +42,9 @@ def test_invalid_screen_set_is_refused_with_the_reason(
     with pytest.raises(ScreenError) as caught:
         load_screens(path)
     assert str(path) in str(caught.value) and fragment in str(caught.value)
+
+
+def test_state_diagram_in_docs_is_current() -> None:
+    from device.controller.diagram import DIAGRAM_DOC, diagram_document
+
+    assert DIAGRAM_DOC.read_text(encoding="utf-8") == diagram_document()
