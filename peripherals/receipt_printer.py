@@ -1,0 +1,414 @@
+"""The emulated ESC/POS receipt printer: a finite paper roll, cut receipts, real-time status.
+
+Receipts (ending at a cut, or where printing stopped) are kept as text and PNG; faults stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from peripherals.emulator import Clock, Emulator
+from peripherals.faults import FaultMode
+from peripherals.receipt_render import (
+    Element,
+    PrintedBarcode,
+    PrintedImage,
+    PrintedLine,
+    PrintedSymbol,
+    paper_lines,
+    render_png,
+    render_text,
+)
+from peripherals.wire import escpos
+from peripherals.wire.escpos import Align, PaperLevel, PrinterCondition
+
+
+class ReceiptPrinterConfigError(ValueError):
+    """A receipt printer config section that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One piece of paper out of the printer: `cut` is False when printing stopped before a cut.
+
+    `png` is the image's bytes, or its path when the printer has a state directory.
+    """
+
+    text: str
+    png: bytes | Path
+    cut: bool
+    elements: tuple[Element, ...] = ()
+
+    def png_bytes(self) -> bytes:
+        return self.png.read_bytes() if isinstance(self.png, Path) else self.png
+
+
+@dataclass
+class _Style:
+    align: Align = Align.LEFT
+    bold: bool = False
+    underline: bool = False
+    width: int = 1
+    height: int = 1
+    barcode_height: int = 162
+    barcode_hri: int = 0
+    qr_module: int = 3
+
+
+@dataclass
+class _Job:
+    """The paper printed since the last cut."""
+
+    elements: list[Element] = field(default_factory=list)
+    text: str = ""
+    text_width: int = 1  # width multiplier of the text in the line buffer
+    band: PrintedImage | None = None  # ESC * bands gathered into one image
+
+
+#: Faults that are device states (they hold while armed); "once" and "on_command" ones latch.
+STATE_FAULTS = ("paper_near_end", "paper_out", "jam", "cover_open", "unresponsive")
+
+
+class ReceiptPrinterEmulator(Emulator):
+    """An 80 mm thermal receipt printer speaking ESC/POS, with a paper roll of finite length."""
+
+    NAME = "receipt_printer"
+    FAULTS = frozenset(STATE_FAULTS)
+
+    MAX_RECEIPTS: ClassVar[int] = 500
+    MAX_ELEMENTS: ClassVar[int] = 5000  # one receipt longer than this is torn off uncut
+
+    def __init__(
+        self,
+        clock: Clock = time.monotonic,
+        *,
+        paper_length_lines: int = 2000,
+        near_end_lines: int = 100,
+        columns: int = 42,
+        state_dir: Path | None = None,
+    ) -> None:
+        super().__init__(clock)
+        if paper_length_lines < 1 or not 0 <= near_end_lines < paper_length_lines:
+            raise ReceiptPrinterConfigError(
+                f"receipt printer: need paper_length_lines >= 1 and 0 <= near_end_lines < "
+                f"paper_length_lines, got {paper_length_lines} and {near_end_lines}"
+            )
+        if not 16 <= columns <= 96:
+            raise ReceiptPrinterConfigError(f"receipt printer: columns {columns} not in 16..96")
+        self.paper_length_lines = paper_length_lines
+        self.near_end_lines = near_end_lines
+        self.columns = columns
+        self.state_dir = state_dir
+        self.remaining_lines = paper_length_lines
+        self.unknown_commands = 0
+        self.dropped_commands = 0
+        self._parser = escpos.EscPosParser()
+        self._style = _Style()
+        self._job = _Job()
+        self._symbols: dict[int, bytes] = {}
+        self._graphic: escpos.RasterImage | None = None
+        self._latched: set[str] = set()
+        self._receipts: deque[Receipt] = deque(maxlen=self.MAX_RECEIPTS)
+        self._printed = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        section: Mapping[str, Any],
+        *,
+        clock: Clock = time.monotonic,
+        state_dir: Path | None = None,
+    ) -> ReceiptPrinterEmulator:
+        """Build from a config section like {"paper_length_lines": 2000, "near_end_lines": 100}."""
+        known = {"paper_length_lines", "near_end_lines", "columns"}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ReceiptPrinterConfigError(
+                f"receipt printer: unknown keys {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        values: dict[str, int] = {}
+        for key in known & set(section):
+            value = section[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ReceiptPrinterConfigError(
+                    f"receipt printer: {key} must be an integer, got {value!r}"
+                )
+            values[key] = value
+        return cls(clock, state_dir=state_dir, **values)
+
+    # ----- what the operator and tests see -------------------------------------------------
+
+    @property
+    def receipts(self) -> list[Receipt]:
+        with self.lock:
+            return list(self._receipts)
+
+    def pending_text(self) -> str:
+        """What is printed since the last cut (not yet a receipt)."""
+        with self.lock:
+            return render_text(self._job.elements, self.columns)
+
+    def condition(self) -> PrinterCondition:
+        with self.lock:
+            if self._fault_on("paper_out") or self.remaining_lines <= 0:
+                paper = PaperLevel.OUT
+            elif self._fault_on("paper_near_end") or self.remaining_lines <= self.near_end_lines:
+                paper = PaperLevel.NEAR_END
+            else:
+                paper = PaperLevel.ADEQUATE
+            return PrinterCondition(
+                cover_open=self._fault_on("cover_open"),
+                paper=paper,
+                cutter_error=self._fault_on("jam"),
+            )
+
+    def load_paper(self) -> None:
+        """A fresh roll."""
+        with self.lock:
+            self.remaining_lines = self.paper_length_lines
+
+    def clear_fault(self, name: str | None = None) -> None:
+        """Clear an armed fault and its latched state (the operator fixed the printer)."""
+        with self.lock:
+            self.faults.clear(name)
+            if name is None:
+                self._latched.clear()
+            else:
+                self._latched.discard(name)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            condition = self.condition()
+            return {
+                **super().status(),
+                "online": not condition.offline,
+                "paper": condition.paper.value,
+                "cover_open": condition.cover_open,
+                "jammed": condition.cutter_error,
+                "responsive": not self._fault_on("unresponsive"),
+                "remaining_lines": self.remaining_lines,
+                "receipts": len(self._receipts),
+                "unknown_commands": self.unknown_commands,
+                "dropped_commands": self.dropped_commands,
+            }
+
+    # ----- faults ----------------------------------------------------------------------------
+
+    def _fault_on(self, name: str) -> bool:
+        if name in self._latched:
+            return True
+        return any(f.name == name and f.mode is FaultMode.PERSISTENT for f in self.faults.active())
+
+    def _count_command(self) -> None:
+        self.faults.command_seen()
+        for fault in self.faults.active():
+            if fault.mode is not FaultMode.PERSISTENT and self.faults.take(fault.name):
+                self._latched.add(fault.name)
+
+    # ----- the byte stream -------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        if self._fault_on("unresponsive"):
+            return  # hung firmware: nothing is parsed, printed or answered
+        for event in self._parser.feed(data):
+            if not isinstance(event, escpos.Text):
+                self._count_command()
+                if self._fault_on("unresponsive"):
+                    return
+            self._handle(event)
+
+    def _handle(self, event: escpos.Event) -> None:
+        style = self._style
+        match event:
+            case escpos.RealTimeStatus(kind=kind):
+                answer = escpos.status_byte(kind, self.condition())
+                if answer is not None:
+                    self.send(bytes((answer,)))
+            case escpos.TransmitStatus(kind=kind):
+                answer = escpos.gs_r_byte(kind, self.condition())
+                if answer is not None:
+                    self.send(bytes((answer,)))
+            case escpos.Text(text=text):
+                self._add_text(text)
+            case escpos.Tab():
+                self._add_text(" " * (8 - len(self._job.text) % 8))
+            case escpos.LineFeed():
+                self._end_line(force=True)
+            case escpos.Feed(lines=lines):
+                printed = self._end_line(force=False)
+                for _ in range(lines - 1 if printed else lines):
+                    self._print(PrintedLine("", style.align))
+            case escpos.Cut(feed_lines=feed_lines):
+                self._end_line(force=False)
+                for _ in range(feed_lines):
+                    self._print(PrintedLine("", style.align))
+                self._cut()
+            case escpos.Initialise():
+                self._style = _Style()
+                self._job.text = ""
+                self._job.band = None
+            case escpos.SetBold(on=on):
+                style.bold = on
+            case escpos.SetUnderline(dots=dots):
+                style.underline = dots > 0
+            case escpos.SetSize(width=width, height=height):
+                style.width, style.height = width, height
+            case escpos.SetPrintMode():
+                style.bold, style.underline = event.bold, event.underline
+                style.width = 2 if event.double_width else 1
+                style.height = 2 if event.double_height else 1
+            case escpos.SetAlign(align=align):
+                style.align = align
+            case escpos.SetBarcodeHeight(dots=dots):
+                style.barcode_height = max(1, dots)
+            case escpos.SetBarcodeHri(position=position):
+                style.barcode_hri = position
+            case escpos.Barcode(system=system, data=data):
+                self._end_line(force=False)
+                self._print(
+                    PrintedBarcode(
+                        system, data, style.barcode_height, style.barcode_hri, style.align
+                    )
+                )
+            case escpos.SymbolSetting(symbol=49, function=67, value=value) if value:
+                style.qr_module = max(1, min(16, value[0]))
+            case escpos.SymbolStore(symbol=symbol, data=data):
+                self._symbols[symbol] = data or b""
+            case escpos.SymbolPrint(symbol=symbol):
+                self._end_line(force=False)
+                data = self._symbols.get(symbol, b"")
+                self._print(PrintedSymbol(symbol, data, style.qr_module, style.align))
+            case escpos.RasterImage():
+                self._end_line(force=False)
+                self._print(self._image(event))
+            case escpos.GraphicsStore(image=image):
+                self._graphic = image
+            case escpos.GraphicsPrint():
+                if self._graphic is not None:
+                    self._end_line(force=False)
+                    self._print(self._image(self._graphic))
+            case escpos.ColumnImage():
+                self._add_band(event)
+            case escpos.Unknown():
+                self.unknown_commands += 1
+            case _:
+                pass  # settings without effect on this paper (code page is the parser's)
+
+    # ----- printing --------------------------------------------------------------------------
+
+    def _image(self, image: escpos.RasterImage) -> PrintedImage:
+        return PrintedImage(
+            image.width_bytes,
+            image.height,
+            image.data,
+            self._style.align,
+            image.scale_x,
+            image.scale_y,
+        )
+
+    def _can_print(self) -> bool:
+        condition = self.condition()
+        return not condition.offline
+
+    def _add_text(self, text: str) -> None:
+        job = self._job
+        if not job.text:
+            job.text_width = self._style.width
+        for char in text:
+            if (len(job.text) + 1) * job.text_width > self.columns:
+                self._end_line(force=True)  # the printer wraps a full line by itself
+                job.text_width = self._style.width
+            job.text += char
+
+    def _end_line(self, *, force: bool) -> bool:
+        """Print the line buffer; an empty buffer prints a blank line only if `force`."""
+        job = self._job
+        if job.band is not None:
+            band, job.band = job.band, None
+            self._print(band)
+            if not job.text:
+                return True  # the LF after an ESC * band ends the band, it adds no blank line
+        if not job.text and not force:
+            return False
+        style = self._style
+        line = PrintedLine(
+            job.text, style.align, style.bold, style.underline, job.text_width, style.height
+        )
+        job.text = ""
+        self._print(line)
+        return True
+
+    def _add_band(self, band: escpos.ColumnImage) -> None:
+        """ESC * sends one horizontal band of column data; rows become part of one raster image."""
+        per_column = band.dots // 8
+        width_bytes = (band.width + 7) // 8
+        rows = bytearray(width_bytes * band.dots)
+        for x in range(min(band.width, len(band.data) // per_column)):
+            for y in range(band.dots):
+                if band.data[x * per_column + y // 8] >> (7 - y % 8) & 1:
+                    rows[y * width_bytes + x // 8] |= 0x80 >> (x % 8)
+        job = self._job
+        previous = job.band
+        if previous is not None and previous.width_bytes == width_bytes and previous.data:
+            merged = previous.data + bytes(rows)
+            if len(merged) <= escpos.MAX_KEPT_DATA:
+                job.band = replace(previous, height=previous.height + band.dots, data=merged)
+                return
+            self._print(previous)
+        job.band = PrintedImage(width_bytes, band.dots, bytes(rows), self._style.align)
+
+    def _print(self, element: Element) -> None:
+        job = self._job
+        if not self._can_print():
+            self.dropped_commands += 1
+            if job.elements:
+                self._finish(cut=False)  # what made it onto paper before the stop
+            return
+        job.elements.append(element)
+        self.remaining_lines = max(0, self.remaining_lines - paper_lines(element))
+        if len(job.elements) >= self.MAX_ELEMENTS:
+            self._finish(cut=False)
+
+    def _cut(self) -> None:
+        job = self._job
+        if job.band is not None:
+            self._end_line(force=False)
+        if not self._can_print():
+            self.dropped_commands += 1
+            if job.elements:
+                self._finish(cut=False)
+            return
+        if job.elements:
+            self._finish(cut=True)
+
+    def _finish(self, *, cut: bool) -> None:
+        elements = tuple(self._job.elements)
+        self._job.elements = []
+        png = render_png(elements, self.columns, cut=cut)
+        self._printed += 1
+        stored: bytes | Path = png
+        if self.state_dir is not None:
+            stored = self._write_png(png)
+        self._receipts.append(Receipt(render_text(elements, self.columns), stored, cut, elements))
+
+    def _write_png(self, png: bytes) -> bytes | Path:
+        assert self.state_dir is not None
+        path = self.state_dir / f"receipt-{self._printed:05d}.png"
+        partial = path.with_suffix(".png.part")
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(png)
+            os.replace(partial, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            return png  # a full disk must not lose the receipt: keep it in memory
+        return path
