@@ -358,6 +358,13 @@ class FrameDecoder:
         """Bytes received that are not yet a whole frame."""
         return len(self._buffer)
 
+    def describe_pending(self) -> str:
+        """What a cut-off frame held, for a log line."""
+        if len(self._buffer) < LENGTH_PREFIX:
+            return f"{len(self._buffer)} byte of the length prefix"
+        (length,) = struct.unpack_from(">H", self._buffer)
+        return f"{len(self._buffer) - LENGTH_PREFIX} of {length} message bytes"
+
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
         bodies: list[bytes] = []

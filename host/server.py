@@ -158,7 +158,7 @@ class HostServer:
                 except TimeoutError:
                     if decoder.pending:
                         log.warning(
-                            "%s: truncated frame, %d bytes then silence", peer, decoder.pending
+                            "%s: truncated frame, %s then silence", peer, decoder.describe_pending()
                         )
                     else:
                         log.info("%s: idle for %.0f s, closing", peer, self.idle_timeout)
@@ -169,7 +169,7 @@ class HostServer:
                     return
                 if not data:
                     if decoder.pending:
-                        log.warning("%s: closed mid-frame after %d bytes", peer, decoder.pending)
+                        log.warning("%s: closed mid-frame, %s", peer, decoder.describe_pending())
                     return
                 try:
                     bodies = decoder.feed(data)

@@ -1,0 +1,281 @@
+"""The ISO 8583 host server over real TCP on 127.0.0.1: protocol, refusals, robustness.
+
+A small in-memory bank stands in for the authorisation service here; the tests against the
+real service and PostgreSQL are in test_host_bank_tcp.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+
+import iso8583
+import pytest
+
+from config import iso8583 as iso
+from config.iso8583 import Message
+from host.messages import HostRequest, HostResponse, ResponseCode
+from host.server import HostServer
+
+MAC_KEY = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
+PAN = "4761739001010010"
+TERMINALS = {f"ATM0000{n}": MAC_KEY for n in range(1, 5)}
+
+
+class RecordingBank:
+    """Answers every request, repeats the first answer for a repeated STAN, records requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[HostRequest] = []
+        self.answers: dict[tuple[str, str], HostResponse] = {}
+        self.fail = False
+        self.lock = threading.Lock()
+
+    def handle(self, request: HostRequest) -> HostResponse:
+        if self.fail:
+            raise RuntimeError("database is down")
+        with self.lock:
+            key = (request.terminal_id, request.stan)
+            if key not in self.answers:
+                self.requests.append(request)
+                self.answers[key] = HostResponse(
+                    ResponseCode.APPROVED,
+                    request.stan,
+                    retrieval_reference=f"{len(self.requests):012d}",
+                    approval_code="A00001",
+                    ledger_balance=250000 - request.amount,
+                    available_balance=250000 - request.amount,
+                )
+            return self.answers[key]
+
+
+@pytest.fixture
+def bank() -> RecordingBank:
+    return RecordingBank()
+
+
+@pytest.fixture
+def server(bank: RecordingBank) -> Iterator[HostServer]:
+    server = HostServer(bank, TERMINALS.get, frame_timeout=0.3)
+    server.start()
+    yield server
+    server.stop()
+    assert server.connection_count == 0
+
+
+def connect(server: HostServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.settimeout(5)
+    return sock
+
+
+def read_answer(sock: socket.socket) -> bytes | None:
+    """One answer body, or None when the server closed the connection."""
+    decoder = iso.FrameDecoder()
+    while True:
+        data = sock.recv(4096)
+        if not data:
+            return None
+        bodies = decoder.feed(data)
+        if bodies:
+            return bodies[0]
+
+
+def exchange(sock: socket.socket, message: Message, key: bytes | None = MAC_KEY) -> Message:
+    sock.sendall(iso.frame(iso.encode_message(message, key)))
+    body = read_answer(sock)
+    assert body is not None, "the server closed the connection"
+    answer = iso.decode_message(body)
+    if "128" in answer:
+        iso.verify_mac(body, answer, MAC_KEY)
+    return answer
+
+
+def network(code: str, stan: str = "000001", terminal: str = "ATM00001") -> Message:
+    now = iso.transmission_time(dt.datetime.now(dt.UTC))
+    return Message("0800", {"7": now, "11": stan, "41": terminal, "70": code})
+
+
+def withdrawal(stan: str, amount: int = 5000, **extra: str | bytes) -> Message:
+    now = dt.datetime.now(dt.UTC)
+    fields: dict[str, str | bytes] = {
+        "3": "012000",
+        "4": iso.amount_field(amount),
+        "7": iso.transmission_time(now),
+        "11": stan,
+        **iso.local_time_fields(now),
+        "35": iso.track2(PAN, "3012", "201"),
+        "41": "ATM00001",
+        "49": "978",
+        "52": bytes.fromhex("0412AC89ABCDEF67"),
+        "53": iso.security_control(0),
+    }
+    fields.update(extra)
+    return Message("0200", fields)
+
+
+def test_sign_on_and_echo_are_answered_with_a_mac(server: HostServer, bank: RecordingBank) -> None:
+    with connect(server) as sock:
+        sign_on = exchange(sock, network("001", "000001"))
+        echo = exchange(sock, network("301", "000002"))
+    assert (sign_on.mti, sign_on.text("39"), sign_on.text("70")) == ("0810", "00", "001")
+    assert (echo.text("11"), echo.text("39"), echo.text("70")) == ("000002", "00", "301")
+    assert [r.kind.value for r in bank.requests] == ["sign_on", "echo"]
+
+
+def test_a_withdrawal_reaches_the_bank_and_the_answer_carries_balances(
+    server: HostServer, bank: RecordingBank
+) -> None:
+    with connect(server) as sock:
+        answer = exchange(sock, withdrawal("000007", 5000))
+    request = bank.requests[0]
+    assert (request.kind.value, request.amount, request.pan, request.expiry) == (
+        "withdrawal",
+        5000,
+        PAN,
+        "3012",
+    )
+    assert (request.from_account, request.pin_block_format) == ("checking", 0)
+    assert answer.mti == "0210"
+    assert (answer.text("39"), answer.text("37"), answer.text("38")) == (
+        "00",
+        "000000000001",
+        "A00001",
+    )
+    assert iso.decode_balances(answer.text("54") or "")[1].amount == 245000
+
+
+def test_a_bad_mac_is_answered_63_and_the_connection_goes_on(
+    server: HostServer, bank: RecordingBank
+) -> None:
+    with connect(server) as sock:
+        body = bytearray(iso.encode_message(withdrawal("000003"), MAC_KEY))
+        body[-1] ^= 0x01
+        sock.sendall(iso.frame(bytes(body)))
+        refused_body = read_answer(sock)
+        assert refused_body is not None
+        refused = iso.decode_message(refused_body)
+        iso.verify_mac(refused_body, refused, MAC_KEY)  # the refusal is genuine
+        after = exchange(sock, network("301", "000004"))
+    assert (refused.mti, refused.text("39"), refused.text("11")) == ("0210", "63", "000003")
+    assert after.text("39") == "00"
+    assert [r.stan for r in bank.requests] == ["000004"]
+
+
+def test_an_unknown_terminal_is_refused_without_reaching_the_bank(
+    server: HostServer, bank: RecordingBank, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING), connect(server) as sock:
+        answer = exchange(sock, network("001", terminal="ATM00099"), key=MAC_KEY)
+    assert answer.text("39") == "63"
+    assert "128" not in answer  # the host has no key to MAC it with
+    assert bank.requests == []
+    assert "unknown terminal 'ATM00099'" in caplog.text
+
+
+def test_a_message_breaking_the_field_rules_gets_a_format_error(
+    server: HostServer, bank: RecordingBank
+) -> None:
+    fields = dict(withdrawal("000005").fields)
+    del fields["53"]  # the PIN block format is required
+    doc = {"t": "0200", **{k: v.hex() if isinstance(v, bytes) else v for k, v in fields.items()}}
+    doc["128"] = "00" * 8
+    raw = bytes(iso8583.encode(doc, iso.field_table().spec)[0])
+    body = raw[:-8] + iso.compute_mac(MAC_KEY, raw[:-8])
+    with connect(server) as sock:
+        sock.sendall(iso.frame(body))
+        answer_body = read_answer(sock)
+    assert answer_body is not None
+    answer = iso.decode_message(answer_body)
+    assert (answer.text("39"), answer.text("11")) == ("30", "000005")
+    assert bank.requests == []
+
+
+def test_garbage_closes_that_connection_only_and_logs_no_pan(
+    server: HostServer, bank: RecordingBank, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = iso.encode_message(withdrawal("000006"), MAC_KEY)
+    with caplog.at_level(logging.INFO):
+        with connect(server) as bad:
+            bad.sendall(iso.frame(body[:40] + b"\xff" + body[41:]))  # inside the bitmap
+            assert read_answer(bad) is None
+        with connect(server) as good:
+            assert exchange(good, withdrawal("000007")).text("39") == "00"
+    assert "malformed message, closing" in caplog.text
+    assert PAN not in caplog.text
+    assert "476173******0010" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("data", "logged"),
+    [
+        (b"\x00\x00", "length prefix 0000"),
+        (b"\xff\xff" + b"x" * 10, "length prefix ffff"),
+        (b"\x00", "truncated frame, 1 byte of the length prefix then silence"),
+        (b"\x00\x40" + b"0800", "truncated frame, 4 of 64 message bytes then silence"),
+    ],
+)
+def test_bad_frames_get_one_log_line_and_a_close(
+    server: HostServer, caplog: pytest.LogCaptureFixture, data: bytes, logged: str
+) -> None:
+    with caplog.at_level(logging.INFO), connect(server) as sock:
+        sock.sendall(data)
+        assert read_answer(sock) is None
+    assert sum(logged in r.getMessage() for r in caplog.records) == 1
+    with connect(server) as sock:
+        assert exchange(sock, network("301")).text("39") == "00"
+
+
+def test_a_failing_bank_is_answered_96_and_the_server_goes_on(
+    server: HostServer, bank: RecordingBank
+) -> None:
+    with connect(server) as sock:
+        bank.fail = True
+        assert exchange(sock, withdrawal("000008")).text("39") == "96"
+        bank.fail = False
+        assert exchange(sock, withdrawal("000009")).text("39") == "00"
+
+
+def test_a_repeated_stan_gets_the_first_answer(server: HostServer, bank: RecordingBank) -> None:
+    first_message = withdrawal("000010", 2000)
+    body = iso.encode_message(first_message, MAC_KEY)
+    with connect(server) as sock:
+        sock.sendall(iso.frame(body))
+        first = read_answer(sock)
+        sock.sendall(iso.frame(body))
+        second = read_answer(sock)
+    assert first == second
+    assert len(bank.requests) == 1
+
+
+def test_several_terminals_are_served_at_once(server: HostServer, bank: RecordingBank) -> None:
+    errors: list[str] = []
+
+    def terminal(name: str) -> None:
+        with connect(server) as sock:
+            for n in range(1, 21):
+                answer = exchange(sock, network("301", f"{n:06d}", name))
+                if (answer.text("41"), answer.text("11")) != (name, f"{n:06d}"):
+                    errors.append(f"{name}: {answer}")
+
+    threads = [threading.Thread(target=terminal, args=(name,)) for name in TERMINALS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(bank.requests) == 80
+
+
+def test_stop_closes_open_connections(bank: RecordingBank) -> None:
+    server = HostServer(bank, TERMINALS.get)
+    server.start()
+    sock = connect(server)
+    exchange(sock, network("301"))
+    server.stop()
+    assert read_answer(sock) is None
+    assert server.connection_count == 0
+    sock.close()
