@@ -1,0 +1,176 @@
+"""Driver of the ESC/POS receipt printer: python-escpos builds the receipt, we ask for status.
+
+Status uses our own DLE EOT n queries on the same port (one byte each, with a deadline), so a
+printer that does not answer is "unknown", never "adequate".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import serial
+
+from device.drivers.base import DeviceFault, DeviceTimeout, LinkError, open_port
+from peripherals.wire import escpos as wire
+
+
+class PrinterError(DeviceFault):
+    """The printer cannot print: `code` is paper_out, cover_open, jam or offline."""
+
+
+@dataclass(frozen=True)
+class PrinterStatus:
+    """None / "unknown" where the printer did not answer."""
+
+    online: bool | None
+    cover_open: bool | None
+    paper: str  # "adequate" | "near_end" | "out" | "unknown"
+    jammed: bool | None
+
+    @property
+    def answered(self) -> bool:
+        return self.online is not None
+
+
+UNKNOWN = PrinterStatus(online=None, cover_open=None, paper="unknown", jammed=None)
+
+
+def _escpos_over_port(port: Any) -> Any:
+    """A python-escpos printer whose bytes go to an already open pyserial port (any URL)."""
+    from escpos.escpos import Escpos
+
+    class PortPrinter(Escpos):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._device = port
+
+        def _raw(self, msg: bytes) -> None:
+            port.write(msg)
+
+        def close(self) -> None:
+            """The driver owns the port."""
+
+    return PortPrinter()
+
+
+class ReceiptPrinterDriver:
+    """An ESC/POS receipt printer on a serial link: a pty path, /dev/tty*, socket:// or loop://."""
+
+    TITLE_COLUMNS = 21  # double width on a 42-column printer
+
+    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        if "://" in url:
+            # python-escpos's Serial takes only a device path; other backends go through pyserial.
+            self.port = open_port(url, timeout=0.05)
+            self._printer = _escpos_over_port(self.port)
+        else:
+            from escpos.exceptions import DeviceNotFoundError
+            from escpos.printer import Serial
+
+            self._printer = Serial(devfile=url, baudrate=9600, timeout=0.05)
+            try:
+                self._printer.open()
+            except DeviceNotFoundError as err:
+                raise LinkError(f"cannot open receipt printer {url!r}: {err}") from err
+            self.port = self._printer.device
+            self.port.write_timeout = 2.0  # a full pty buffer must not block us forever
+
+    # ----- status ----------------------------------------------------------------------------
+
+    def _query(self, kind: wire.StatusKind) -> int | None:
+        """Send DLE EOT n and read exactly one status byte before the deadline; None if none."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            self.port.reset_input_buffer()
+            self.port.write(wire.real_time_query(kind))
+            self.port.flush()
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.port.timeout = min(remaining, 0.05)
+                data: bytes = self.port.read(1)
+                if data:
+                    return data[0] if wire.is_status_byte(data[0]) else None
+        except (serial.SerialException, OSError) as err:
+            raise LinkError(f"{self.url}: status query failed: {err}") from err
+        return None
+
+    def status(self) -> PrinterStatus:
+        """Online, cover, paper and jam, each from its DLE EOT answer; unknown if unanswered."""
+        printer = self._query(wire.StatusKind.PRINTER)
+        if printer is None:
+            return UNKNOWN  # do not wait out three more timeouts for a silent printer
+        offline = self._query(wire.StatusKind.OFFLINE_CAUSE)
+        error = self._query(wire.StatusKind.ERROR_CAUSE)
+        paper = self._query(wire.StatusKind.PAPER)
+        jammed = None
+        if error is not None:
+            jammed = bool(error & (wire.ERROR_AUTOCUTTER | wire.ERROR_UNRECOVERABLE))
+        return PrinterStatus(
+            online=not printer & wire.PRINTER_OFFLINE,
+            cover_open=None if offline is None else bool(offline & wire.OFFLINE_COVER_OPEN),
+            paper="unknown" if paper is None else wire.decode_paper(paper).value,
+            jammed=jammed,
+        )
+
+    def _check(self, status: PrinterStatus, when: str) -> None:
+        if not status.answered:
+            raise DeviceTimeout(f"{self.url}: receipt printer did not answer {when}")
+        if status.paper == "out":
+            raise PrinterError(f"receipt printer: paper out {when}", "paper_out")
+        if status.jammed:
+            raise PrinterError(f"receipt printer: paper jam {when}", "jam")
+        if status.cover_open:
+            raise PrinterError(f"receipt printer: cover open {when}", "cover_open")
+        if not status.online:
+            raise PrinterError(f"receipt printer: offline {when}", "offline")
+
+    # ----- printing --------------------------------------------------------------------------
+
+    def print_receipt(
+        self, lines: list[str], *, title: str | None = None, qr: str | None = None
+    ) -> None:
+        """Print a bold centred title, the lines, an optional QR code, and cut.
+
+        Raises PrinterError when the printer cannot print (before) or stopped (after), and
+        DeviceTimeout when it does not answer status.
+        """
+        self._check(self.status(), "before printing")
+        printer = self._printer
+        try:
+            printer.hw("INIT")
+            printer.magic.encoding = None  # ESC @ reset the code page; python-escpos must resend it
+            if title:
+                printer.set(align="center", bold=True, double_width=True, double_height=True)
+                printer.textln(title)
+                printer.set(normal_textsize=True, bold=False, align="left")
+            for line in lines:
+                printer.textln(line)
+            if qr:
+                printer.set(align="center")
+                printer.qr(qr, native=True, size=4)
+                printer.ln()
+                printer.set(align="left")
+            printer.cut()
+            self.port.flush()
+        except (serial.SerialException, OSError) as err:
+            raise LinkError(f"{self.url}: printing failed: {err}") from err
+        self._check(self.status(), "after printing")
+
+    def close(self) -> None:
+        try:
+            if self.port.is_open:
+                self.port.close()
+        except (serial.SerialException, OSError):
+            pass  # closing a port whose peer is gone
+
+    def __enter__(self) -> ReceiptPrinterDriver:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
