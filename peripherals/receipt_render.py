@@ -19,6 +19,8 @@ from peripherals.wire.escpos import Align
 DOT_WIDTH = 12
 LINE_DOTS = 24
 MARGIN = 8
+#: A PNG taller than this shows the receipt's first part only (a 2000-line roll is 48000 dots).
+MAX_PNG_HEIGHT = 8000
 
 BARCODE_NAMES = {
     0: "UPC-A",
@@ -275,7 +277,12 @@ def _draw_symbol(pygame: Any, surface: Any, element: PrintedSymbol, y: int, pape
 def render_png(elements: Sequence[Element], columns: int = 42, *, cut: bool = True) -> bytes:
     """The receipt drawn in printer dots (12 per column) as PNG bytes; a dashed line marks a cut."""
     paper = columns * DOT_WIDTH
-    heights = [_element_height(e) for e in elements]
+    heights: list[int] = []
+    for element in elements:
+        if sum(heights) + _element_height(element) > MAX_PNG_HEIGHT:
+            break
+        heights.append(_element_height(element))
+    elements = elements[: len(heights)]
     total = MARGIN * 2 + sum(heights) + (8 if cut else 0)
     with _PYGAME_LOCK:
         pygame = _pygame()

@@ -324,3 +324,19 @@ def test_from_config_checks_its_section(tmp_path: Path) -> None:
         ReceiptPrinterEmulator.from_config({"paper_length_lines": "2000"})
     with pytest.raises(ReceiptPrinterConfigError, match="near_end_lines"):
         ReceiptPrinterEmulator.from_config({"paper_length_lines": 10, "near_end_lines": 10})
+
+
+def test_png_of_a_very_long_receipt_is_capped_and_text_is_whole() -> None:
+    import io
+
+    import pygame
+
+    from peripherals.receipt_render import MAX_PNG_HEIGHT
+
+    printer = ReceiptPrinterEmulator(paper_length_lines=5000, near_end_lines=10)
+    printer.receive(b"row\n" * 1000 + b"\x1dV\x00")
+    (receipt,) = printer.receipts
+    assert receipt.text.count("row") == 1000
+    assert isinstance(receipt.png, bytes)
+    width, height = pygame.image.load(io.BytesIO(receipt.png), "r.png").get_size()
+    assert width == 42 * 12 + 16 and height <= MAX_PNG_HEIGHT + 32
