@@ -1,6 +1,7 @@
 """The emulator's end of a serial link: read with a timeout, write, close.
 
 PtyEndpoint holds the master side of an OS pseudo-terminal; the driver opens `port` (the slave).
+Other backends: socket_endpoint.py (TCP on 127.0.0.1), sim_endpoint.py (in-process, sim://).
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ import termios
 import tty
 from typing import Protocol
 
+from peripherals.links.registry import LIVE
+
 
 class LinkClosed(ConnectionError):
     """The link's other end is gone or the endpoint was closed."""
+
+
+class LinkInUse(LinkClosed):
+    """The link already has a driver on it, or its name is taken."""
 
 
 class Endpoint(Protocol):
@@ -44,6 +51,7 @@ class PtyEndpoint:
         self.port = os.ttyname(self._slave)
         self.url = self.port
         self._closed = False
+        LIVE.add("endpoint", self.url, self)
 
     def read(self, timeout: float) -> bytes:
         if self._closed:
@@ -82,3 +90,4 @@ class PtyEndpoint:
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        LIVE.remove(self)

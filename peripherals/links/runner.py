@@ -1,6 +1,7 @@
 """A thread that joins an emulator to an endpoint, applying link faults on the way both ways.
 
 Link faults: drop, delay, corrupt a byte, split a frame, disconnect (until cleared or reconnect).
+Optional line timing paces bytes at the configured baud rate, 10 bits per byte (start, 8, stop).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import time
 from peripherals.emulator import Emulator
 from peripherals.faults import FaultSet
 from peripherals.links.endpoint import Endpoint, LinkClosed
+from peripherals.links.registry import LIVE, THREAD_PREFIX
 
 log = logging.getLogger(__name__)
 
 LINK_FAULTS = frozenset({"drop", "delay", "corrupt", "split", "disconnect"})
+BITS_PER_BYTE = 10
+SPLIT_GAP_SECONDS = 0.05
 
 
 class LinkRunner:
@@ -23,19 +27,52 @@ class LinkRunner:
 
     POLL_SECONDS = 0.01
 
-    def __init__(self, emulator: Emulator, endpoint: Endpoint) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        endpoint: Endpoint,
+        *,
+        baud: int = 9600,
+        line_timing: bool = False,
+    ) -> None:
+        if baud <= 0:
+            raise ValueError(f"baud rate {baud!r}: expected a whole number greater than 0")
         self.emulator = emulator
         self.endpoint = endpoint
+        self.baud = baud
+        self.line_timing = line_timing
         self.faults = FaultSet(f"{emulator.NAME}.link", LINK_FAULTS)
         self._stop = threading.Event()
         self._write_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"link-{emulator.NAME}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"{THREAD_PREFIX}link-{emulator.NAME}", daemon=True
+        )
+
+    def seconds_for(self, count: int) -> float:
+        """How long `count` bytes take on the line at the configured baud rate."""
+        return count * BITS_PER_BYTE / self.baud
+
+    def _paced(self, data: bytes) -> list[bytes]:
+        """`data` in pieces of about 10 ms of line time, each after its line time has passed."""
+        if not self.line_timing:
+            return [data]
+        step = max(1, self.baud // (BITS_PER_BYTE * 100))
+        return [data[i : i + step] for i in range(0, len(data), step)]
+
+    def _wait_line(self, piece: bytes) -> None:
+        if self.line_timing:
+            time.sleep(self.seconds_for(len(piece)))
 
     @property
     def url(self) -> str:
         return self.endpoint.url
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def start(self) -> LinkRunner:
+        LIVE.add("runner", f"{self.emulator.NAME} on {self.url}", self, self._thread)
         self.emulator.attach(self._to_driver)
         self._thread.start()
         return self
@@ -46,6 +83,11 @@ class LinkRunner:
             self._thread.join(timeout=2.0)
         self.emulator.detach()
         self.endpoint.close()
+        LIVE.remove(self)
+
+    def reconnect(self) -> None:
+        """End a `disconnect` fault: bytes cross the link again."""
+        self.faults.clear("disconnect")
 
     def __enter__(self) -> LinkRunner:
         return self.start()
@@ -53,12 +95,13 @@ class LinkRunner:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _apply(self, data: bytes) -> list[bytes]:
-        """What of `data` crosses the link now, as the pieces written (empty if lost)."""
+    def _apply(self, data: bytes) -> tuple[list[bytes], float]:
+        """What of `data` crosses the link now, as the pieces written (empty if lost), and the
+        seconds between pieces."""
         if self.faults.is_armed("disconnect"):
-            return []
+            return [], 0.0
         if self.faults.take("drop") is not None:
-            return []
+            return [], 0.0
         delay = self.faults.take("delay")
         if delay is not None:
             time.sleep(float(delay.params.get("seconds", 0.3)))
@@ -69,20 +112,22 @@ class LinkRunner:
         split = self.faults.take("split")
         if split is not None and len(data) > 1:
             at = min(max(int(split.params.get("at", len(data) // 2)), 1), len(data) - 1)
-            return [data[:at], data[at:]]
-        return [data]
+            return [data[:at], data[at:]], float(split.params.get("gap", SPLIT_GAP_SECONDS))
+        return [data], 0.0
 
     def _to_driver(self, data: bytes) -> None:
-        pieces = self._apply(data)
+        pieces, gap = self._apply(data)
         with self._write_lock:
             for i, piece in enumerate(pieces):
                 if i:
-                    time.sleep(0.05)  # a split frame arrives in two reads
-                try:
-                    self.endpoint.write(piece)
-                except LinkClosed:
-                    log.warning("%s: link closed while sending %d bytes", self.url, len(piece))
-                    return
+                    time.sleep(gap)  # a split frame arrives in two reads
+                for chunk in self._paced(piece):
+                    self._wait_line(chunk)
+                    try:
+                        self.endpoint.write(chunk)
+                    except LinkClosed as err:
+                        log.warning("%s: %d bytes not sent: %s", self.url, len(piece), err)
+                        return
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -94,12 +139,17 @@ class LinkRunner:
                 log.warning("%s: link closed", self.url)
                 return
             if data:
-                for piece in self._apply(data):
-                    with self.emulator.lock:
-                        try:
-                            self.emulator.receive(piece)
-                        except Exception:  # a device bug must not kill the link thread
-                            log.exception("%s: emulator failed on input", self.emulator.NAME)
+                pieces, gap = self._apply(data)
+                for i, piece in enumerate(pieces):
+                    if i:
+                        time.sleep(gap)
+                    for chunk in self._paced(piece):
+                        self._wait_line(chunk)
+                        with self.emulator.lock:
+                            try:
+                                self.emulator.receive(chunk)
+                            except Exception:  # a device bug must not kill the link thread
+                                log.exception("%s: emulator failed on input", self.emulator.NAME)
             with self.emulator.lock:
                 try:
                     self.emulator.tick(self.emulator.clock())

@@ -1,0 +1,128 @@
+"""The in-process link: an emulator and a driver in one process, joined by `sim://NAME`.
+
+No OS link at all; the driver's side is the pyserial URL handler in protocol_sim.py.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import serial
+
+from peripherals.links.endpoint import LinkClosed, LinkInUse
+from peripherals.links.registry import LIVE
+
+SCHEME = "sim"
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_HANDLER_PACKAGE = "peripherals.links"
+
+
+def register_url_handler() -> None:
+    """Let serial.serial_for_url open sim:// URLs (idempotent; done when an endpoint opens)."""
+    if _HANDLER_PACKAGE not in serial.protocol_handler_packages:
+        serial.protocol_handler_packages.append(_HANDLER_PACKAGE)
+
+
+def sim_url(name: str) -> str:
+    return f"{SCHEME}://{name}"
+
+
+class SimEndpoint:
+    """Two in-memory byte queues; like a pty, bytes sent before a driver opens the port wait."""
+
+    BUFFER_LIMIT = 1 << 20  # a driver that never reads must not grow memory without bound
+
+    def __init__(self, name: str) -> None:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"sim link name {name!r}: use 1-64 letters, digits, '_', '.', '-'")
+        register_url_handler()
+        self.name = name
+        self.url = sim_url(name)
+        self._cond = threading.Condition()
+        self._to_emulator = bytearray()
+        self._to_driver = bytearray()
+        self._driver: object | None = None
+        self._closed = False
+        if not LIVE.add_unique("endpoint", self.url, self):
+            raise LinkInUse(f"{self.url} is already served by another emulator")
+
+    # the emulator's side (the Endpoint protocol)
+
+    def read(self, timeout: float) -> bytes:
+        with self._cond:
+            self._cond.wait_for(lambda: self._to_emulator or self._closed, timeout)
+            if self._closed:
+                raise LinkClosed(self.url)
+            data = bytes(self._to_emulator)
+            self._to_emulator.clear()
+            return data
+
+    def write(self, data: bytes) -> None:
+        with self._cond:
+            if self._closed:
+                raise LinkClosed(self.url)
+            if len(self._to_driver) + len(data) > self.BUFFER_LIMIT:
+                raise LinkClosed(f"{self.url}: driver is not reading (buffer full)")
+            self._to_driver += data
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        LIVE.remove(self)
+
+    @property
+    def connected(self) -> bool:
+        return self._driver is not None
+
+    # the driver's side (used by the sim:// port)
+
+    def connect(self, port: object) -> None:
+        with self._cond:
+            if self._closed:
+                raise LinkClosed(f"{self.url}: the device end of the link is closed")
+            if self._driver is not None and self._driver is not port:
+                raise LinkInUse(f"{self.url} is already open by another driver")
+            self._driver = port
+
+    def disconnect(self, port: object) -> None:
+        with self._cond:
+            if self._driver is port:
+                self._driver = None
+
+    def driver_read(self, size: int, timeout: float | None) -> bytes:
+        """Up to `size` bytes, waiting at most `timeout` seconds (None: until some arrive)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._to_driver:
+                if self._closed:
+                    raise LinkClosed(f"{self.url}: the device end of the link is closed")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return b""
+                self._cond.wait(remaining)
+            data = bytes(self._to_driver[:size])
+            del self._to_driver[:size]
+            return data
+
+    def driver_write(self, data: bytes) -> None:
+        with self._cond:
+            if self._closed:
+                raise LinkClosed(f"{self.url}: the device end of the link is closed")
+            self._to_emulator += data
+            self._cond.notify_all()
+
+    def driver_waiting(self) -> int:
+        with self._cond:
+            if self._closed and not self._to_driver:
+                raise LinkClosed(f"{self.url}: the device end of the link is closed")
+            return len(self._to_driver)
+
+    def driver_reset_input(self) -> None:
+        with self._cond:
+            self._to_driver.clear()
