@@ -78,7 +78,8 @@ def _atm_sim_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
     if not entries and not threads:
         return
     # Runners first: stopping one closes its endpoint too.
-    for entry in sorted(entries, key=lambda e: e.kind != "runner"):
+    entries.sort(key=lambda e: (e.kind != "runner", e.kind, e.name))
+    for entry in entries:
         _close(entry)
     described = [e.describe() for e in entries]
     described += [f"thread {t.name}" for t in threads if all(e.thread is not t for e in entries)]
