@@ -1,0 +1,1 @@
+"""Contract suites: one device conversation through its driver over every link backend."""
