@@ -63,8 +63,9 @@ class SerialDriver:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return b""
-            self.port.timeout = min(remaining, 0.05)
             try:
+                # setting the timeout reconfigures a pty, which fails once its other end is gone
+                self.port.timeout = min(remaining, 0.05)
                 waiting = max(1, self.port.in_waiting)
                 data: bytes = self.port.read(waiting)
             except (serial.SerialException, OSError) as err:
