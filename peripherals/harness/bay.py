@@ -128,12 +128,16 @@ class DeviceBay:
             for name, emulator in self._emulators.items():
                 link = self._links[name]
                 endpoint = open_endpoint(link.backend, name)
-                runner = LinkRunner(
-                    emulator, endpoint, baud=link.baud, line_timing=link.line_timing
-                )
+                try:
+                    runner = LinkRunner(
+                        emulator, endpoint, baud=link.baud, line_timing=link.line_timing
+                    )
+                except ValueError:
+                    endpoint.close()
+                    raise
                 self._runners[name] = runner.start()
                 self.faults.add(f"{name}.link", runner.faults)
-        except (LinkClosed, OSError) as err:
+        except (LinkClosed, OSError, ValueError) as err:
             self.stop()
             raise BayError(f"cannot open the links: {err}") from err
         return self

@@ -250,3 +250,26 @@ def test_leak_check_can_be_switched_off(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_inprocess(*QUIET)
     result.assert_outcomes(passed=2)
+
+
+def test_a_users_test_with_device_bay_on_every_backend(pytester: pytest.Pytester) -> None:
+    (pytester.path / "printer.yaml").write_text(yaml.safe_dump(PRINTER_ONLY), encoding="utf-8")
+    pytester.makeini("[pytest]\natm_sim_profile = printer.yaml\n")
+    pytester.makepyfile(
+        """
+        from device.drivers.receipt_printer import ReceiptPrinterDriver
+
+        def test_printer_status(device_bay, link_backend):
+            assert device_bay.terminal_id == "ATM00002"
+            assert device_bay.link("receipt_printer").backend == link_backend
+            with ReceiptPrinterDriver(device_bay.url("receipt_printer"), timeout=0.3) as printer:
+                device_bay.inject("receipt_printer", "cover_open")
+                assert printer.status().cover_open is True
+                assert device_bay.list() == ["receipt_printer: cover_open (persistent)"]
+
+        def test_pty_by_default(device_bay):
+            assert device_bay.url("receipt_printer").startswith("/dev/")
+        """
+    )
+    result = pytester.runpytest_inprocess(*QUIET)
+    result.assert_outcomes(passed=4)
