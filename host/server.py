@@ -177,7 +177,11 @@ class HostServer:
                     log.warning("%s: bad frame, closing: %s", peer, err)
                     return
                 for body in bodies:
-                    answer = self._answer(body, peer)
+                    try:
+                        answer = self._answer(body, peer)
+                    except Exception:  # a bug or a dead key store must not kill the server
+                        log.exception("%s: unexpected failure, closing", peer)
+                        return
                     if answer is None:
                         return
                     conn.sendall(iso.frame(answer))
@@ -240,7 +244,7 @@ class HostServer:
         except MessageFormatError as err:
             log.error("%s: cannot encode the answer to %s: %s", peer, message.mti, err)
             return self._error(message, ResponseCode.SYSTEM_MALFUNCTION, key, peer)
-        self.served += 1
+        self._count_served()
         return encoded
 
     def _error(
@@ -252,8 +256,12 @@ class HostServer:
         except MessageFormatError as err:
             log.warning("%s: cannot even answer %s (%s), closing", peer, message.mti, err)
             return None
-        self.served += 1
+        self._count_served()
         return encoded
+
+    def _count_served(self) -> None:
+        with self._lock:
+            self.served += 1
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
