@@ -53,6 +53,24 @@ def _run_devices(args: argparse.Namespace, settings: Settings) -> int:
     return serve_devices(args.config)
 
 
+def _run_journal(args: argparse.Namespace, settings: Settings) -> int:
+    from device.assembly.atm_home import atm_state_dir
+    from device.journal import Journal
+
+    path = args.path or atm_state_dir(settings, args.terminal) / "journal.jsonl"
+    if not path.exists():
+        print(f"atm-sim: no journal at {path}", file=sys.stderr)
+        return 1
+    journal = Journal(path)
+    try:
+        for entry in journal.tail(args.tail) if args.tail else journal.entries():
+            details = " ".join(f"{k}={v}" for k, v in sorted(entry.fields.items()))
+            print(f"{entry.seq:>6} {entry.at} {entry.event:<20} {details}")
+    finally:
+        journal.close()
+    return 0
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -89,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     devices_serve = devices_sub.add_parser("serve", help="run emulated devices on ptys")
     devices_serve.add_argument("--config", type=Path, required=True, help="ATM profile YAML")
     devices_serve.set_defaults(run=_run_devices)
+
+    journal = sub.add_parser("journal", help="the ATM's electronic journal")
+    journal_sub = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
+    show = journal_sub.add_parser("show", help="print journal entries (card numbers masked)")
+    show.add_argument("--terminal", default="ATM00001", help="terminal id")
+    show.add_argument("--path", type=Path, help="a journal file instead of the terminal's")
+    show.add_argument("--tail", type=int, default=0, help="only the last N entries")
+    show.set_defaults(run=_run_journal)
     return parser
 
 
