@@ -1,0 +1,316 @@
+"""Driver of the motorised card reader: framed commands, ACK/NAK, retransmission and deadlines.
+
+Card number, expiry and service code come from track 2; a full card number is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from device.drivers.base import DeviceFault, DeviceTimeout, SerialDriver
+from peripherals.wire import card_reader as wire
+from peripherals.wire.card_reader import (
+    CardCommand,
+    CardPosition,
+    Control,
+    EntryMode,
+    ErrorCode,
+    InitialiseMode,
+    MoveTo,
+    NegativeReply,
+    PositiveReply,
+    Reply,
+)
+
+log = logging.getLogger(__name__)
+
+
+class CardReaderError(DeviceFault):
+    """The reader refused a command: `code` is its error code ("10", "E1"...), `reason` says it."""
+
+    def __init__(self, message: str, code: str = "", reason: str = "") -> None:
+        super().__init__(message, code)
+        self.reason = reason or message
+
+
+class CardReadError(CardReaderError, ValueError):
+    """The card's tracks could not be read, or hold no usable card number."""
+
+
+MEDIA: dict[CardPosition, str] = {
+    CardPosition.NONE: "none",
+    CardPosition.GATE: "gate",
+    CardPosition.INSIDE: "inside",
+    CardPosition.JAMMED: "jammed",
+}
+
+READ_ERRORS = frozenset(
+    {
+        ErrorCode.READ_ERROR,
+        ErrorCode.NO_START_SENTINEL,
+        ErrorCode.NO_END_SENTINEL,
+        ErrorCode.PARITY,
+        ErrorCode.LRC,
+        ErrorCode.NO_DATA,
+    }
+)
+
+TRACK2 = re.compile(r"(?P<pan>\d{12,19})=(?P<expiry>\d{4})(?P<service>\d{3})\d*")
+
+InitialiseAction = Literal["capture", "eject", "keep"]
+INITIALISE_MODES: dict[str, InitialiseMode] = {
+    "capture": InitialiseMode.CAPTURE,
+    "eject": InitialiseMode.EJECT,
+    "keep": InitialiseMode.KEEP,
+}
+
+
+@dataclass(frozen=True)
+class CardReaderStatus:
+    media: str  # "none" | "gate" | "inside" | "jammed"
+    retain_bin_full: bool
+    initialised: bool = True
+    last_error: str = ""  # a refused card entry ("13" too long, "14" too short), reported once
+
+
+@dataclass(frozen=True)
+class CardTracks:
+    """What the card's stripe holds; the PAN and raw tracks stay out of repr."""
+
+    track1: str | None = field(repr=False)
+    track2: str | None = field(repr=False)
+    pan: str = field(repr=False)
+    expiry: str  # YYMM
+    service_code: str
+
+    @property
+    def masked_pan(self) -> str:
+        return wire.mask_pan(self.pan)
+
+
+class CardReaderDriver(SerialDriver):
+    """A Sankyo-style motorised card reader on a serial link (pty path, /dev/tty*, socket://...).
+
+    Every command is sent up to 3 times (on NAK or on no ACK within ACK_TIMEOUT); once it is
+    acknowledged, the reply must come within `timeout` seconds. Replies are acknowledged, and a
+    damaged reply is refused (NAK) so the reader sends it again.
+    """
+
+    ACK_TIMEOUT = 0.3
+    TRIES = wire.SEND_ATTEMPTS
+
+    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+        super().__init__(url, timeout=timeout)
+        self._framer = wire.FrameReader()
+        self._events: deque[wire.Event] = deque()
+        self.retransmissions = 0  # commands sent again after a NAK or no ACK
+
+    def __enter__(self) -> CardReaderDriver:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ----- the commands ----------------------------------------------------------------------
+
+    def initialise(self, *, card: InitialiseAction = "capture") -> None:
+        """Reset the reader; a card left inside is captured (default), ejected or kept."""
+        try:
+            mode = INITIALISE_MODES[card]
+        except KeyError:
+            raise ValueError(f"card action {card!r}: expected capture, eject or keep") from None
+        self.write(wire.CANCEL)  # drop whatever half frame the reader may hold
+        self._positive(wire.initialise(mode))
+
+    def status(self) -> CardReaderStatus:
+        reply = self._positive(wire.status_request())
+        try:
+            data = wire.StatusData.decode(reply.data)
+        except wire.CodecError as err:
+            raise CardReaderError(f"card reader: bad status reply: {err}", "", str(err)) from err
+        condition = data.condition
+        return CardReaderStatus(
+            media=MEDIA[reply.position],
+            retain_bin_full=data.retain_bin_full,
+            initialised=condition != ErrorCode.NOT_INITIALISED,
+            last_error=""
+            if condition in (wire.NO_CONDITION, ErrorCode.NOT_INITIALISED)
+            else condition,
+        )
+
+    def enable_entry(self) -> None:
+        self._positive(wire.entry_gate(EntryMode.ENABLE))
+
+    def disable_entry(self) -> None:
+        self._positive(wire.entry_gate(EntryMode.DISABLE))
+
+    def accept_entry(self) -> None:
+        """Draw in a card waiting at the gate (or accept the next card if there is none)."""
+        self._positive(wire.accept_entry())
+
+    def read_tracks(self) -> CardTracks:
+        """Read tracks 2 and 1. Track 2 must read and hold PAN=YYMM+service code, or
+        CardReadError; an unreadable track 1 is None."""
+        track2 = self._read_track(2)
+        match = TRACK2.fullmatch(track2)
+        if match is None:
+            raise CardReadError(
+                "card reader: track 2 does not hold PAN=YYMM and a service code",
+                reason="bad track 2 data",
+            )
+        pan = match["pan"]
+        if not wire.luhn_valid(pan):
+            raise CardReadError(
+                f"card reader: card number {wire.mask_pan(pan)} fails the Luhn check",
+                reason="card number fails the Luhn check",
+            )
+        try:
+            track1: str | None = self._read_track(1)
+        except CardReadError as err:
+            log.info("card %s: track 1 unreadable (%s)", wire.mask_pan(pan), err.reason)
+            track1 = None
+        tracks = CardTracks(track1, track2, pan, match["expiry"], match["service"])
+        log.info("card %s read", tracks.masked_pan)
+        return tracks
+
+    def eject(self) -> None:
+        """Move the card to the gate for the customer to take."""
+        self._positive(wire.move_card(MoveTo.GATE))
+
+    def capture(self) -> None:
+        """Move the card (inside or at the gate) into the retain bin."""
+        self._positive(wire.move_card(MoveTo.RETAIN_BIN))
+
+    def cancel(self) -> None:
+        """Send DLE EOT: the reader stops resending its last reply and drops any half frame."""
+        self.write(wire.CANCEL)
+
+    # ----- one exchange ----------------------------------------------------------------------
+
+    def _read_track(self, track: int) -> str:
+        command = wire.read_track(track)
+        reply = self._transact(command)
+        if isinstance(reply, NegativeReply):
+            cls = CardReadError if reply.error in READ_ERRORS else CardReaderError
+            raise cls(
+                f"card reader: track {track}: {reply.reason} ({reply.error})",
+                reply.error,
+                reply.reason,
+            )
+        try:
+            return reply.data.decode("ascii")
+        except UnicodeDecodeError as err:
+            raise CardReadError(
+                f"card reader: track {track} data is not ASCII", reason="bad track data"
+            ) from err
+
+    def _positive(self, command: CardCommand) -> PositiveReply:
+        reply = self._transact(command)
+        if isinstance(reply, NegativeReply):
+            raise CardReaderError(
+                f"card reader: {command.label()} refused: {reply.reason} ({reply.error})",
+                reply.error,
+                reply.reason,
+            )
+        return reply
+
+    def _transact(self, command: CardCommand) -> Reply:
+        frame = command.frame()
+        self.reset_input()
+        self._framer.reset()
+        self._events.clear()
+        refused = 0
+        for attempt in range(self.TRIES):
+            if attempt:
+                self.retransmissions += 1
+                log.debug("card reader: sending %s again (try %d)", command.label(), attempt + 1)
+            self.write(frame)
+            answer = self._await_ack(command)
+            if isinstance(answer, PositiveReply | NegativeReply):
+                return answer  # the ACK was lost, the reply came
+            if answer is Control.ACK:
+                return self._await_reply(command)
+            if answer is Control.NAK:
+                refused += 1
+        self.cancel()
+        if refused == self.TRIES:
+            raise CardReaderError(
+                f"card reader: {command.label()} refused {self.TRIES} times "
+                "(NAK: damaged on the link)",
+                "NAK",
+                "frame damaged on the link",
+            )
+        raise DeviceTimeout(
+            f"{self.url}: card reader did not acknowledge {command.label()} "
+            f"after {self.TRIES} tries"
+        )
+
+    def _next_event(self, deadline: float) -> wire.Event | None:
+        while not self._events:
+            data = self.read_some(deadline)
+            if not data:
+                return None
+            self._events.extend(self._framer.feed(data))
+        return self._events.popleft()
+
+    def _await_ack(self, command: CardCommand) -> Control | Reply | None:
+        """ACK, NAK, a reply that came in place of a lost ACK, or None for silence."""
+        deadline = time.monotonic() + self.ACK_TIMEOUT
+        while (event := self._next_event(deadline)) is not None:
+            if event is Control.ACK or event is Control.NAK:
+                return event
+            if isinstance(event, wire.Frame):
+                reply = self._accept(event, command)
+                if reply is not None:
+                    return reply
+            elif isinstance(event, wire.BadFrame):
+                # The reader is answering (its ACK was lost): refuse the damaged reply, wait again.
+                self.write(bytes((wire.NAK,)))
+                return Control.ACK
+        return None
+
+    def _await_reply(self, command: CardCommand) -> Reply:
+        deadline = time.monotonic() + self.timeout
+        while (event := self._next_event(deadline)) is not None:
+            if isinstance(event, wire.Frame):
+                reply = self._accept(event, command)
+                if reply is not None:
+                    return reply
+            elif isinstance(event, wire.BadFrame):
+                log.debug("card reader: damaged reply (%s), NAK", event.reason)
+                self.write(bytes((wire.NAK,)))
+        self.cancel()
+        raise DeviceTimeout(
+            f"{self.url}: card reader sent no reply to {command.label()} within {self.timeout:g} s"
+        )
+
+    def _accept(self, frame: wire.Frame, command: CardCommand) -> Reply | None:
+        """Acknowledge a good frame; the reply if it answers `command`, None if it is stale."""
+        self.write(bytes((wire.ACK,)))
+        try:
+            reply = wire.decode_reply(frame.text)
+        except wire.CodecError as err:
+            raise CardReaderError(
+                f"card reader: reply to {command.label()} does not decode: {err}", "", str(err)
+            ) from err
+        if reply.command != command.command or reply.parameter != command.parameter:
+            log.debug("card reader: ignored a stale reply while waiting for %s", command.label())
+            return None
+        if isinstance(reply, NegativeReply):
+            log.debug("card reader: %s -> N %s", command.label(), reply.error)
+        else:
+            log.debug(
+                "card reader: %s -> P %s (%d data bytes)",
+                command.label(),
+                reply.position.value,
+                len(reply.data),
+            )
+        return reply

@@ -1,0 +1,307 @@
+"""The card wallet: cards loaded from YAML, and their magnetic stripes as ISO/IEC 7813 encodes them.
+
+Tracks 1 and 2 carry sentinels, odd parity per character and an LRC; `read_stripe` decodes them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from peripherals.wire.card_reader import ErrorCode, luhn_valid, mask_pan
+
+__all__ = [
+    "TrackDamage",
+    "TrackReadError",
+    "WalletCard",
+    "WalletError",
+    "damage_stripe",
+    "encode_stripe",
+    "load_wallet",
+    "luhn_valid",
+    "mask_pan",
+    "parse_wallet",
+    "read_stripe",
+]
+
+
+class WalletError(ValueError):
+    """A wallet file that cannot be used; the message names the file, the key and the reason."""
+
+
+class TrackReadError(ValueError):
+    """A stripe that does not decode; `code` is the reader's read error code ("21".."25")."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TrackDamage(StrEnum):
+    """How a track of a card (or an `unreadable_track` fault) spoils the stripe."""
+
+    NO_START_SENTINEL = "no_start_sentinel"
+    NO_END_SENTINEL = "no_end_sentinel"
+    PARITY = "parity"
+    LRC = "lrc"
+    BLANK = "blank"
+
+
+@dataclass(frozen=True)
+class _TrackFormat:
+    bits: int  # data bits per character; one odd parity bit follows
+    base: int  # ASCII code of character 0
+    start: str
+    end: str
+    max_chars: int  # sentinels and LRC included
+
+
+TRACK_FORMATS: Mapping[int, _TrackFormat] = {
+    1: _TrackFormat(bits=6, base=0x20, start="%", end="?", max_chars=79),
+    2: _TrackFormat(bits=4, base=0x30, start=";", end="?", max_chars=40),
+}
+
+
+def _with_parity(code: int, bits: int) -> int:
+    ones = bin(code).count("1")
+    return code | ((0 if ones % 2 else 1) << bits)
+
+
+def encode_stripe(text: str, track: int) -> bytes:
+    """The characters of one track (no sentinels) as they lie on the stripe: start sentinel,
+    data, end sentinel, LRC; one byte per character, data bits low, the odd parity bit above."""
+    fmt = TRACK_FORMATS[track]
+    full = fmt.start + text + fmt.end
+    if len(full) + 1 > fmt.max_chars:
+        raise ValueError(f"track {track}: {len(full) + 1} characters, at most {fmt.max_chars}")
+    mask = (1 << fmt.bits) - 1
+    out = bytearray()
+    lrc = 0
+    for char in full:
+        code = ord(char) - fmt.base
+        if not 0 <= code <= mask:
+            raise ValueError(f"track {track}: character {char!r} cannot be encoded")
+        lrc ^= code
+        out.append(_with_parity(code, fmt.bits))
+    out.append(_with_parity(lrc, fmt.bits))
+    return bytes(out)
+
+
+def read_stripe(stripe: bytes, track: int) -> str:
+    """What a read head decodes from a stripe: the characters between the sentinels.
+
+    Raises TrackReadError with the reader's error code: no data, no start sentinel, parity,
+    no end sentinel, LRC. Leading zero bits (clocking) are skipped.
+    """
+    fmt = TRACK_FORMATS[track]
+    mask = (1 << fmt.bits) - 1
+    limit = 1 << (fmt.bits + 1)
+    codes = stripe.lstrip(b"\x00")
+    if not codes:
+        raise TrackReadError(ErrorCode.NO_DATA, f"track {track}: no data")
+
+    def parity_ok(code: int) -> bool:
+        return code < limit and bin(code).count("1") % 2 == 1
+
+    start, end = ord(fmt.start) - fmt.base, ord(fmt.end) - fmt.base
+    if not parity_ok(codes[0]) or codes[0] & mask != start:
+        raise TrackReadError(ErrorCode.NO_START_SENTINEL, f"track {track}: no start sentinel")
+    lrc = start
+    chars: list[str] = []
+    for index in range(1, len(codes)):
+        code = codes[index]
+        if not parity_ok(code):
+            raise TrackReadError(ErrorCode.PARITY, f"track {track}: parity error at {index}")
+        data = code & mask
+        lrc ^= data
+        if data == end:
+            break
+        chars.append(chr(data + fmt.base))
+    else:
+        raise TrackReadError(ErrorCode.NO_END_SENTINEL, f"track {track}: no end sentinel")
+    check = codes[index + 1] if index + 1 < len(codes) else None
+    if check is None or not parity_ok(check) or check & mask != lrc:
+        raise TrackReadError(ErrorCode.LRC, f"track {track}: LRC does not match")
+    return "".join(chars)
+
+
+def damage_stripe(stripe: bytes, damage: TrackDamage, track: int) -> bytes:
+    """The stripe spoilt the way `damage` says, so that a read fails with the matching code."""
+    bits = TRACK_FORMATS[track].bits
+    if damage is TrackDamage.BLANK or len(stripe) < 4:
+        return b""
+    if damage is TrackDamage.NO_START_SENTINEL:
+        return bytes((_with_parity(0, bits),)) + stripe[1:]
+    if damage is TrackDamage.NO_END_SENTINEL:
+        return stripe[:-2]
+    if damage is TrackDamage.PARITY:
+        middle = len(stripe) // 2
+        return stripe[:middle] + bytes((stripe[middle] ^ 1,)) + stripe[middle + 1 :]
+    lrc = stripe[-1] & ((1 << bits) - 1)
+    return stripe[:-1] + bytes((_with_parity(lrc ^ 1, bits),))
+
+
+@dataclass(frozen=True)
+class WalletCard:
+    """One card of the wallet. Identifiers are strings; the PAN stays out of repr."""
+
+    card_id: str
+    pan: str = field(repr=False)
+    name: str
+    expiry: str  # YYMM
+    service_code: str
+    discretionary: str = ""
+    label: str = ""
+    damaged_track: int | None = None
+    damage: TrackDamage = TrackDamage.PARITY
+
+    @property
+    def masked_pan(self) -> str:
+        return mask_pan(self.pan)
+
+    def track_text(self, track: int) -> str | None:
+        """The track's characters without sentinels; None for a track the card does not have."""
+        tail = f"{self.expiry}{self.service_code}{self.discretionary}"
+        if track == 1:
+            return f"B{self.pan}^{self.name}^{tail}"
+        if track == 2:
+            return f"{self.pan}={tail}"
+        return None
+
+    def stripe(self, track: int) -> bytes:
+        """The track as it lies on the card (damaged if the wallet says so); b"" if absent."""
+        text = self.track_text(track)
+        if text is None:
+            return b""
+        encoded = encode_stripe(text, track)
+        if track == self.damaged_track:
+            return damage_stripe(encoded, self.damage, track)
+        return encoded
+
+    def __str__(self) -> str:
+        return f"{self.card_id} ({self.label or self.name}, {self.masked_pan})"
+
+
+# ----- loading --------------------------------------------------------------------------------
+
+CARD_KEYS = frozenset(
+    {"pan", "name", "expiry", "service_code", "discretionary", "label", "damaged_track", "damage"}
+)
+REQUIRED_KEYS = ("pan", "name", "expiry", "service_code")
+CARD_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+NAME = re.compile(r"[A-Z0-9 /.'-]{2,26}")
+
+
+def _string(card: Mapping[str, Any], key: str, where: str) -> str:
+    value = card[key]
+    if not isinstance(value, str):
+        raise WalletError(
+            f"{where}.{key}: must be a quoted string, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _card(card_id: str, entry: Any, where: str) -> WalletCard:
+    if not isinstance(entry, Mapping):
+        raise WalletError(f"{where}: expected a mapping of card fields")
+    unknown = sorted(set(entry) - CARD_KEYS)
+    if unknown:
+        raise WalletError(
+            f"{where}.{unknown[0]}: unknown key; known: {', '.join(sorted(CARD_KEYS))}"
+        )
+    for key in REQUIRED_KEYS:
+        if key not in entry:
+            raise WalletError(f"{where}.{key}: missing")
+    pan = _string(entry, "pan", where)
+    if not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
+        raise WalletError(f"{where}.pan: expected 12 to 19 digits")
+    if not luhn_valid(pan):
+        raise WalletError(f"{where}.pan: {mask_pan(pan)} fails the Luhn check")
+    name = _string(entry, "name", where).upper()
+    if not NAME.fullmatch(name):
+        raise WalletError(
+            f"{where}.name: expected 2 to 26 letters, digits, spaces or / . ' - "
+            f"(as embossed: SURNAME/FIRST)"
+        )
+    expiry = _string(entry, "expiry", where)
+    if not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
+        raise WalletError(f"{where}.expiry: expected YYMM, 4 digits")
+    if not 1 <= int(expiry[2:]) <= 12:
+        raise WalletError(f"{where}.expiry: month {expiry[2:]} not in 01..12")
+    service_code = _string(entry, "service_code", where)
+    if not (len(service_code) == 3 and service_code.isascii() and service_code.isdigit()):
+        raise WalletError(f"{where}.service_code: expected 3 digits")
+    discretionary = _string(entry, "discretionary", where) if "discretionary" in entry else ""
+    if discretionary and not (discretionary.isascii() and discretionary.isdigit()):
+        raise WalletError(f"{where}.discretionary: expected digits")
+    label = _string(entry, "label", where) if "label" in entry else ""
+    damaged_track = entry.get("damaged_track")
+    if damaged_track is not None and (
+        isinstance(damaged_track, bool) or damaged_track not in (1, 2)
+    ):
+        raise WalletError(f"{where}.damaged_track: expected 1 or 2, got {damaged_track!r}")
+    damage = TrackDamage.PARITY
+    if "damage" in entry:
+        raw = _string(entry, "damage", where)
+        try:
+            damage = TrackDamage(raw)
+        except ValueError:
+            raise WalletError(
+                f"{where}.damage: {raw!r} is not one of {', '.join(d.value for d in TrackDamage)}"
+            ) from None
+    card = WalletCard(
+        card_id,
+        pan,
+        name,
+        expiry,
+        service_code,
+        discretionary,
+        label,
+        damaged_track,
+        damage,
+    )
+    for track in (1, 2):
+        try:
+            encode_stripe(card.track_text(track) or "", track)
+        except ValueError as err:
+            raise WalletError(f"{where}: {err}") from err
+    return card
+
+
+def parse_wallet(data: Any, source: str = "<wallet>") -> dict[str, WalletCard]:
+    """Cards of an already loaded YAML document {"cards": {id: {...}}}, keyed by card id."""
+    if not isinstance(data, Mapping) or set(data) != {"cards"}:
+        raise WalletError(f"{source}: cards: the file must hold one mapping, `cards:`")
+    cards = data["cards"]
+    if not isinstance(cards, Mapping) or not cards:
+        raise WalletError(f"{source}: cards: expected a mapping of card id to card")
+    wallet: dict[str, WalletCard] = {}
+    for card_id, entry in cards.items():
+        if not isinstance(card_id, str) or not CARD_ID.fullmatch(card_id):
+            raise WalletError(
+                f"{source}: cards.{card_id}: card ids are 1 to 32 of a-z, 0-9, - and _"
+            )
+        wallet[card_id] = _card(card_id, entry, f"{source}: cards.{card_id}")
+    return wallet
+
+
+def load_wallet(path: Path | str) -> dict[str, WalletCard]:
+    """The wallet file's cards keyed by card id ("alice"); WalletError names what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise WalletError(f"{path}: cannot read the wallet: {err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise WalletError(f"{path}: not valid YAML{line}: {err}") from err
+    return parse_wallet(data, str(path))
