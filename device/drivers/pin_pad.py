@@ -1,0 +1,244 @@
+"""Driver of the encrypted PIN pad: framed commands with ACK/NAK and retries, key events queued.
+
+The ATM sees key events and enciphered PIN blocks only; a clear PIN never reaches this side.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import serial
+
+from device.drivers.base import DeviceFault, DeviceTimeout, LinkError, SerialDriver
+from peripherals.wire import pin_pad as wire
+from peripherals.wire.pin_pad import ErrorCode, KeyEvent
+
+__all__ = [
+    "EncryptedPinBlock",
+    "KeyEvent",
+    "PinPadDriver",
+    "PinPadError",
+    "PinPadStatus",
+    "TamperedError",
+]
+
+log = logging.getLogger(__name__)
+
+
+class PinPadError(DeviceFault):
+    """The PIN pad refused a command; `code` is its error code (E0..EF)."""
+
+
+class TamperedError(PinPadError):
+    """The PIN pad was tampered with: its keys are erased until it is re-installed."""
+
+
+@dataclass(frozen=True)
+class PinPadStatus:
+    mode: str  # "idle" | "plain" | "pin_entry"
+    keys_loaded: bool
+    tampered: bool
+    pin_ready: bool = False
+    pin_block_format: int = 0
+    key_source: str = "fixed"  # "fixed" | "dukpt_tdes" | "dukpt_aes"
+
+
+@dataclass(frozen=True)
+class EncryptedPinBlock:
+    """An enciphered ISO 9564 PIN block, with the DUKPT KSN if any. Never log `block`."""
+
+    block: bytes = field(repr=False)
+    format: int
+    ksn: str | None
+
+
+class PinPadDriver(SerialDriver):
+    """An encrypted PIN pad on a serial link (any pyserial URL)."""
+
+    ACK_TIMEOUT = 0.25  # per attempt; a frame is sent at most 1 + MAX_RETRIES times
+    MAX_EVENTS = 256  # events kept for poll_events; the oldest go first
+
+    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+        super().__init__(url, timeout=timeout)
+        self._decoder = wire.FrameDecoder()
+        self._events: deque[KeyEvent] = deque(maxlen=self.MAX_EVENTS)
+        self._replies: deque[wire.Reply] = deque()
+        self._controls: deque[wire.Control] = deque()
+
+    # ----- commands --------------------------------------------------------------------------
+
+    def status(self) -> PinPadStatus:
+        data = self._command(wire.Status(), check_tamper=False)
+        try:
+            status = wire.decode_status(data)
+        except wire.CodecError as err:
+            raise PinPadError(f"{self.url}: bad status reply: {err}") from err
+        return PinPadStatus(
+            mode=status.mode.value,
+            keys_loaded=status.keys_loaded,
+            tampered=status.tampered,
+            pin_ready=status.pin_ready,
+            pin_block_format=status.pin_block_format,
+            key_source=status.key_source,
+        )
+
+    def load_key(self, slot: str, tr31_block: str) -> str:
+        """Load a TR-31 key block (under the terminal master key) into `slot`: "PT" / "pin_tdes",
+        "PA" / "pin_aes" or "MK" / "tmk". Returns the loaded key's check value (6 hex)."""
+        data = self._command(wire.LoadKey(self._slot(slot), tr31_block.strip()))
+        return self._kcv(data)
+
+    def key_check_value(self, slot: str) -> str:
+        return self._kcv(self._command(wire.ReadKeyCheckValue(self._slot(slot))))
+
+    def select_pin_block(self, pin_block_format: int, *, dukpt: bool) -> None:
+        """Choose the default format and whether the fixed PIN key or DUKPT enciphers."""
+        source = wire.KeySource.DUKPT if dukpt else wire.KeySource.FIXED
+        self._command(wire.SelectPinBlock(pin_block_format, source))
+
+    def start_plain_entry(self) -> None:
+        self._command(wire.StartPlainEntry())
+
+    def stop_entry(self) -> None:
+        self._command(wire.StopEntry())
+
+    def start_pin_entry(
+        self,
+        pan: str,
+        *,
+        pin_block_format: int = 0,
+        min_length: int = 4,
+        max_length: int = 12,
+        timeout_seconds: int = 30,
+    ) -> None:
+        try:
+            command = wire.StartPinEntry(
+                pan, pin_block_format, min_length, max_length, timeout_seconds
+            )
+            wire.encode_command(command)
+        except wire.CodecError as err:
+            raise PinPadError(f"{self.url}: {err}", ErrorCode.BAD_PARAMETER.value) from err
+        self._command(command)
+
+    def get_pin_block(self) -> EncryptedPinBlock:
+        data = self._command(wire.GetPinBlock())
+        try:
+            block = wire.decode_pin_block(data)
+        except wire.CodecError as err:
+            raise PinPadError(f"{self.url}: bad PIN block reply: {err}") from err
+        return EncryptedPinBlock(block.block, block.pin_block_format, block.ksn)
+
+    def cancel(self) -> None:
+        self._command(wire.Cancel())
+
+    def poll_events(self, timeout: float = 0.0) -> list[KeyEvent]:
+        """The key events received so far; waits up to `timeout` seconds for a first one."""
+        deadline = time.monotonic() + timeout
+        self._pump(self._read_now())
+        while not self._events and time.monotonic() < deadline:
+            self._pump(self.read_some(deadline))
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    # ----- frames ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _slot(slot: str) -> wire.Slot:
+        try:
+            return wire.SLOT_NAMES[slot]
+        except KeyError:
+            known = ", ".join(wire.SLOT_NAMES)
+            raise PinPadError(
+                f"unknown key slot {slot!r}; known: {known}", ErrorCode.UNKNOWN_SLOT.value
+            ) from None
+
+    def _kcv(self, data: str) -> str:
+        try:
+            return wire.decode_key_check_value(data)
+        except wire.CodecError as err:
+            raise PinPadError(f"{self.url}: {err}") from err
+
+    def _read_now(self) -> bytes:
+        """Whatever has already arrived, without waiting."""
+        try:
+            waiting = self.port.in_waiting
+            return bytes(self.port.read(waiting)) if waiting else b""
+        except (serial.SerialException, OSError) as err:
+            raise LinkError(f"{self.url}: read failed: {err}") from err
+
+    def _pump(self, data: bytes) -> None:
+        """Sort incoming bytes: events are queued, replies kept, every frame answered."""
+        if not data:
+            return
+        for item in self._decoder.feed(data):
+            if isinstance(item, wire.Control):
+                self._controls.append(item)
+            elif isinstance(item, wire.BadFrame):
+                log.info("%s: bad frame from the PIN pad (%s); NAK", self.url, item.reason)
+                self.write(bytes([wire.NAK]))
+            else:
+                self.write(bytes([wire.ACK]))
+                self._sort(item.text)
+
+    def _sort(self, text: str) -> None:
+        try:
+            if wire.is_event(text):
+                self._events.append(wire.decode_event(text))
+            else:
+                self._replies.append(wire.decode_reply(text))
+        except wire.CodecError as err:
+            log.warning("%s: PIN pad frame not understood: %s", self.url, err)
+
+    def _reply_to(self, code: str) -> wire.Reply | None:
+        while self._replies:
+            reply = self._replies.popleft()
+            if reply.command == code:
+                return reply
+            log.info("%s: stale %s reply dropped", self.url, reply.command)
+        return None
+
+    def _command(self, command: wire.Command, *, check_tamper: bool = True) -> str:
+        """Send one command; the reply's data, or PinPadError / TamperedError / DeviceTimeout."""
+        self._pump(self._read_now())
+        self._replies.clear()  # anything not yet taken answers an earlier command
+        self._controls.clear()
+        frame = wire.encode_frame(wire.encode_command(command))
+        reply = self._exchange(command.code, frame)
+        if reply.ok:
+            return reply.data
+        code = reply.status
+        text = f"{self.url}: PIN pad refused {command.code}: {code} {ErrorCode(code).description}"
+        if code == ErrorCode.TAMPERED and check_tamper:
+            raise TamperedError(text, code)
+        raise PinPadError(text, code)
+
+    def _exchange(self, code: str, frame: bytes) -> wire.Reply:
+        acknowledged = False
+        for _attempt in range(1 + wire.MAX_RETRIES):
+            self.write(frame)
+            deadline = time.monotonic() + min(self.ACK_TIMEOUT, self.timeout)
+            while time.monotonic() < deadline:
+                self._pump(self.read_some(deadline))
+                reply = self._reply_to(code)
+                if reply is not None:
+                    return reply  # the ACK may have been lost; the reply says it all
+                if self._controls:
+                    acknowledged = self._controls.popleft().ack
+                    if acknowledged:
+                        break
+                    deadline = 0.0  # NAK: send again at once
+            if acknowledged:
+                break
+        if not acknowledged:
+            raise DeviceTimeout(f"{self.url}: PIN pad did not acknowledge {code}")
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            self._pump(self.read_some(deadline))
+            reply = self._reply_to(code)
+            if reply is not None:
+                return reply
+        raise DeviceTimeout(f"{self.url}: no reply to {code} within {self.timeout} s")
