@@ -94,6 +94,9 @@ class HostServer:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, close every connection and wait for their threads."""
         self._stopping.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):  # wakes the blocked accept() on Linux
+                self._listener.shutdown(socket.SHUT_RDWR)
         if self._accept_thread is not None:
             self._accept_thread.join(timeout)
         if self._listener is not None:

@@ -279,3 +279,36 @@ def test_stop_closes_open_connections(bank: RecordingBank) -> None:
     assert read_answer(sock) is None
     assert server.connection_count == 0
     sock.close()
+
+
+@pytest.mark.parametrize(
+    ("mti", "changes"),
+    [
+        ("0100", {}),  # processing code 01 (withdrawal) belongs in a 0200
+        ("0200", {"3": "772000"}),  # no such processing code
+        ("0200", {"4": "000000000000"}),  # a withdrawal of nothing
+        ("0200", {"53": iso.security_control(4)}),  # an 8-byte block cannot be format 4
+        ("0200", {"3": "920000"}),  # a PIN change without the new PIN block (111)
+        ("0200", {"3": "013000"}),  # account type 30 is not in the table
+        ("0200", {"7": "1340120000"}),  # month 13
+    ],
+)
+def test_requests_that_mean_nothing_get_a_format_error(
+    server: HostServer, bank: RecordingBank, mti: str, changes: dict[str, str]
+) -> None:
+    fields = {**withdrawal("000011").fields, **changes}
+    if mti == "0100":
+        del fields["4"]  # not carried by a 0100
+    with connect(server) as sock:
+        answer = exchange(sock, Message(mti, fields))
+    assert (answer.mti, answer.text("39")) == (iso.response_mti(mti), "30")
+    assert bank.requests == []
+
+
+def test_an_unknown_network_code_gets_a_format_error(
+    server: HostServer, bank: RecordingBank
+) -> None:
+    with connect(server) as sock:
+        answer = exchange(sock, network("999"))
+    assert (answer.text("39"), answer.text("70")) == ("30", "999")
+    assert bank.requests == []
