@@ -1,0 +1,337 @@
+"""Cassettes, bins and where every note is: the cash model of the emulated dispenser.
+
+A cassette load comes from YAML; the note ledger keeps counts and counters in the device's own
+state file, rewritten atomically (temp file, fsync, rename) after every note movement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from peripherals.wire.cash_dispenser import CASSETTE_SLOTS, COUNTER_NAMES
+
+STATE_FILE_NAME = "cash_dispenser_state.json"
+STATE_VERSION = 1
+MAX_CASSETTE_NOTES = 9999  # four digits on the wire
+MAX_DENOMINATION = 99_999_999  # eight digits of cents on the wire
+
+#: Where notes can be, apart from the cassettes. "taken" is the customer's hand.
+PLACES: tuple[str, ...] = ("transport", "stacker", "presented", "taken", "reject", "retract")
+
+_CURRENCY = re.compile(r"[0-9]{3}")
+_CASSETTE_KEYS = frozenset(
+    {"number", "denomination", "currency", "count", "capacity", "low_threshold"}
+)
+_LOAD_KEYS = frozenset({"currency", "cassettes"})
+
+
+class CassetteConfigError(ValueError):
+    """A cassette load or state file that cannot be used; the message names file, key, reason."""
+
+
+class CassetteState(StrEnum):
+    OK = "ok"
+    LOW = "low"
+    EMPTY = "empty"
+    MISSING = "missing"
+
+
+@dataclass
+class Cassette:
+    """One note cassette: `denomination` in cents, `currency` ISO 4217 numeric ("978")."""
+
+    number: int
+    denomination: int
+    currency: str
+    count: int
+    capacity: int
+    low_threshold: int
+
+    def state(self, *, missing: bool = False, empty_sensor: bool = False) -> CassetteState:
+        if missing:
+            return CassetteState.MISSING
+        if empty_sensor or self.count == 0:
+            return CassetteState.EMPTY
+        if self.count <= self.low_threshold:
+            return CassetteState.LOW
+        return CassetteState.OK
+
+
+@dataclass(frozen=True)
+class CassetteLoad:
+    """The cassettes as loaded by the operator, before any note moved."""
+
+    cassettes: tuple[Cassette, ...]
+    source: str = "<inline>"
+
+
+def _whole(value: object, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CassetteConfigError(f"{where}: expected a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise CassetteConfigError(f"{where}: {value} is not in {low}..{high}")
+    return value
+
+
+def _currency(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+        raise CassetteConfigError(
+            f'{where}: expected an ISO 4217 numeric code as a quoted string like "978", '
+            f"got {value!r}"
+        )
+    return value
+
+
+def parse_cassette_load(document: object, source: str = "<inline>") -> CassetteLoad:
+    """Check a cassette load: {"currency": "978", "cassettes": [{number, denomination, ...}]}
+    (or the list of cassettes alone, each with its own currency)."""
+    if isinstance(document, list):
+        document = {"cassettes": document}
+    if not isinstance(document, Mapping):
+        raise CassetteConfigError(f"{source}: expected a mapping with 'cassettes'")
+    unknown = sorted(str(k) for k in set(document) - _LOAD_KEYS)
+    if unknown:
+        raise CassetteConfigError(
+            f"{source}: {unknown[0]}: unknown key; known: {', '.join(sorted(_LOAD_KEYS))}"
+        )
+    default_currency = None
+    if "currency" in document:
+        default_currency = _currency(document["currency"], f"{source}: currency")
+    items = document.get("cassettes")
+    if not isinstance(items, list) or not 1 <= len(items) <= CASSETTE_SLOTS:
+        raise CassetteConfigError(
+            f"{source}: cassettes: expected a list of 1..{CASSETTE_SLOTS} cassettes"
+        )
+    cassettes: list[Cassette] = []
+    for index, item in enumerate(items):
+        where = f"{source}: cassettes[{index}]"
+        if not isinstance(item, Mapping):
+            raise CassetteConfigError(f"{where}: expected a mapping")
+        unknown = sorted(str(k) for k in set(item) - _CASSETTE_KEYS)
+        if unknown:
+            raise CassetteConfigError(
+                f"{where}.{unknown[0]}: unknown key; known: {', '.join(sorted(_CASSETTE_KEYS))}"
+            )
+        for required in ("denomination", "count", "capacity"):
+            if required not in item:
+                raise CassetteConfigError(f"{where}.{required}: missing")
+        currency = item.get("currency", default_currency)
+        if currency is None:
+            raise CassetteConfigError(f"{where}.currency: missing (give it here or at the top)")
+        capacity = _whole(item["capacity"], f"{where}.capacity", 1, MAX_CASSETTE_NOTES)
+        cassette = Cassette(
+            number=_whole(item.get("number", index + 1), f"{where}.number", 1, CASSETTE_SLOTS),
+            denomination=_whole(item["denomination"], f"{where}.denomination", 1, MAX_DENOMINATION),
+            currency=_currency(currency, f"{where}.currency"),
+            count=_whole(item["count"], f"{where}.count", 0, capacity),
+            capacity=capacity,
+            low_threshold=_whole(
+                item.get("low_threshold", 0), f"{where}.low_threshold", 0, capacity
+            ),
+        )
+        cassettes.append(cassette)
+    numbers = [c.number for c in cassettes]
+    if len(set(numbers)) != len(numbers):
+        raise CassetteConfigError(f"{source}: cassettes: numbers {numbers} repeat")
+    currencies = {c.currency for c in cassettes}
+    if len(currencies) != 1:
+        # amounts in the stacker are plain cents: one dispenser pays one currency
+        raise CassetteConfigError(
+            f"{source}: cassettes hold several currencies {sorted(currencies)}"
+        )
+    return CassetteLoad(tuple(sorted(cassettes, key=lambda c: c.number)), source)
+
+
+def load_cassette_file(path: Path) -> CassetteLoad:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise CassetteConfigError(f"{path}: cannot read cassette load: {err}") from err
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise CassetteConfigError(f"{path}: not valid YAML: {err}") from err
+    return parse_cassette_load(document, str(path))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` by `data` so that a crash leaves either the old or the new file."""
+    temp = path.with_name(path.name + ".tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class NoteLedger:
+    """Every note of the dispenser: in a cassette or in one of PLACES, per cassette number.
+
+    The total changes only by replenishment. With a state file, each movement is saved before
+    the method returns, together with `device` (the emulator's own persistent fields).
+    """
+
+    def __init__(self, cassettes: tuple[Cassette, ...], state_file: Path | None = None) -> None:
+        self.cassettes: dict[int, Cassette] = {c.number: Cassette(**asdict(c)) for c in cassettes}
+        self.places: dict[str, dict[int, int]] = {place: {} for place in PLACES}
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self.device: dict[str, Any] = {}
+        self.state_file = state_file
+
+    @classmethod
+    def open(cls, load: CassetteLoad, state_dir: Path | None) -> NoteLedger:
+        """The ledger of a device: resumed from its state file if there is one, else `load`."""
+        if state_dir is None:
+            return cls(load.cassettes)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / STATE_FILE_NAME
+        if path.exists():
+            return cls.restore(path)
+        ledger = cls(load.cassettes, path)
+        ledger.save()
+        return ledger
+
+    @classmethod
+    def restore(cls, path: Path) -> NoteLedger:
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if state.get("version") != STATE_VERSION:
+                raise CassetteConfigError(f"{path}: state version {state.get('version')!r}")
+            load = parse_cassette_load({"cassettes": state["cassettes"]}, str(path))
+            ledger = cls(load.cassettes, path)
+            for place in PLACES:
+                ledger.places[place] = {
+                    int(k): _whole(v, f"{path}: {place}", 0, 10**9)
+                    for k, v in state["places"][place].items()
+                    if v
+                }
+            for name in COUNTER_NAMES:
+                ledger.counters[name] = _whole(
+                    state["counters"][name], f"{path}: {name}", 0, 10**12
+                )
+            device = state.get("device", {})
+            if not isinstance(device, dict):
+                raise CassetteConfigError(f"{path}: device: expected a mapping")
+            ledger.device = device
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            if isinstance(err, CassetteConfigError):
+                raise
+            raise CassetteConfigError(f"{path}: unreadable dispenser state: {err!r}") from err
+        return ledger
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        state = {
+            "version": STATE_VERSION,
+            "cassettes": [asdict(c) for c in self.cassettes.values()],
+            "places": {
+                p: {str(k): v for k, v in notes.items()} for p, notes in self.places.items()
+            },
+            "counters": self.counters,
+            "device": self.device,
+        }
+        write_atomically(self.state_file, json.dumps(state, indent=1, sort_keys=True).encode())
+
+    # ----- reading -------------------------------------------------------------------------
+
+    def notes(self, place: str) -> int:
+        return sum(self.places[place].values())
+
+    def amount(self, place: str) -> int:
+        """Cents in `place`."""
+        return sum(self.cassettes[n].denomination * k for n, k in self.places[place].items())
+
+    def total(self) -> int:
+        """Every note the device is accountable for, the customer's hand included."""
+        return sum(c.count for c in self.cassettes.values()) + sum(
+            self.notes(place) for place in PLACES
+        )
+
+    # ----- moving notes: each step is saved -------------------------------------------------
+
+    def _move(self, source: str, target: str, cassette: int, notes: int) -> None:
+        have = self.places[source].get(cassette, 0)
+        if notes < 0 or notes > have:
+            raise ValueError(f"cannot move {notes} notes of cassette {cassette} from {source}")
+        self.places[source][cassette] = have - notes
+        if not self.places[source][cassette]:
+            del self.places[source][cassette]
+        self.places[target][cassette] = self.places[target].get(cassette, 0) + notes
+
+    def pick(self, cassette: int, notes: int = 1) -> None:
+        """`notes` leave the cassette into the transport (2 for a double pick)."""
+        unit = self.cassettes[cassette]
+        if notes < 1 or notes > unit.count:
+            raise ValueError(f"cassette {cassette} holds {unit.count} notes, cannot pick {notes}")
+        unit.count -= notes
+        self.places["transport"][cassette] = self.places["transport"].get(cassette, 0) + notes
+        self.counters["picked"] += notes
+        self.save()
+
+    def stack(self, cassette: int) -> None:
+        self._move("transport", "stacker", cassette, 1)
+        self.counters["stacked"] += 1
+        self.save()
+
+    def reject(self, cassette: int, notes: int) -> None:
+        """Notes in the transport (double or skewed) divert to the reject bin."""
+        self._move("transport", "reject", cassette, notes)
+        self.counters["rejected"] += notes
+        self.save()
+
+    def _move_all(self, sources: tuple[str, ...], target: str, counter: str) -> dict[int, int]:
+        moved: dict[int, int] = {}
+        for source in sources:
+            for cassette, notes in list(self.places[source].items()):
+                self._move(source, target, cassette, notes)
+                moved[cassette] = moved.get(cassette, 0) + notes
+        self.counters[counter] += sum(moved.values())
+        self.save()
+        return moved
+
+    def present(self) -> dict[int, int]:
+        """The stacker goes out through the shutter."""
+        return self._move_all(("stacker",), "presented", "presented")
+
+    def take(self) -> dict[int, int]:
+        """The customer takes what is presented."""
+        return self._move_all(("presented",), "taken", "taken")
+
+    def retract(self) -> dict[int, int]:
+        """What is presented comes back into the retract bin."""
+        return self._move_all(("presented",), "retract", "retracted")
+
+    def purge(self) -> dict[int, int]:
+        """The stacker and the transport empty into the reject bin."""
+        return self._move_all(("transport", "stacker"), "reject", "purged")
+
+    def replenish(self, counts: Mapping[int, int], *, empty_bins: bool = False) -> None:
+        """The operator's exchange: new counts for some cassettes, bins optionally emptied."""
+        for number, count in counts.items():
+            unit = self.cassettes.get(number)
+            if unit is None:
+                raise ValueError(f"no cassette {number}")
+            if not 0 <= count <= unit.capacity:
+                raise ValueError(f"cassette {number}: {count} notes, capacity {unit.capacity}")
+        for number, count in counts.items():
+            self.cassettes[number].count = count
+        if empty_bins:
+            self.places["reject"].clear()
+            self.places["retract"].clear()
+        self.counters["replenishments"] += 1
+        self.save()
