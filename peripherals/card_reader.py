@@ -123,6 +123,7 @@ class CardReaderEmulator(Emulator):
         self._retained: list[str] = []  # masked card numbers of the retain bin
         self.commands = 0
         self.refused_frames = 0
+        self.resent_replies = 0
         self.unacknowledged_replies = 0
         self._load_state()
 
@@ -253,6 +254,7 @@ class CardReaderEmulator(Emulator):
                 "retain_bin_full": self._retain_bin_full(),
                 "commands": self.commands,
                 "refused_frames": self.refused_frames,
+                "resent_replies": self.resent_replies,
             }
 
     # ----- the link --------------------------------------------------------------------------
@@ -304,6 +306,7 @@ class CardReaderEmulator(Emulator):
             return
         pending.sends += 1
         pending.sent_at = now
+        self.resent_replies += 1
         self.send(pending.frame)
 
     # ----- commands --------------------------------------------------------------------------

@@ -301,7 +301,8 @@ def load_wallet(path: Path | str) -> dict[str, WalletCard]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise WalletError(f"{path}: not valid YAML{line}: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise WalletError(f"{path}: not valid YAML{line}: {problem}") from err
     return parse_wallet(data, str(path))
