@@ -212,8 +212,15 @@ class PinPadEmulator(Emulator):
         except (OSError, ValueError):
             log.warning("pin pad: unreadable %s; starting from the configured KSN", path)
             return initial
-        same_device = len(saved) == len(initial) and saved[:-3] == initial[:-3]
-        return saved if same_device else initial
+        if len(saved) != len(initial):
+            return initial
+        if len(initial) == dukpt_tdes.KSN_BYTES:
+            same_device = dukpt_tdes.with_counter(saved, 0) == dukpt_tdes.with_counter(initial, 0)
+            later = dukpt_tdes.counter(saved) >= dukpt_tdes.counter(initial)
+        else:
+            same_device = saved[:8] == initial[:8]
+            later = dukpt_aes.counter(saved) >= dukpt_aes.counter(initial)
+        return saved if same_device and later else initial
 
     def _save_ksn(self, ksn: bytes) -> None:
         path = self._ksn_file()
