@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from peripherals.pin_crypto import dukpt_tdes, pin_block, tr31
 from peripherals.wire import pin_pad as wire
 from peripherals.wire.pin_pad import (
     BadFrame,
@@ -276,3 +279,69 @@ def test_reply_and_event_decoders_refuse_cleanly(text: str) -> None:
     ):
         with contextlib.suppress(CodecError):
             decode(text)
+
+
+# ----- the protocol document -----------------------------------------------------------------
+
+DOC = Path(__file__).parents[2] / "docs" / "protocols" / "pin_pad.md"
+
+
+def doc_examples() -> list[tuple[str, str, bytes]]:
+    """(direction, text, bytes) of every example in the doc's `frames` blocks."""
+    examples: list[tuple[str, str, bytes]] = []
+    for block in re.findall(r"```frames\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S):
+        for line in block.splitlines():
+            if line.startswith(("host>pad ", "pad>host ")):
+                direction, text = line.split(" ", 1)
+                examples.append((direction, text, b""))
+            elif line.strip():
+                direction, text, raw = examples[-1]
+                examples[-1] = (direction, text, raw + bytes.fromhex(line))
+    return examples
+
+
+def test_the_doc_has_examples_of_every_command_and_event() -> None:
+    texts = [text for _, text, _ in doc_examples()]
+    assert len(texts) >= 29
+    commands = [text[:2] for direction, text, _ in doc_examples() if direction == "host>pad"]
+    assert set(wire.COMMAND_CODES) <= set(commands)
+    for event in ("EVD*", "EVD7", "EVN", "EVF3", "EVT", "EVX"):
+        assert event in texts
+
+
+@pytest.mark.parametrize(("direction", "text", "raw"), doc_examples())
+def test_each_doc_example_decodes_to_what_it_says(direction: str, text: str, raw: bytes) -> None:
+    items = FrameDecoder().feed(raw)
+    if text in ("ACK", "NAK"):
+        assert items == [Control(wire.ACK if text == "ACK" else wire.NAK)]
+        return
+    assert items == [Frame(text)]
+    assert wire.encode_frame(text) == raw
+    if direction == "host>pad":
+        assert wire.encode_command(wire.decode_command(text)) == text
+    elif wire.is_event(text):
+        wire.decode_event(text)
+    else:
+        reply = wire.decode_reply(text)
+        if reply.ok and reply.command == "ST":
+            wire.decode_status(reply.data)
+        elif reply.ok and reply.command in ("LK", "KC"):
+            wire.decode_key_check_value(reply.data)
+        elif reply.ok and reply.command == "PB":
+            block = wire.decode_pin_block(reply.data)
+            assert block.ksn is not None
+            key = dukpt_tdes.derive_pin_key(H("0123456789ABCDEFFEDCBA9876543210"), H(block.ksn))
+            assert pin_block.decrypt_pin_block(0, key, block.block, "4012345678909") == "1234"
+
+
+def test_the_doc_key_block_loads_the_shared_pin_key() -> None:
+    text = next(t for d, t, _ in doc_examples() if t.startswith("LKPT"))
+    header, key = tr31.unwrap(H("0123456789ABCDEFFEDCBA9876543210"), text[4:])
+    assert key == H("89ABCDEF0123456776543210FEDCBA98")
+    assert header.key_usage == "P0"
+
+
+def test_the_doc_lists_every_error_code_as_the_device_means_it() -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    for code in ErrorCode:
+        assert f"| {code.value} | {code.description} |" in doc
