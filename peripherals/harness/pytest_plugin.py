@@ -71,8 +71,8 @@ def _atm_sim_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
     threads_before = set(harness_threads())
     yield
     entries, threads = leaks_since(entries_before, threads_before)
-    for thread in threads:  # a runner stopped just now may need a moment to end
-        if not entries:
+    if threads and not entries:  # a runner stopped just now may need a moment to end
+        for thread in threads:
             thread.join(THREAD_GRACE_SECONDS)
     entries, threads = leaks_since(entries_before, threads_before)
     if not entries and not threads:

@@ -109,6 +109,8 @@ class SocketEndpoint:
         except (BlockingIOError, OSError):
             return
         conn.setblocking(False)
+        # A serial line sends each byte at once; Nagle's algorithm would hold small replies back.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             old, self._client = self._client, conn
         if old is not None:

@@ -14,7 +14,9 @@ from device.drivers.receipt_printer import ReceiptPrinterDriver
 from peripherals.emulator import Emulator
 from peripherals.harness.bay import BayError, DeviceBay, emulator_class
 from peripherals.harness.profile import (
+    DEFAULT_PROFILE,
     PROJECT_ROOT,
+    LinkSettings,
     ProfileError,
     load_profile,
     parse_profile,
@@ -56,6 +58,21 @@ def echo_once(url: str, data: bytes) -> bytes:
 
 
 # ----- profiles ---------------------------------------------------------------------------------
+
+
+def test_default_profile_is_valid_and_keeps_the_host_section() -> None:
+    profile = load_profile(DEFAULT_PROFILE)
+    assert profile.terminal_id == "ATM00001"
+    assert list(profile.devices) == ["card_reader", "pin_pad", "cash_dispenser", "receipt_printer"]
+    assert profile.host is not None
+    assert (profile.host.address, profile.host.port) == ("127.0.0.1", 8583)
+    assert "mac_key" not in repr(profile.host)  # keys stay out of logs
+    pin_pad = profile.devices["pin_pad"]
+    assert pin_pad.settings["tmk"] == "0123456789ABCDEFFEDCBA9876543210"
+    assert "link" not in pin_pad.settings
+    assert pin_pad.link == LinkSettings("pty", 9600, False)
+    wallet = Path(profile.devices["card_reader"].settings["wallet"])
+    assert wallet == PROJECT_ROOT / "config" / "wallet.yaml"
 
 
 @pytest.mark.parametrize(
@@ -273,3 +290,27 @@ def test_a_users_test_with_device_bay_on_every_backend(pytester: pytest.Pytester
     )
     result = pytester.runpytest_inprocess(*QUIET)
     result.assert_outcomes(passed=4)
+
+
+def test_the_default_bay_builds_all_four_devices_with_state(tmp_path: Path) -> None:
+    with DeviceBay.from_profile(backend="sim", state_dir=tmp_path) as bay:
+        assert bay.urls() == {
+            "card_reader": "sim://card_reader",
+            "pin_pad": "sim://pin_pad",
+            "cash_dispenser": "sim://cash_dispenser",
+            "receipt_printer": "sim://receipt_printer",
+        }
+        for name in bay.names:
+            assert name == bay.emulator(name).NAME
+            assert (tmp_path / name).is_dir()
+        assert len(bay.faults.targets()) == 8
+
+
+def test_the_guide_names_every_fault_of_every_target() -> None:
+    guide = (PROJECT_ROOT / "docs" / "harness.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(" `"): line for line in guide.splitlines() if "| `" in line}
+    for name in ("card_reader", "pin_pad", "cash_dispenser", "receipt_printer"):
+        for fault in sorted(emulator_class(name).FAULTS):
+            assert f"`{fault}`" in rows[name], f"docs/harness.md: {name} fault {fault} missing"
+    for fault in ("drop", "delay", "corrupt", "split", "disconnect"):
+        assert f"| `{fault}` |" in guide

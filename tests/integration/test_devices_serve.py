@@ -12,17 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
+from device.drivers.card_reader import CardReaderDriver
 from device.drivers.receipt_printer import ReceiptPrinterDriver
 from peripherals.harness.profile import PROJECT_ROOT
-
-PROFILE = {
-    "terminal_id": "ATM00004",
-    "devices": {
-        "receipt_printer": {"paper_length_lines": 500, "near_end_lines": 20},
-    },
-}
 
 
 def start_serve(config: Path) -> subprocess.Popen[bytes]:
@@ -65,10 +58,8 @@ class LineReader:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], LineReader]]:
-    config = tmp_path / "atm.yaml"
-    config.write_text(yaml.safe_dump(PROFILE), encoding="utf-8")
-    process = start_serve(config)
+def served() -> Iterator[tuple[subprocess.Popen[bytes], LineReader]]:
+    process = start_serve(Path("config/atm_profiles/default.yaml"))  # as run from the repo root
     try:
         yield process, LineReader(process)
     finally:
@@ -82,17 +73,18 @@ def test_serve_prints_ports_serves_a_driver_and_stops_on_sigint(
 ) -> None:
     process, stdout = served
     lines = stdout.until("serving", 20)
-    assert lines[-1] == "serving 1 devices of ATM00004; Ctrl-C to stop"
-    name, port = lines[0].split()
-    assert name == "receipt_printer"
-    assert port.startswith("/dev/pts/")
-    with ReceiptPrinterDriver(port, timeout=2.0) as printer:
-        status = printer.status()
-    assert (status.online, status.paper) == (True, "adequate")
+    assert lines[-1] == "serving 4 devices of ATM00001; Ctrl-C to stop"
+    ports = dict(line.split() for line in lines[:-1])
+    assert list(ports) == ["card_reader", "pin_pad", "cash_dispenser", "receipt_printer"]
+    assert all(port.startswith("/dev/pts/") for port in ports.values())
+    with CardReaderDriver(ports["card_reader"], timeout=2.0) as reader:
+        reader.initialise()
+        assert reader.status().media == "none"
+    with ReceiptPrinterDriver(ports["receipt_printer"], timeout=2.0) as printer:
+        assert printer.status().paper == "adequate"
     process.send_signal(signal.SIGINT)
     assert stdout.until("stopping devices", 10) == ["stopping devices"]
     assert process.wait(10) == 0
-    assert not Path(port).exists()  # the pty is gone with its device
 
 
 def test_serve_refuses_a_bad_profile_with_one_line(tmp_path: Path) -> None:
