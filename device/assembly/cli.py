@@ -53,6 +53,12 @@ def _run_devices(args: argparse.Namespace, settings: Settings) -> int:
     return serve_devices(args.config)
 
 
+def _run_atm(args: argparse.Namespace, settings: Settings) -> int:
+    from device.assembly.atm_runner import run_atm
+
+    return run_atm(settings, args)
+
+
 def _run_journal(args: argparse.Namespace, settings: Settings) -> int:
     from device.assembly.atm_home import atm_state_dir
     from device.journal import Journal
@@ -107,6 +113,21 @@ def _parser() -> argparse.ArgumentParser:
     devices_serve = devices_sub.add_parser("serve", help="run emulated devices on ptys")
     devices_serve.add_argument("--config", type=Path, required=True, help="ATM profile YAML")
     devices_serve.set_defaults(run=_run_devices)
+
+    atm = sub.add_parser("atm", help="a simulated ATM")
+    atm_sub = atm.add_subparsers(dest="atm_command", required=True, metavar="ACTION")
+    atm_run = atm_sub.add_parser(
+        "run", help="run a headless ATM against a host; customer actions from a script or stdin"
+    )
+    atm_run.add_argument("--profile", type=Path, help="ATM profile YAML (default: the default)")
+    atm_run.add_argument("--host", default=None, help="host address (default: the profile's)")
+    atm_run.add_argument("--port", type=int, default=None, help="host port (default: profile's)")
+    atm_run.add_argument("--script", type=Path, help="customer actions; '-' or absent: stdin")
+    atm_run.add_argument("--state-dir", type=Path, help="journal, queues and device counters")
+    atm_run.add_argument(
+        "--virtual-clock", action="store_true", help="timeouts run on a clock moved by `advance`"
+    )
+    atm_run.set_defaults(run=_run_atm)
 
     journal = sub.add_parser("journal", help="the ATM's electronic journal")
     journal_sub = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")

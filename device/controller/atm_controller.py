@@ -237,6 +237,11 @@ class AtmController:
         self._deadline = self.clock.monotonic() + seconds
         self._on_deadline = action
 
+    @property
+    def next_deadline(self) -> float | None:
+        """When (on the clock's monotonic scale) the controller will act by itself next."""
+        return self._deadline
+
     def _clear_deadline(self) -> None:
         self._deadline = None
         self._on_deadline = None

@@ -1,0 +1,230 @@
+"""A whole simulated ATM: the emulated devices in a bay, drivers on their links, the host link,
+the journal and the controller, plus the customer's side of the fascia.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from device.advice_queue import AdviceQueue
+from device.clock import Clock, SystemClock, VirtualClock
+from device.controller.atm_controller import AtmController, ControllerConfig
+from device.drivers.card_reader import CardReaderDriver
+from device.drivers.cash_dispenser import CashDispenserDriver, plan_notes
+from device.drivers.pin_pad import PinPadDriver
+from device.drivers.receipt_printer import ReceiptPrinterDriver
+from device.host_client import HostClient, StanCounter
+from device.journal import Journal
+from device.screens import DEFAULT_SCREENS, RenderedScreen, load_screens
+from peripherals.cards import load_wallet
+from peripherals.harness.bay import DeviceBay
+from peripherals.harness.profile import AtmProfile, load_profile
+
+log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 0.03
+POLL_SECONDS = 0.005
+
+
+class AtmRunError(RuntimeError):
+    """The simulated ATM did not reach what a script waited for."""
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    host: str
+    port: int
+    mac_key: bytes
+
+
+class SimulatedAtm:
+    """Build with `SimulatedAtm(profile, host, state_dir)`, then `start()`, drive, `stop()`."""
+
+    def __init__(
+        self,
+        profile: AtmProfile | Path | str | None,
+        host: HostAddress,
+        state_dir: Path,
+        *,
+        clock: Clock | None = None,
+        session_timeout_seconds: float = 120.0,
+        host_timeout: float = 10.0,
+    ) -> None:
+        if not isinstance(profile, AtmProfile):
+            profile = load_profile(profile) if profile is not None else None
+        self.clock: Clock = clock or SystemClock()
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.bay = DeviceBay.from_profile(
+            profile, state_dir=state_dir / "devices", clock=self.clock.monotonic
+        )
+        assert self.bay.profile is not None
+        self.profile = self.bay.profile
+        self.terminal_id = self.profile.terminal_id
+        wallet_path = self.profile.devices["card_reader"].settings.get("wallet")
+        # The profile has already resolved the wallet path and checked that the file exists.
+        self.wallet = load_wallet(Path(wallet_path)) if wallet_path else {}
+        self.host_address = host
+        self.host_timeout = host_timeout
+        self.session_timeout_seconds = session_timeout_seconds
+        self.screens_shown: list[RenderedScreen] = []
+        self.controller: AtmController | None = None
+        self._drivers: list[Any] = []
+        self._host_client: HostClient | None = None
+        self._journal: Journal | None = None
+
+    # ----- life -------------------------------------------------------------------------------
+
+    def start(self) -> list[str]:
+        """Start the devices and the controller; returns what power-failure recovery did."""
+        self.bay.start()
+        try:
+            return self._start_controller()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_controller(self) -> list[str]:
+        card_reader = CardReaderDriver(self.bay.url("card_reader"))
+        pin_pad = PinPadDriver(self.bay.url("pin_pad"))
+        dispenser = CashDispenserDriver(self.bay.url("cash_dispenser"))
+        printer = ReceiptPrinterDriver(self.bay.url("receipt_printer"))
+        self._drivers = [card_reader, pin_pad, dispenser, printer]
+        card_reader.initialise()
+        self._host_client = HostClient(
+            self.host_address.host,
+            self.host_address.port,
+            self.terminal_id,
+            self.host_address.mac_key,
+            timeout=self.host_timeout,
+            clock=self.clock,
+            stan=StanCounter(self.state_dir / "stan"),
+            connect_attempts=1,
+        )
+        self._journal = Journal(self.state_dir / "journal.jsonl", self.clock.now)
+        pin_format = int(self.profile.devices["pin_pad"].settings.get("pin_block_format", 0))
+        self.controller = AtmController(
+            card_reader=card_reader,
+            pin_pad=pin_pad,
+            dispenser=dispenser,
+            printer=printer,
+            host=self._host_client,
+            journal=self._journal,
+            advices=AdviceQueue(self.state_dir / "advices.jsonl"),
+            screens=load_screens(DEFAULT_SCREENS),
+            clock=self.clock,
+            config=ControllerConfig(
+                terminal_id=self.terminal_id,
+                session_timeout_seconds=self.session_timeout_seconds,
+                pin_block_format=pin_format,
+            ),
+            plan_notes=plan_notes,
+        )
+        self.controller.screen_listeners.append(self.screens_shown.append)
+        return self.controller.start()
+
+    def stop(self) -> None:
+        """Close drivers, host link, devices and journal; safe to call twice."""
+        for driver in self._drivers:
+            try:
+                driver.close()
+            except Exception as err:  # closing must go on for the other devices
+                log.warning("closing %s: %s", type(driver).__name__, err)
+        self._drivers = []
+        if self._host_client is not None:
+            self._host_client.close()
+            self._host_client = None
+        self.bay.stop()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    def __enter__(self) -> SimulatedAtm:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- running ----------------------------------------------------------------------------
+
+    @property
+    def atm(self) -> AtmController:
+        if self.controller is None:
+            raise AtmRunError("the ATM is not started")
+        return self.controller
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise AtmRunError("the ATM is not started")
+        return self._journal
+
+    def settle(self, limit: float = 2.0) -> None:
+        """Step until nothing changes for a moment: device replies have arrived and been used."""
+        deadline = time.monotonic() + limit
+        quiet_since = time.monotonic()
+        seen = (self.atm.state, self.atm.screen)
+        while time.monotonic() < deadline:
+            self.atm.step()
+            now_seen = (self.atm.state, self.atm.screen)
+            if now_seen != seen:
+                seen, quiet_since = now_seen, time.monotonic()
+            elif time.monotonic() - quiet_since >= SETTLE_SECONDS:
+                return
+            time.sleep(POLL_SECONDS)
+
+    def run_until(self, done: Callable[[], bool], seconds: float, what: str) -> None:
+        """Step until `done()`; on the virtual clock, jump to the controller's next timer
+        whenever nothing else is happening, as a discrete-event simulation does.
+        """
+        deadline = time.monotonic() + seconds
+        while not done():
+            if time.monotonic() >= deadline:
+                raise AtmRunError(
+                    f"waited {seconds:g} s for {what}; the ATM is in {self.atm.state} "
+                    f"showing {self.atm.screen.name!r}"
+                )
+            self.settle()
+            timer = self.atm.next_deadline
+            if not done() and timer is not None and isinstance(self.clock, VirtualClock):
+                self.clock.advance(max(timer - self.clock.monotonic(), 0.0))
+
+    # ----- the customer's side (satisfies customer_script.Customer) ----------------------------
+
+    def insert_card(self, card_id: str) -> None:
+        card = self.wallet.get(card_id)
+        if card is None:
+            known = ", ".join(sorted(self.wallet))
+            raise AtmRunError(f"no card {card_id!r} in the wallet; cards: {known}")
+        self.bay.card_reader.insert_card(card)
+        self.settle()
+
+    def press(self, key: str) -> None:
+        self.bay.pin_pad.press(key)
+        self.settle()
+
+    def take(self, item: str) -> None:
+        if item == "card":
+            self.bay.card_reader.take_card()
+        elif item == "cash":
+            self.bay.cash_dispenser.take_cash()
+        self.settle()
+
+    def wait_for_state(self, state: str, seconds: float) -> None:
+        self.run_until(lambda: self.atm.state == state, seconds, f"state {state}")
+        self.settle()
+
+    def advance(self, seconds: float) -> None:
+        if not isinstance(self.clock, VirtualClock):
+            raise AtmRunError("advance needs the virtual clock (--virtual-clock)")
+        self.clock.advance(seconds)
+        self.settle()
+
+    def receipts(self) -> list[str]:
+        return [receipt.text for receipt in self.bay.receipt_printer.receipts]
