@@ -206,7 +206,10 @@ class PinPadDriver(SerialDriver):
         self._pump(self._read_now())
         self._replies.clear()  # anything not yet taken answers an earlier command
         self._controls.clear()
-        frame = wire.encode_frame(wire.encode_command(command))
+        try:
+            frame = wire.encode_frame(wire.encode_command(command))
+        except ValueError as err:  # CodecError too: nothing that cannot be framed is sent
+            raise PinPadError(f"{self.url}: {command.code}: {err}", "E1") from err
         reply = self._exchange(command.code, frame)
         if reply.ok:
             return reply.data

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device.drivers.base import DeviceTimeout
 from device.drivers.pin_pad import KeyEvent, PinPadDriver, PinPadError, TamperedError
@@ -437,3 +439,73 @@ def test_the_clear_pin_never_leaves_the_pad(
     else:
         key = dukpt_aes.derive_pin_key(H(dukpt["bdk"]), H(block.ksn or ""))
     assert pin_block.decrypt_pin_block(fmt, key, block.block, PAN) == pin
+
+
+def test_select_pin_block_switches_between_fixed_key_and_dukpt(make_pad: MakePad) -> None:
+    pad = make_pad(dukpt=TDES_DUKPT)
+    pad.driver.select_pin_block(3, dukpt=False)
+    status = pad.driver.status()
+    assert (status.pin_block_format, status.key_source) == (3, "fixed")
+    pad.driver.start_pin_entry(PAN, pin_block_format=3)
+    pad.enter_pin("5678")
+    block = pad.driver.get_pin_block()
+    assert block.ksn is None
+    assert pin_block.decrypt_pin_block(3, H(PIN_KEY_TDES), block.block, PAN) == "5678"
+    pad.driver.select_pin_block(0, dukpt=True)
+    assert pad.driver.status().key_source == "dukpt_tdes"
+    with pytest.raises(PinPadError) as caught:
+        pad.driver.select_pin_block(4, dukpt=True)  # TDES DUKPT cannot make format 4
+    assert caught.value.code == "E6"
+    pad.driver.start_pin_entry(PAN)
+    with pytest.raises(PinPadError) as caught:
+        pad.driver.select_pin_block(0, dukpt=False)
+    assert caught.value.code == "E2"
+
+
+def test_dukpt_refused_where_not_configured(make_pad: MakePad) -> None:
+    with pytest.raises(PinPadError) as caught:
+        make_pad().driver.select_pin_block(0, dukpt=True)
+    assert caught.value.code == "EE"
+
+
+def test_aes_master_key_takes_version_d_key_blocks(make_pad: MakePad) -> None:
+    aes_tmk = "2B7E151628AED2A6ABF7158809CF4F3C"
+    pad = make_pad(tmk=aes_tmk, tmk_algorithm="aes", pin_key_tdes=None, pin_key_aes=None)
+    block = psec.tr31.wrap(H(aes_tmk), "D0000P0AE00N0000", H(PIN_KEY_AES))
+    assert pad.driver.load_key("PA", block) == key_check_value(H(PIN_KEY_AES), "aes")
+    pad.driver.start_pin_entry(PAN, pin_block_format=4)
+    pad.enter_pin("2468")
+    block_out = pad.driver.get_pin_block()
+    assert pin_block.decrypt_pin_block(4, H(PIN_KEY_AES), block_out.block, PAN) == "2468"
+    version_b = tr31.wrap(H(TMK), tr31.Tr31Header("B", "P0", "T", "E"), H(PIN_KEY_TDES))
+    with pytest.raises(PinPadError):
+        pad.driver.load_key("PT", version_b)
+
+
+def test_bad_config_sections_are_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="tmk"):
+        PinPadEmulator.from_config({"pin_block_format": 0})
+    with pytest.raises(ValueError, match="unknown keys colour"):
+        PinPadEmulator.from_config({**BASE, "colour": "red"})
+    with pytest.raises(ValueError, match="pin_block_format"):
+        PinPadEmulator.from_config({**BASE, "pin_block_format": 2})
+    with pytest.raises(ValueError, match="format 4 cannot be used with tdes"):
+        PinPadEmulator.from_config({**BASE, "pin_block_format": 4, "dukpt": TDES_DUKPT})
+    with pytest.raises(ValueError, match="quoted hex"):
+        PinPadEmulator.from_config({**BASE, "tmk": 123})
+
+
+@settings(max_examples=150, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=80), max_size=6))
+def test_random_bytes_only_ever_get_ack_nak_or_frames_back(chunks: list[bytes]) -> None:
+    emulator = PinPadEmulator.from_config(BASE)
+    out = bytearray()
+    emulator.attach(out.extend)
+    for chunk in chunks:
+        emulator.receive(chunk)
+    emulator.tick(emulator.clock() + 1.0)
+    items = wire.FrameDecoder().feed(bytes(out))
+    assert not [item for item in items if isinstance(item, wire.BadFrame)]
+    for item in items:
+        if isinstance(item, wire.Frame):
+            wire.decode_reply(item.text)  # every frame the pad sends is a valid reply
