@@ -471,13 +471,17 @@ LEDGER = "01"
 AVAILABLE = "02"
 
 
+def _signed(cents: int) -> str:
+    if abs(cents) > 999_999_999_999:
+        raise MessageFormatError(f"amount {cents} does not fit 12 digits")
+    return ("C" if cents >= 0 else "D") + f"{abs(cents):012d}"
+
+
 def encode_balances(balances: Sequence[Balance]) -> str:
     """Field 54: 20 characters each: account type, amount type, currency, C/D, 12 digits."""
-    parts = []
-    for b in balances:
-        sign = "C" if b.amount >= 0 else "D"
-        parts.append(f"{b.account_type}{b.amount_type}{b.currency}{sign}{abs(b.amount):012d}")
-    return "".join(parts)
+    return "".join(
+        f"{b.account_type}{b.amount_type}{b.currency}{_signed(b.amount)}" for b in balances
+    )
 
 
 def decode_balances(text: str) -> list[Balance]:
@@ -500,10 +504,6 @@ class StatementEntry:
     description: str
     amount: int  # cents, negative for debits
     balance_after: int
-
-
-def _signed(cents: int) -> str:
-    return ("C" if cents >= 0 else "D") + f"{abs(cents):012d}"
 
 
 def encode_statement(entries: Sequence[StatementEntry]) -> str:
