@@ -48,6 +48,13 @@ def start_embedded(data_dir: Path) -> str:
     return _sqlalchemy_url(server.get_uri(EMBEDDED_DATABASE))
 
 
+def stop_embedded() -> None:
+    """Stop every embedded server this process started (they also stop at exit)."""
+    while _embedded:
+        _, server = _embedded.popitem()
+        server._cleanup()
+
+
 def _sqlalchemy_url(uri: str) -> str:
     url = make_url(uri)
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from config.settings import Settings, load_settings
-from host.database import database_url
+from host.database import database_url, stop_embedded
 
 TEST_SECRETS = {
     "SECRET_KEY": "test-secret-key-0123456789",
@@ -24,13 +26,16 @@ TEST_SECRETS = {
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def postgres_url() -> Iterator[str]:
     """URL of a real PostgreSQL server for the whole run."""
-    home = Path(tmp_path_factory.mktemp("atm-sim-home"))
+    # Not under pytest's 0700 temp dirs: the embedded server runs as its own system user.
+    home = Path(tempfile.mkdtemp(prefix="atm-sim-test-"))
     env = {"ATM_SIM_HOME": str(home)}
     if os.environ.get("DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
-    return database_url(load_settings(env))
+    yield database_url(load_settings(env))
+    stop_embedded()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 _counter = itertools.count()

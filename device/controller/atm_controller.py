@@ -805,6 +805,8 @@ class AtmController:
 
     def on_enter_showing_result(self) -> None:
         name, values = self._result_screen
+        with contextlib.suppress(DriverError):
+            self.pin_pad.start_plain_entry()  # after a PIN change the pad is still in PIN entry
         self.show(name, **values)
         self._touch()
         if name == "declined":
