@@ -193,6 +193,12 @@ class CardReaderEmulator(Emulator):
         with self.lock:
             return list(self._retained)
 
+    @property
+    def awaiting_ack(self) -> bool:
+        """Whether the last reply is still waiting for the host's ACK."""
+        with self.lock:
+            return self._unacked is not None
+
     def insert_card(self, card: WalletCard | str) -> MediaState:
         """A customer pushes a card (or a wallet card id) into the slot; returns where it ends.
 

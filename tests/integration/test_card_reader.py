@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -58,6 +59,15 @@ def rig(make_rig: Callable[..., Rig]) -> Rig:
 def card_inside(rig: Rig, card_id: str = "alice") -> None:
     rig.driver.enable_entry()
     assert rig.reader.insert_card(card_id) is MediaState.INSIDE
+
+
+def quiet(rig: Rig) -> None:
+    """Wait until the reader has the driver's ACK of its last reply, so a link fault injected
+    next hits the next command and not that ACK."""
+    deadline = time.monotonic() + 1.0
+    while rig.reader.awaiting_ack and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert not rig.reader.awaiting_ack
 
 
 def wrap_send(rig: Rig, action: Callable[[bytes], None]) -> list[bytes]:
@@ -308,6 +318,7 @@ def test_power_off_is_silence_then_a_reader_to_initialise(rig: Rig) -> None:
 
 def test_a_corrupted_command_is_refused_and_sent_again(rig: Rig) -> None:
     card_inside(rig)
+    quiet(rig)
     rig.link.faults.inject("corrupt", mode="once")
     assert rig.driver.read_tracks().pan == ALICE_PAN
     assert rig.driver.retransmissions == 1
@@ -343,6 +354,29 @@ def test_a_dropped_reply_is_sent_again_after_silence(rig: Rig) -> None:
     assert rig.reader.resent_replies == 1
 
 
+def test_dle_eot_stops_the_reader_resending(rig: Rig) -> None:
+    original = rig.reader.send
+    armed = threading.Event()
+
+    def send_then_lose_the_hosts_ack(data: bytes) -> None:
+        original(data)
+        if data[0] == wire.STX and not armed.is_set():
+            rig.link.faults.inject("drop", mode="once")  # the driver's ACK of this reply
+            armed.set()
+
+    rig.reader.send = send_then_lose_the_hosts_ack  # type: ignore[method-assign]
+    quiet(rig)
+    assert rig.driver.status().media == "none"
+    assert armed.wait(1.0)
+    deadline = time.monotonic() + 1.0
+    while rig.link.faults.active() and time.monotonic() < deadline:
+        time.sleep(0.002)  # until the link has lost the ACK
+    assert rig.link.faults.active() == []
+    rig.driver.cancel()
+    time.sleep(rig.reader.REPLY_ACK_TIMEOUT + 0.1)
+    assert rig.reader.resent_replies == 0
+
+
 def test_a_dropped_ack_lets_the_reply_count(rig: Rig) -> None:
     def drop_acks(data: bytes) -> None:
         if data == bytes((wire.ACK,)):
@@ -355,6 +389,7 @@ def test_a_dropped_ack_lets_the_reply_count(rig: Rig) -> None:
 
 
 def test_a_dropped_command_is_sent_again(rig: Rig) -> None:
+    quiet(rig)
     rig.link.faults.inject("drop", mode="once")
     assert rig.driver.status().media == "none"
     assert rig.driver.retransmissions == 1
@@ -369,6 +404,7 @@ def test_a_link_that_damages_every_command_gives_up_after_three_tries(rig: Rig) 
             rig.link.faults.inject("corrupt", mode="once")  # the command sent again
 
     rig.reader.send = send_then_spoil_the_next_command  # type: ignore[method-assign]
+    quiet(rig)
     rig.link.faults.inject("corrupt", mode="once")
     with pytest.raises(CardReaderError) as caught:
         rig.driver.status()
@@ -379,6 +415,7 @@ def test_a_link_that_damages_every_command_gives_up_after_three_tries(rig: Rig) 
 
 
 def test_a_link_that_damages_everything_is_a_timeout(rig: Rig) -> None:
+    quiet(rig)
     rig.link.faults.inject("corrupt", index=0)  # every STX, ACK and NAK, both ways
     with pytest.raises(DeviceTimeout):
         rig.driver.status()

@@ -387,3 +387,25 @@ def test_every_hex_frame_in_the_doc_decodes() -> None:
 if __name__ == "__main__":  # print the examples for the protocol document
     for name, frame in DOC_EXAMPLES:
         print(f"{name}: {frame[3:-2]!r}\n    {spaced(frame)}")
+
+
+# ----- the emulator never acts on a damaged frame ----------------------------------------------
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=64), max_size=8), st.data())
+def test_the_reader_never_acts_on_damaged_frames(pieces: list[bytes], data: st.DataObject) -> None:
+    from peripherals.card_reader import CardReaderEmulator, MediaState
+
+    reader = CardReaderEmulator()
+    sent: list[bytes] = []
+    reader.attach(sent.append)
+    eject = bytearray(wire.move_card(MoveTo.GATE).frame())
+    bit = data.draw(st.integers(0, len(eject) * 8 - 1))
+    eject[bit // 8] ^= 1 << (bit % 8)
+    for piece in pieces:
+        reader.receive(piece.replace(b"\xf2", b"\xf3"))  # no STX in the noise: no real frame
+    reader.receive(bytes(eject))
+    assert reader.state is MediaState.NONE and not reader.initialised
+    assert set(b"".join(sent)) <= {wire.NAK}
+    assert reader.commands == 0
