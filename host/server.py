@@ -278,7 +278,16 @@ def serve(settings: Settings, host: str, port: int) -> None:
         raise HostServerError(f"the authorisation service is not available: {err}") from err
     engine = make_engine(database_url(settings))
     bank = service.Bank(engine, settings)
-    server = HostServer(bank, crypto_keys.mac_key_lookup(engine, settings), host=host, port=port)
+    mac_key_for = crypto_keys.mac_key_lookup(engine, settings)
+    try:
+        mac_key_for("00000000")  # the terminals table answers, so the bank is ready
+    except Exception as err:
+        engine.dispose()
+        raise SystemExit(
+            f"atm-sim: the bank database is not ready ({type(err).__name__}); "
+            "run `atm-sim db upgrade` and `atm-sim db seed` first"
+        ) from err
+    server = HostServer(bank, mac_key_for, host=host, port=port)
     try:
         bound = server.start()
         print(f"ISO 8583 host listening on {host}:{bound} (Ctrl-C to stop)", flush=True)
