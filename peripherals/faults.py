@@ -86,6 +86,11 @@ class FaultSet:
         with self._lock:
             self._commands_seen += 1
 
+    @property
+    def commands_seen(self) -> int:
+        with self._lock:
+            return self._commands_seen
+
     def take(self, name: str) -> Fault | None:
         """The fault if it fires now; a one-shot or triggered fault is used up by firing."""
         with self._lock:

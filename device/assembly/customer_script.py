@@ -1,7 +1,8 @@
 """Customer actions as a small line-based script, for `atm-sim atm run` and the demo.
 
 One action per line: insert CARD, type DIGITS, press KEY..., take card|cash|receipt,
-leave cash|card, wait STATE [SECONDS], advance SECONDS; `#` starts a comment.
+leave cash|card, wait STATE [SECONDS], advance SECONDS, pause SECONDS (hold the ATM still
+for that long in real time, e.g. to cut its power from outside); `#` starts a comment.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Customer(Protocol):
     def take(self, item: str) -> None: ...
     def wait_for_state(self, state: str, seconds: float) -> None: ...
     def advance(self, seconds: float) -> None: ...
+    def pause(self, seconds: float) -> None: ...
 
 
 def _number(text: str, line: int) -> float:
@@ -56,7 +58,7 @@ def _valid(verb: str, args: tuple[str, ...], number: int) -> bool:
         if unknown:
             raise ScriptError(f"line {number}: unknown key {unknown[0]!r}")
         return True
-    if verb in ("wait", "advance") and args:
+    if verb in ("wait", "advance", "pause") and args:
         for seconds in args[1:] if verb == "wait" else args:
             _number(seconds, number)
         return len(args) <= (2 if verb == "wait" else 1)
@@ -81,7 +83,7 @@ def parse_script(lines: Iterable[str]) -> list[Action]:
             raise ScriptError(
                 f"line {number}: cannot understand {raw.strip()!r}; expected insert CARD, "
                 "type DIGITS, press KEY..., take/leave card|cash|receipt, wait STATE [SECONDS], "
-                "advance SECONDS"
+                "advance SECONDS, pause SECONDS"
             )
         actions.append(Action(number, verb, args))
     return actions
@@ -104,4 +106,6 @@ def run_action(customer: Customer, action: Action) -> None:
         customer.wait_for_state(args[0], seconds)
     elif verb == "advance":
         customer.advance(float(args[0]))
+    elif verb == "pause":
+        customer.pause(float(args[0]))
     # "leave" does nothing on purpose: the item stays where it is until a timeout acts on it.

@@ -54,6 +54,7 @@ class SimulatedAtm:
         clock: Clock | None = None,
         session_timeout_seconds: float = 120.0,
         host_timeout: float = 10.0,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         if not isinstance(profile, AtmProfile):
             profile = load_profile(profile) if profile is not None else None
@@ -72,6 +73,7 @@ class SimulatedAtm:
         self.host_address = host
         self.host_timeout = host_timeout
         self.session_timeout_seconds = session_timeout_seconds
+        self.settle_seconds = settle_seconds
         self.screens_shown: list[RenderedScreen] = []
         self.controller: AtmController | None = None
         self._drivers: list[Any] = []
@@ -175,7 +177,7 @@ class SimulatedAtm:
             now_seen = (self.atm.state, self.atm.screen)
             if now_seen != seen:
                 seen, quiet_since = now_seen, time.monotonic()
-            elif time.monotonic() - quiet_since >= SETTLE_SECONDS:
+            elif time.monotonic() - quiet_since >= self.settle_seconds:
                 return
             time.sleep(POLL_SECONDS)
 
@@ -225,6 +227,9 @@ class SimulatedAtm:
             raise AtmRunError("advance needs the virtual clock (--virtual-clock)")
         self.clock.advance(seconds)
         self.settle()
+
+    def pause(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def receipts(self) -> list[str]:
         return [receipt.text for receipt in self.bay.receipt_printer.receipts]
