@@ -398,10 +398,14 @@ def test_a_dropped_command_is_sent_again(rig: Rig) -> None:
 def test_a_link_that_damages_every_command_gives_up_after_three_tries(rig: Rig) -> None:
     original = rig.reader.send
 
+    naks: list[bytes] = []
+
     def send_then_spoil_the_next_command(data: bytes) -> None:
         original(data)
         if data == bytes((wire.NAK,)):
-            rig.link.faults.inject("corrupt", mode="once")  # the command sent again
+            naks.append(data)
+            if len(naks) < 3:
+                rig.link.faults.inject("corrupt", mode="once")  # the command sent again
 
     rig.reader.send = send_then_spoil_the_next_command  # type: ignore[method-assign]
     quiet(rig)
