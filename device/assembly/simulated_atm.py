@@ -28,7 +28,7 @@ from peripherals.harness.profile import AtmProfile, load_profile
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.03
-POLL_SECONDS = 0.005
+POLL_SECONDS = 0.001
 
 
 class AtmRunError(RuntimeError):
