@@ -1,11 +1,414 @@
-"""Bank administration: schema migration and seeding."""
+"""Bank administration: migrate the schema to head (Alembic) and seed the sample bank from
+config/bank_seed.yaml. Seeding is idempotent: what exists already is left as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.orm import Session
 
 from config.settings import Settings
+from host import crypto_keys, pin_unit
+from host.crypto_keys import KeyFormatError, TerminalKeys
+from host.database import database_url, make_engine
+from host.models import CUSTOMER_ACCOUNT_KINDS, Account, Card, CardAccount, Customer, Terminal
+from host.service import Posting, post_entry
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SEED_FILE = Path(__file__).resolve().parent.parent / "config" / "bank_seed.yaml"
+EQUITY_ACCOUNT = "BANK-EQUITY"
+SEED_LOCK = 0x41544D5345454400  # pg advisory lock id: one seeding at a time
+
+
+class BankAdminError(RuntimeError):
+    """The bank database could not be migrated or seeded."""
+
+
+class SeedError(BankAdminError, ValueError):
+    """The seed file is wrong: the message names the file, the key and the reason."""
+
+
+# ----- migrations -----------------------------------------------------------------------------
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration for the bank schema on `url` (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = url
+    config.attributes["configure_logging"] = False
+    return config
 
 
 def upgrade_database(settings: Settings) -> None:
-    raise NotImplementedError("migrations are not built yet")
+    """Bring the bank schema to the newest revision."""
+    url = database_url(settings)
+    try:
+        command.upgrade(alembic_config(url), "head")
+    except sa.exc.SQLAlchemyError as err:
+        raise BankAdminError(f"cannot migrate the bank database: {err}") from err
 
 
-def seed_bank(settings: Settings) -> str:
-    raise NotImplementedError("seeding is not built yet")
+# ----- the seed file --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedAccount:
+    number: str
+    kind: str
+    balance: int
+
+
+@dataclass(frozen=True)
+class SeedCard:
+    pan: str
+    pin: str
+    expiry: str
+    accounts: tuple[str, ...]
+
+    def __repr__(self) -> str:  # never print a PIN or a full card number
+        return f"SeedCard({crypto_keys.mask_pan(self.pan)})"
+
+
+@dataclass(frozen=True)
+class SeedCustomer:
+    name: str
+    accounts: tuple[SeedAccount, ...]
+    cards: tuple[SeedCard, ...]
+
+
+@dataclass(frozen=True)
+class SeedTerminal:
+    terminal_id: str
+    keys: TerminalKeys
+
+
+@dataclass(frozen=True)
+class BankSeed:
+    currency: str
+    customers: tuple[SeedCustomer, ...]
+    terminals: tuple[SeedTerminal, ...]
+
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, reason: str) -> SeedError:
+        return SeedError(f"{self.path}: {where}: {reason}")
+
+    def mapping(self, value: object, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, "expected a mapping")
+        return value
+
+    def items(self, value: object, where: str) -> list[Any]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(where, "expected a non-empty list")
+        return value
+
+    def text(self, data: dict[str, Any], key: str, where: str, *, digits: int | None = None) -> str:
+        value = data.get(key)
+        if not isinstance(value, str):
+            raise self.fail(f"{where}.{key}", "expected a quoted string")
+        if digits is not None and not (value.isdigit() and value.isascii()):
+            raise self.fail(f"{where}.{key}", "expected digits only")
+        if digits is not None and digits and len(value) != digits:
+            raise self.fail(f"{where}.{key}", f"expected {digits} digits")
+        return value
+
+    def cents(self, data: dict[str, Any], key: str, where: str) -> int:
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(f"{where}.{key}", "expected a whole number of cents, 0 or more")
+        return value
+
+
+def _luhn_ok(pan: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(pan)):
+        digit = int(char)
+        if index % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def load_seed(path: Path = SEED_FILE) -> BankSeed:
+    """Read and check the seed file."""
+    reader = _Reader(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise SeedError(f"{path}: cannot read the seed file ({err})") from err
+    top = reader.mapping(data, "top level")
+    currency = reader.text(top, "currency", "top level", digits=3)
+    customers = []
+    numbers: set[str] = set()
+    pans: set[str] = set()
+    for i, raw in enumerate(reader.items(top.get("customers"), "customers")):
+        where = f"customers[{i}]"
+        entry = reader.mapping(raw, where)
+        name = reader.text(entry, "name", where)
+        accounts = []
+        for j, raw_account in enumerate(reader.items(entry.get("accounts"), f"{where}.accounts")):
+            at = f"{where}.accounts[{j}]"
+            account = reader.mapping(raw_account, at)
+            number = reader.text(account, "number", at, digits=0)
+            kind = account.get("type")
+            if kind not in CUSTOMER_ACCOUNT_KINDS:
+                raise reader.fail(
+                    f"{at}.type", f"expected one of {', '.join(CUSTOMER_ACCOUNT_KINDS)}"
+                )
+            if number in numbers:
+                raise reader.fail(f"{at}.number", f"account {number} appears twice")
+            numbers.add(number)
+            accounts.append(SeedAccount(number, str(kind), reader.cents(account, "balance", at)))
+        own = {a.number: a for a in accounts}
+        cards = []
+        for j, raw_card in enumerate(reader.items(entry.get("cards"), f"{where}.cards")):
+            at = f"{where}.cards[{j}]"
+            card = reader.mapping(raw_card, at)
+            pan = reader.text(card, "pan", at, digits=0)
+            if not 12 <= len(pan) <= 19 or not _luhn_ok(pan):
+                raise reader.fail(f"{at}.pan", "expected 12 to 19 digits passing the Luhn check")
+            if pan in pans:
+                raise reader.fail(f"{at}.pan", "the same card appears twice")
+            pans.add(pan)
+            pin = reader.text(card, "pin", at, digits=0)
+            if not 4 <= len(pin) <= 12:
+                raise reader.fail(f"{at}.pin", "expected 4 to 12 digits")
+            expiry = reader.text(card, "expiry", at, digits=4)
+            if not 1 <= int(expiry[2:]) <= 12:
+                raise reader.fail(f"{at}.expiry", "expected YYMM")
+            linked = card.get("accounts")
+            if not isinstance(linked, list) or not linked:
+                raise reader.fail(f"{at}.accounts", "expected a list of account numbers")
+            for number in linked:
+                if number not in own:
+                    raise reader.fail(f"{at}.accounts", f"{number!r} is not this customer's")
+            kinds = [own[n].kind for n in linked]
+            if len(set(kinds)) != len(kinds):
+                raise reader.fail(f"{at}.accounts", "a card reaches one account of each type")
+            cards.append(SeedCard(pan, pin, expiry, tuple(linked)))
+        customers.append(SeedCustomer(name, tuple(accounts), tuple(cards)))
+    terminals = []
+    for i, raw in enumerate(reader.items(top.get("terminals"), "terminals")):
+        where = f"terminals[{i}]"
+        entry = reader.mapping(raw, where)
+        terminal_id = reader.text(entry, "id", where)
+        if not 1 <= len(terminal_id) <= 8:
+            raise reader.fail(f"{where}.id", "expected 1 to 8 characters")
+        keys = reader.mapping(entry.get("keys"), f"{where}.keys")
+        try:
+            parsed = {
+                name: crypto_keys.key_from_hex(name, reader.text(keys, name, f"{where}.keys"))
+                for name in crypto_keys.KEY_NAMES
+            }
+        except KeyFormatError as err:
+            raise reader.fail(f"{where}.keys", str(err)) from err
+        terminals.append(SeedTerminal(terminal_id, TerminalKeys(**parsed)))
+    return BankSeed(currency, tuple(customers), tuple(terminals))
+
+
+# ----- seeding --------------------------------------------------------------------------------
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _account_id(session: Session, number: str) -> int | None:
+    return session.scalar(sa.select(Account.id).where(Account.number == number))
+
+
+def _new_account(
+    session: Session,
+    number: str,
+    kind: str,
+    currency: str,
+    customer_id: int | None,
+    now: dt.datetime,
+) -> int:
+    account_id = session.scalar(
+        sa.insert(Account)
+        .values(
+            number=number,
+            kind=kind,
+            customer_id=customer_id,
+            currency=currency,
+            ledger_balance=0,
+            available_balance=0,
+            created_at=now,
+        )
+        .returning(Account.id)
+    )
+    assert account_id is not None
+    return int(account_id)
+
+
+def _seed_customer(
+    session: Session, settings: Settings, seed: BankSeed, customer: SeedCustomer, equity: int
+) -> list[str]:
+    now = _utc_now()
+    done: list[str] = []
+    customer_id = session.scalar(sa.select(Customer.id).where(Customer.name == customer.name))
+    if customer_id is None:
+        customer_id = session.scalar(
+            sa.insert(Customer).values(name=customer.name, created_at=now).returning(Customer.id)
+        )
+        assert customer_id is not None
+        done.append(f"customer {customer.name}")
+    ids: dict[str, int] = {}
+    for account in customer.accounts:
+        existing = _account_id(session, account.number)
+        if existing is not None:
+            ids[account.number] = existing
+            continue
+        account_id = _new_account(
+            session, account.number, account.kind, seed.currency, customer_id, now
+        )
+        ids[account.number] = account_id
+        if account.balance:
+            post_entry(
+                session,
+                posted_at=now,
+                kind="opening",
+                description=f"Opening balance of {account.number}",
+                postings=[
+                    Posting(account_id, account.balance, "Opening balance"),
+                    Posting(equity, -account.balance, f"Opening of {account.number}"),
+                ],
+            )
+        done.append(f"account {account.number}")
+    for card in customer.cards:
+        digest = crypto_keys.pan_digest(settings, card.pan)
+        if session.scalar(sa.select(Card.id).where(Card.pan_hash == digest)) is not None:
+            continue
+        card_id = session.scalar(
+            sa.insert(Card)
+            .values(
+                pan_hash=digest,
+                masked_pan=crypto_keys.mask_pan(card.pan),
+                customer_id=customer_id,
+                expiry=card.expiry,
+                pin_hash=pin_unit.hash_pin(settings, card.pin),
+                failed_pin_attempts=0,
+                locked_until=None,
+                status="active",
+                created_at=now,
+            )
+            .returning(Card.id)
+        )
+        kinds = {a.number: a.kind for a in customer.accounts}
+        for position, number in enumerate(card.accounts):
+            session.execute(
+                sa.insert(CardAccount).values(
+                    card_id=card_id,
+                    account_id=ids[number],
+                    account_type=kinds[number],
+                    is_default=position == 0,
+                )
+            )
+        done.append(f"card {crypto_keys.mask_pan(card.pan)}")
+    return done
+
+
+def _seed_terminal(
+    session: Session, settings: Settings, seed: BankSeed, terminal: SeedTerminal
+) -> list[str]:
+    existing = session.scalar(
+        sa.select(Terminal).where(Terminal.terminal_id == terminal.terminal_id)
+    )
+    if existing is not None:
+        try:
+            same = crypto_keys.open_terminal_keys(settings, existing) == terminal.keys
+        except crypto_keys.KeyStoreError:
+            same = False
+        if same:
+            return []
+        for column, value in crypto_keys.sealed_columns(
+            settings, terminal.terminal_id, terminal.keys
+        ).items():
+            setattr(existing, column, value)
+        return [f"keys of terminal {terminal.terminal_id}"]
+    now = _utc_now()
+    number = f"ATM-CASH-{terminal.terminal_id}"
+    settlement = _account_id(session, number)
+    if settlement is None:
+        settlement = _new_account(session, number, "atm_settlement", seed.currency, None, now)
+    session.execute(
+        sa.insert(Terminal).values(
+            terminal_id=terminal.terminal_id,
+            settlement_account_id=settlement,
+            last_sign_on_at=None,
+            created_at=now,
+            **crypto_keys.sealed_columns(settings, terminal.terminal_id, terminal.keys),
+        )
+    )
+    return [f"terminal {terminal.terminal_id}"]
+
+
+def _report(session: Session, created: list[str]) -> str:
+    lines = ["Bank seeded: " + (", ".join(created) if created else "nothing new (already seeded)")]
+    lines.append(f"{'account':<10} {'type':<9} {'customer':<16} {'ledger':>14} {'available':>14}")
+    rows = session.execute(
+        sa.select(
+            Account.number,
+            Account.kind,
+            Customer.name,
+            Account.ledger_balance,
+            Account.available_balance,
+        )
+        .join(Customer, Customer.id == Account.customer_id)
+        .order_by(Account.number)
+    ).all()
+    for number, kind, name, ledger, available in rows:
+        lines.append(
+            f"{number:<10} {kind:<9} {name:<16} {_money(ledger):>14} {_money(available):>14}"
+        )
+    terminals = session.scalars(
+        sa.select(Terminal.terminal_id).order_by(Terminal.terminal_id)
+    ).all()
+    lines.append("terminals: " + ", ".join(terminals))
+    return "\n".join(lines)
+
+
+def _money(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def seed_bank(settings: Settings, seed_file: Path = SEED_FILE) -> str:
+    """Migrate to head, then create what the seed file lists and the bank lacks; a report."""
+    seed = load_seed(seed_file)
+    upgrade_database(settings)
+    engine = make_engine(database_url(settings))
+    try:
+        with Session(engine) as session, session.begin():
+            session.execute(sa.select(sa.func.pg_advisory_xact_lock(SEED_LOCK)))
+            created: list[str] = []
+            equity = _account_id(session, EQUITY_ACCOUNT)
+            if equity is None:
+                equity = _new_account(
+                    session, EQUITY_ACCOUNT, "bank_equity", seed.currency, None, _utc_now()
+                )
+                created.append("bank equity account")
+            for customer in seed.customers:
+                created += _seed_customer(session, settings, seed, customer, equity)
+            for terminal in seed.terminals:
+                created += _seed_terminal(session, settings, seed, terminal)
+            session.flush()
+            return _report(session, created)
+    except sa.exc.SQLAlchemyError as err:
+        raise BankAdminError(f"cannot seed the bank: {err}") from err
+    finally:
+        engine.dispose()

@@ -1,0 +1,1 @@
+"""Schema revisions of the bank database, oldest first."""

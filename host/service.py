@@ -1,0 +1,915 @@
+"""The bank's authorisation service: answers every HostRequest with a HostResponse, moving money
+through the double-entry ledger with conditional updates, idempotent by terminal, STAN and date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from host import crypto_keys, pin_unit
+from host.messages import HostRequest, HostResponse, RequestKind, ResponseCode, StatementLine
+from host.models import (
+    CUSTOMER_ACCOUNT_KINDS,
+    Account,
+    Card,
+    CardAccount,
+    DailyUsage,
+    Hold,
+    HostTransaction,
+    JournalEntry,
+    JournalLine,
+    Terminal,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+MINI_STATEMENT_LINES = 10
+BLOCKED_ORIGINAL = "blocked_original"  # a STAN reversed before its request arrived
+CARD_KINDS = frozenset(
+    {
+        RequestKind.BALANCE,
+        RequestKind.WITHDRAWAL,
+        RequestKind.TRANSFER,
+        RequestKind.MINI_STATEMENT,
+        RequestKind.PIN_CHANGE,
+    }
+)
+ADVICE_KINDS = frozenset({RequestKind.COMPLETION, RequestKind.REVERSAL})
+RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
+ATTEMPTS = 3
+
+
+class Declined(Exception):
+    """A request the bank refuses; raised inside a savepoint so its money moves are undone."""
+
+    def __init__(self, code: ResponseCode, message: str = "") -> None:
+        super().__init__(message or code.name)
+        self.code = code
+        self.message = message
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ----- the ledger ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One line of a journal entry: `amount` cents onto the account's ledger balance (+ credit)."""
+
+    account_id: int
+    amount: int
+    memo: str
+    available_change: int | None = None  # None: the available balance moves by `amount` too
+
+
+def post_entry(
+    session: Session,
+    *,
+    posted_at: dt.datetime,
+    kind: str,
+    description: str,
+    postings: Sequence[Posting],
+    host_transaction_id: int | None = None,
+) -> dict[int, tuple[int, int]]:
+    """Post a balanced entry; return each account's (ledger, available) balance after it.
+
+    Accounts are updated in the order given (callers keep one lock order: customer accounts by
+    id, then bank accounts). A customer account whose available balance would go below zero
+    raises Declined(51); the CHECK constraints and the balanced-entry trigger are the backstop.
+    """
+    if sum(p.amount for p in postings) != 0:
+        raise ValueError(f"{kind} entry does not balance")
+    entry_id = session.scalar(
+        sa.insert(JournalEntry)
+        .values(
+            posted_at=posted_at,
+            kind=kind,
+            description=description[:80],
+            host_transaction_id=host_transaction_id,
+        )
+        .returning(JournalEntry.id)
+    )
+    balances: dict[int, tuple[int, int]] = {}
+    for posting in postings:
+        available = posting.amount if posting.available_change is None else posting.available_change
+        row = session.execute(
+            sa.update(Account)
+            .where(
+                Account.id == posting.account_id,
+                sa.or_(
+                    Account.kind.not_in(CUSTOMER_ACCOUNT_KINDS),
+                    Account.available_balance + available >= 0,
+                ),
+            )
+            .values(
+                ledger_balance=Account.ledger_balance + posting.amount,
+                available_balance=Account.available_balance + available,
+            )
+            .returning(Account.ledger_balance, Account.available_balance)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if row is None:
+            raise Declined(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
+        if posting.amount:
+            session.execute(
+                sa.insert(JournalLine).values(
+                    entry_id=entry_id,
+                    account_id=posting.account_id,
+                    amount=posting.amount,
+                    balance_after=row.ledger_balance,
+                    memo=posting.memo[:40],
+                )
+            )
+        balances[posting.account_id] = (row.ledger_balance, row.available_balance)
+    return balances
+
+
+# ----- what one request needs ------------------------------------------------------------------
+
+
+@dataclass
+class _Record:
+    """The host transaction row this request claimed, filled in as the answer takes shape."""
+
+    id: int
+    business_date: dt.date
+    card_id: int | None = None
+    account_id: int | None = None
+    amount: int = 0
+    original_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _LinkedAccount:
+    id: int
+    number: str
+    account_type: str
+    is_default: bool
+    currency: str
+
+
+def _business_date(request: HostRequest) -> dt.date:
+    at = request.transmitted_at
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return at.astimezone(dt.UTC).date()
+
+
+def _shape_problem(request: HostRequest) -> str | None:
+    """Why a request cannot be served at all (answered 30), or None."""
+    if not isinstance(request.kind, RequestKind):
+        return "unknown request kind"
+    if not (len(request.stan) == 6 and request.stan.isascii() and request.stan.isdigit()):
+        return "the STAN must be 6 digits"
+    if not 1 <= len(request.terminal_id) <= 8:
+        return "the terminal id must be 1 to 8 characters"
+    if not isinstance(request.transmitted_at, dt.datetime):
+        return "no transmission time"
+    for name in ("amount", "dispensed_amount"):
+        value = getattr(request, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{name} must be whole cents"
+        if value is not None and value < 0:
+            return f"{name} must not be negative"
+    if request.kind in CARD_KINDS:
+        if request.pin_block is None or request.pin_block_format is None:
+            return "a card request needs a PIN block"
+        if request.pin_block_format not in pin_unit.SUPPORTED_FORMATS:
+            return f"PIN block format {request.pin_block_format} is not supported"
+        if request.kind is RequestKind.PIN_CHANGE and request.new_pin_block is None:
+            return "a PIN change needs the new PIN block"
+    if request.kind in ADVICE_KINDS:
+        original = request.original_stan or ""
+        if not (len(original) == 6 and original.isascii() and original.isdigit()):
+            return "a completion or reversal needs the original STAN (6 digits)"
+    return None
+
+
+def _response_to_json(response: HostResponse) -> dict[str, Any]:
+    return {
+        "response_code": response.response_code.value,
+        "stan": response.stan,
+        "retrieval_reference": response.retrieval_reference,
+        "approval_code": response.approval_code,
+        "ledger_balance": response.ledger_balance,
+        "available_balance": response.available_balance,
+        "statement": [
+            {
+                "posted_at": line.posted_at.isoformat(),
+                "description": line.description,
+                "amount": line.amount,
+                "balance_after": line.balance_after,
+            }
+            for line in response.statement
+        ],
+        "message": response.message,
+    }
+
+
+def _response_from_json(data: dict[str, Any]) -> HostResponse:
+    return HostResponse(
+        response_code=ResponseCode(data["response_code"]),
+        stan=data["stan"],
+        retrieval_reference=data["retrieval_reference"],
+        approval_code=data["approval_code"],
+        ledger_balance=data["ledger_balance"],
+        available_balance=data["available_balance"],
+        statement=tuple(
+            StatementLine(
+                posted_at=dt.datetime.fromisoformat(line["posted_at"]),
+                description=line["description"],
+                amount=line["amount"],
+                balance_after=line["balance_after"],
+            )
+            for line in data["statement"]
+        ),
+        message=data["message"],
+    )
+
+
+class Bank:
+    """The authorisation service. Thread-safe: every call opens its own session."""
+
+    def __init__(self, engine: sa.Engine, settings: Settings, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock: Clock = clock or _utc_now
+        self._digest_key = crypto_keys.derive_key(settings, "request-digest")
+
+    # ----- entry point ------------------------------------------------------------------------
+
+    def handle(self, request: HostRequest) -> HostResponse:
+        """Answer a request. Never raises: bad input and failures get a response code."""
+        stan = request.stan if isinstance(request.stan, str) else ""
+        try:
+            problem = _shape_problem(request)
+            if problem is not None:
+                return HostResponse(ResponseCode.FORMAT_ERROR, stan, message=problem)
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    return self._handle_once(request)
+                except DBAPIError as err:
+                    sqlstate = getattr(err.orig, "sqlstate", None)
+                    if sqlstate not in RETRY_SQLSTATES or attempt == ATTEMPTS:
+                        raise
+                    log.info("%s stan=%s: %s, trying again", request.terminal_id, stan, sqlstate)
+        except Exception:
+            log.exception("%s stan=%s: the bank failed", request.terminal_id, stan)
+        return HostResponse(ResponseCode.SYSTEM_MALFUNCTION, stan, message="bank failure")
+
+    def _now(self) -> dt.datetime:
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("the bank's clock must return an aware datetime")
+        return now.astimezone(dt.UTC)
+
+    def _handle_once(self, request: HostRequest) -> HostResponse:
+        now = self._now()
+        with Session(self.engine) as session, session.begin():
+            terminal = session.scalar(
+                sa.select(Terminal).where(Terminal.terminal_id == request.terminal_id)
+            )
+            if terminal is None:
+                return HostResponse(
+                    ResponseCode.SECURITY_VIOLATION, request.stan, message="unknown terminal"
+                )
+            claimed = self._claim(session, request, now)
+            if isinstance(claimed, HostResponse):
+                return claimed
+            response = self._dispatch(session, request, terminal, claimed, now)
+            return self._finish(session, claimed, response)
+
+    # ----- idempotency --------------------------------------------------------------------------
+
+    def _digest(self, request: HostRequest) -> bytes:
+        # What makes a resend "the same request"; PIN blocks stay out of it on purpose.
+        parts = (
+            request.kind.value,
+            request.pan or "",
+            request.expiry or "",
+            str(request.amount),
+            request.currency,
+            request.from_account or "",
+            request.to_account or "",
+            request.original_stan or "",
+            "" if request.dispensed_amount is None else str(request.dispensed_amount),
+        )
+        return hmac.new(self._digest_key, "\x1f".join(parts).encode(), hashlib.sha256).digest()
+
+    def _claim(
+        self, session: Session, request: HostRequest, now: dt.datetime
+    ) -> _Record | HostResponse:
+        """Claim (terminal, STAN, business date), or the first answer if it is already taken."""
+        business_date = _business_date(request)
+        digest = self._digest(request)
+        record_id = session.scalar(
+            pg_insert(HostTransaction)
+            .values(
+                terminal_id=request.terminal_id,
+                stan=request.stan,
+                business_date=business_date,
+                kind=request.kind.value,
+                request_digest=digest,
+                transmitted_at=request.transmitted_at,
+                received_at=now,
+                amount=request.amount,
+            )
+            .on_conflict_do_nothing(constraint="uq_host_transactions_idempotency")
+            .returning(HostTransaction.id)
+        )
+        if record_id is not None:
+            return _Record(record_id, business_date)
+        first = session.execute(
+            sa.select(HostTransaction.request_digest, HostTransaction.response).where(
+                HostTransaction.terminal_id == request.terminal_id,
+                HostTransaction.stan == request.stan,
+                HostTransaction.business_date == business_date,
+            )
+        ).one()
+        if first.request_digest is not None and not hmac.compare_digest(
+            first.request_digest, digest
+        ):
+            return HostResponse(
+                ResponseCode.DUPLICATE_TRANSMISSION,
+                request.stan,
+                message="STAN already used today for another request",
+            )
+        if first.response is None:
+            raise RuntimeError("a host transaction was committed without its answer")
+        return _response_from_json(first.response)
+
+    def _finish(self, session: Session, record: _Record, response: HostResponse) -> HostResponse:
+        reference = f"{record.id:012d}"
+        approval = f"A{record.id % 100000:05d}" if response.approved else ""
+        response = dataclasses.replace(
+            response, retrieval_reference=reference, approval_code=approval
+        )
+        session.execute(
+            sa.update(HostTransaction)
+            .where(HostTransaction.id == record.id)
+            .values(
+                response_code=response.response_code.value,
+                retrieval_reference=reference,
+                response=_response_to_json(response),
+                card_id=record.card_id,
+                account_id=record.account_id,
+                amount=record.amount,
+                original_id=record.original_id,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return response
+
+    # ----- dispatch ---------------------------------------------------------------------------
+
+    def _dispatch(
+        self,
+        session: Session,
+        request: HostRequest,
+        terminal: Terminal,
+        record: _Record,
+        now: dt.datetime,
+    ) -> HostResponse:
+        kind = request.kind
+        if kind is RequestKind.SIGN_ON:
+            terminal.last_sign_on_at = now
+            return HostResponse(ResponseCode.APPROVED, request.stan, message="signed on")
+        if kind is RequestKind.ECHO:
+            return HostResponse(ResponseCode.APPROVED, request.stan)
+        if kind is RequestKind.REVERSAL:
+            return self._reversal(session, request, record, now)
+        try:
+            if kind is RequestKind.COMPLETION:
+                with session.begin_nested():
+                    return self._completion(session, request, record, now)
+            keys = crypto_keys.open_terminal_keys(self.settings, terminal)
+            card = self._authenticate(session, request, keys, record, now)
+            with session.begin_nested():
+                if kind is RequestKind.BALANCE:
+                    return self._balance(session, request, card)
+                if kind is RequestKind.WITHDRAWAL:
+                    return self._withdrawal(session, request, card, record, now)
+                if kind is RequestKind.TRANSFER:
+                    return self._transfer(session, request, card, record, now)
+                if kind is RequestKind.MINI_STATEMENT:
+                    return self._mini_statement(session, request, card, record)
+                return self._pin_change(session, request, card, keys)
+        except Declined as declined:
+            return HostResponse(declined.code, request.stan, message=declined.message)
+
+    # ----- card and PIN -----------------------------------------------------------------------
+
+    def _authenticate(
+        self,
+        session: Session,
+        request: HostRequest,
+        keys: crypto_keys.TerminalKeys,
+        record: _Record,
+        now: dt.datetime,
+    ) -> Card:
+        """The card, once its status, expiry, lockout and PIN pass; else Declined."""
+        pan = request.pan or ""
+        if not (12 <= len(pan) <= 19 and pan.isascii() and pan.isdigit()):
+            raise Declined(ResponseCode.INVALID_CARD, "no valid card number")
+        card = session.scalar(
+            sa.select(Card).where(Card.pan_hash == crypto_keys.pan_digest(self.settings, pan))
+        )
+        if card is None:
+            raise Declined(ResponseCode.INVALID_CARD, "unknown card")
+        record.card_id = card.id
+        if card.status == "captured":
+            raise Declined(ResponseCode.LOST_OR_CAPTURED_CARD, "card captured")
+        if card.status == "blocked":
+            raise Declined(ResponseCode.TRANSACTION_NOT_PERMITTED, "card blocked")
+        this_month = now.strftime("%y%m")
+        presented = request.expiry or card.expiry
+        if presented < this_month or card.expiry < this_month:
+            raise Declined(ResponseCode.EXPIRED_CARD, "card expired")
+        if presented != card.expiry:
+            raise Declined(ResponseCode.INVALID_CARD, "expiry does not match the card")
+        if card.locked_until is not None and now < card.locked_until:
+            raise Declined(ResponseCode.PIN_TRIES_EXCEEDED, "card locked after wrong PINs")
+        assert request.pin_block is not None and request.pin_block_format is not None
+        try:
+            correct = pin_unit.verify_pin_block(
+                self.settings, keys, request.pin_block, request.pin_block_format, pan, card.pin_hash
+            )
+        except pin_unit.PinBlockError:
+            correct = False  # a block that does not decipher counts as a wrong PIN
+        if not correct:
+            self._count_wrong_pin(session, card, now)
+        if card.failed_pin_attempts or card.status == "locked":
+            session.execute(
+                sa.update(Card)
+                .where(Card.id == card.id)
+                .values(failed_pin_attempts=0, locked_until=None, status="active")
+                .execution_options(synchronize_session=False)
+            )
+        return card
+
+    def _count_wrong_pin(self, session: Session, card: Card, now: dt.datetime) -> None:
+        limit = self.settings.max_failed_pin_attempts
+        until = now + dt.timedelta(seconds=self.settings.lockout_duration_seconds)
+        lock_over = sa.and_(Card.locked_until.is_not(None), Card.locked_until <= now)
+        # A lockout that has run out starts the count again; one UPDATE keeps racing tries exact.
+        count = sa.case((lock_over, 1), else_=Card.failed_pin_attempts + 1)
+        attempts = session.scalar(
+            sa.update(Card)
+            .where(Card.id == card.id)
+            .values(
+                failed_pin_attempts=count,
+                locked_until=sa.case(
+                    (count >= limit, until), (lock_over, None), else_=Card.locked_until
+                ),
+                status=sa.case((count >= limit, "locked"), else_=Card.status),
+            )
+            .returning(Card.failed_pin_attempts)
+            .execution_options(synchronize_session=False)
+        )
+        assert attempts is not None
+        if attempts >= limit:
+            log.warning(
+                "card %s locked until %s after %d wrong PINs",
+                card.masked_pan,
+                until.isoformat(timespec="seconds"),
+                attempts,
+            )
+            raise Declined(ResponseCode.PIN_TRIES_EXCEEDED, "too many wrong PINs: card locked")
+        raise Declined(ResponseCode.INCORRECT_PIN, "wrong PIN")
+
+    # ----- accounts ---------------------------------------------------------------------------
+
+    def _linked_accounts(self, session: Session, card: Card) -> list[_LinkedAccount]:
+        rows = session.execute(
+            sa.select(
+                Account.id,
+                Account.number,
+                CardAccount.account_type,
+                CardAccount.is_default,
+                Account.currency,
+            )
+            .join(CardAccount, CardAccount.account_id == Account.id)
+            .where(CardAccount.card_id == card.id)
+            .order_by(Account.id)
+        ).all()
+        return [_LinkedAccount(*row) for row in rows]
+
+    def _resolve(
+        self, session: Session, card: Card, wanted: str | None, *, role: str = "account"
+    ) -> _LinkedAccount:
+        for account in self._linked_accounts(session, card):
+            if (
+                (wanted is None and account.is_default)
+                or wanted == account.account_type
+                or wanted == account.number
+            ):
+                return account
+        raise Declined(ResponseCode.NO_SUCH_ACCOUNT, f"the card has no such {role}")
+
+    @staticmethod
+    def _balances(session: Session, account_id: int) -> tuple[int, int]:
+        row = session.execute(
+            sa.select(Account.ledger_balance, Account.available_balance).where(
+                Account.id == account_id
+            )
+        ).one()
+        return row.ledger_balance, row.available_balance
+
+    def _use_limit(
+        self, session: Session, account_id: int, day: dt.date, kind: str, amount: int, limit: int
+    ) -> None:
+        """Count `amount` against the account's daily limit, atomically, or Declined(61)."""
+        if amount > limit:
+            raise Declined(ResponseCode.EXCEEDS_WITHDRAWAL_LIMIT, f"over the daily {kind} limit")
+        insert = pg_insert(DailyUsage).values(
+            account_id=account_id, day=day, kind=kind, used=amount
+        )
+        used = session.scalar(
+            insert.on_conflict_do_update(
+                index_elements=[DailyUsage.account_id, DailyUsage.day, DailyUsage.kind],
+                set_={"used": DailyUsage.used + insert.excluded.used},
+                where=DailyUsage.used + insert.excluded.used <= limit,
+            ).returning(DailyUsage.used)
+        )
+        if used is None:
+            raise Declined(ResponseCode.EXCEEDS_WITHDRAWAL_LIMIT, f"over the daily {kind} limit")
+
+    @staticmethod
+    def _release_limit(
+        session: Session, account_id: int, day: dt.date, kind: str, amount: int
+    ) -> None:
+        if amount:
+            session.execute(
+                sa.update(DailyUsage)
+                .where(
+                    DailyUsage.account_id == account_id,
+                    DailyUsage.day == day,
+                    DailyUsage.kind == kind,
+                )
+                .values(used=DailyUsage.used - amount)
+                .execution_options(synchronize_session=False)
+            )
+
+    # ----- card requests ----------------------------------------------------------------------
+
+    def _balance(self, session: Session, request: HostRequest, card: Card) -> HostResponse:
+        account = self._resolve(session, card, request.from_account)
+        ledger, available = self._balances(session, account.id)
+        return HostResponse(
+            ResponseCode.APPROVED, request.stan, ledger_balance=ledger, available_balance=available
+        )
+
+    def _withdrawal(
+        self, session: Session, request: HostRequest, card: Card, record: _Record, now: dt.datetime
+    ) -> HostResponse:
+        account = self._resolve(session, card, request.from_account)
+        record.account_id = account.id
+        amount = request.amount
+        if amount <= 0:
+            raise Declined(ResponseCode.INVALID_AMOUNT, "the amount must be above zero")
+        if request.currency != account.currency:
+            raise Declined(ResponseCode.TRANSACTION_NOT_PERMITTED, "currency not served")
+        day = now.date()
+        self._use_limit(
+            session, account.id, day, "withdrawal", amount, self.settings.daily_withdrawal_limit
+        )
+        row = session.execute(
+            sa.update(Account)
+            .where(Account.id == account.id, Account.available_balance >= amount)
+            .values(available_balance=Account.available_balance - amount)
+            .returning(Account.ledger_balance, Account.available_balance)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if row is None:
+            raise Declined(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
+        session.execute(
+            sa.insert(Hold).values(
+                host_transaction_id=record.id,
+                account_id=account.id,
+                terminal_id=request.terminal_id,
+                amount=amount,
+                posted_amount=0,
+                usage_day=day,
+                status="held",
+                created_at=now,
+            )
+        )
+        record.amount = amount
+        return HostResponse(
+            ResponseCode.APPROVED,
+            request.stan,
+            ledger_balance=row.ledger_balance,
+            available_balance=row.available_balance,
+        )
+
+    def _transfer(
+        self, session: Session, request: HostRequest, card: Card, record: _Record, now: dt.datetime
+    ) -> HostResponse:
+        source = self._resolve(session, card, request.from_account, role="source account")
+        record.account_id = source.id
+        if request.to_account is None:
+            raise Declined(ResponseCode.NO_SUCH_ACCOUNT, "no destination account")
+        target = self._resolve(session, card, request.to_account, role="destination account")
+        if target.id == source.id:
+            raise Declined(ResponseCode.INVALID_TRANSACTION, "same source and destination")
+        amount = request.amount
+        if amount <= 0:
+            raise Declined(ResponseCode.INVALID_AMOUNT, "the amount must be above zero")
+        if not request.currency == source.currency == target.currency:
+            raise Declined(ResponseCode.TRANSACTION_NOT_PERMITTED, "currency not served")
+        self._use_limit(
+            session, source.id, now.date(), "transfer", amount, self.settings.daily_transfer_limit
+        )
+        postings = [
+            Posting(source.id, -amount, f"Transfer to {target.number}"),
+            Posting(target.id, amount, f"Transfer from {source.number}"),
+        ]
+        balances = post_entry(
+            session,
+            posted_at=now,
+            kind="transfer",
+            description=f"Transfer {source.number} to {target.number}",
+            postings=sorted(postings, key=lambda p: p.account_id),  # one lock order: no deadlock
+            host_transaction_id=record.id,
+        )
+        record.amount = amount
+        ledger, available = balances[source.id]
+        return HostResponse(
+            ResponseCode.APPROVED, request.stan, ledger_balance=ledger, available_balance=available
+        )
+
+    def _mini_statement(
+        self, session: Session, request: HostRequest, card: Card, record: _Record
+    ) -> HostResponse:
+        account = self._resolve(session, card, request.from_account)
+        record.account_id = account.id
+        rows = session.execute(
+            sa.select(
+                JournalEntry.posted_at,
+                JournalLine.memo,
+                JournalLine.amount,
+                JournalLine.balance_after,
+            )
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(JournalLine.account_id == account.id)
+            .order_by(JournalLine.id.desc())
+            .limit(MINI_STATEMENT_LINES)
+        ).all()
+        lines = tuple(StatementLine(*row) for row in reversed(rows))
+        ledger, available = self._balances(session, account.id)
+        return HostResponse(
+            ResponseCode.APPROVED,
+            request.stan,
+            ledger_balance=ledger,
+            available_balance=available,
+            statement=lines,
+        )
+
+    def _pin_change(
+        self, session: Session, request: HostRequest, card: Card, keys: crypto_keys.TerminalKeys
+    ) -> HostResponse:
+        assert request.new_pin_block is not None and request.pin_block_format is not None
+        try:
+            new_hash = pin_unit.hash_pin_block(
+                self.settings,
+                keys,
+                request.new_pin_block,
+                request.pin_block_format,
+                request.pan or "",
+            )
+        except pin_unit.PinBlockError as err:
+            raise Declined(
+                ResponseCode.INVALID_TRANSACTION, "the new PIN block is invalid"
+            ) from err
+        session.execute(
+            sa.update(Card)
+            .where(Card.id == card.id)
+            .values(pin_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
+        log.info("card %s: PIN changed", card.masked_pan)
+        return HostResponse(ResponseCode.APPROVED, request.stan, message="PIN changed")
+
+    # ----- completion and reversal ------------------------------------------------------------
+
+    def _original(
+        self, session: Session, request: HostRequest, record: _Record
+    ) -> HostTransaction | None:
+        """The withdrawal a completion or reversal names: same terminal, today or yesterday."""
+        return session.scalar(
+            sa.select(HostTransaction)
+            .where(
+                HostTransaction.terminal_id == request.terminal_id,
+                HostTransaction.stan == request.original_stan,
+                HostTransaction.business_date.in_(
+                    [record.business_date, record.business_date - dt.timedelta(days=1)]
+                ),
+                HostTransaction.kind.in_([RequestKind.WITHDRAWAL.value, BLOCKED_ORIGINAL]),
+                HostTransaction.id != record.id,
+            )
+            .order_by(HostTransaction.business_date.desc())
+            .limit(1)
+        )
+
+    @staticmethod
+    def _hold_of(session: Session, original: HostTransaction) -> Hold | None:
+        return session.scalar(
+            sa.select(Hold).where(Hold.host_transaction_id == original.id).with_for_update()
+        )
+
+    def _settle(
+        self,
+        session: Session,
+        hold: Hold,
+        record: _Record,
+        request: HostRequest,
+        posted: int,
+        now: dt.datetime,
+    ) -> None:
+        """Post `posted` cents of a held withdrawal and release the rest of the hold."""
+        release = hold.amount - posted
+        self._release_limit(session, hold.account_id, hold.usage_day, "withdrawal", release)
+        if posted:
+            settlement = self._settlement_account(session, hold.terminal_id)
+            post_entry(
+                session,
+                posted_at=now,
+                kind="withdrawal",
+                description=f"ATM withdrawal at {hold.terminal_id}",
+                postings=[
+                    Posting(hold.account_id, -posted, f"ATM {hold.terminal_id}", release),
+                    Posting(settlement, posted, f"Cash out, account {hold.account_id}"),
+                ],
+                host_transaction_id=record.id,
+            )
+        elif release:
+            session.execute(
+                sa.update(Account)
+                .where(Account.id == hold.account_id)
+                .values(available_balance=Account.available_balance + release)
+                .execution_options(synchronize_session=False)
+            )
+        hold.posted_amount = posted
+        hold.settled_at = now
+
+    @staticmethod
+    def _settlement_account(session: Session, terminal_id: str) -> int:
+        account = session.scalar(
+            sa.select(Terminal.settlement_account_id).where(Terminal.terminal_id == terminal_id)
+        )
+        assert account is not None
+        return account
+
+    def _advice_response(
+        self, session: Session, request: HostRequest, hold: Hold, message: str
+    ) -> HostResponse:
+        ledger, available = self._balances(session, hold.account_id)
+        return HostResponse(
+            ResponseCode.APPROVED,
+            request.stan,
+            ledger_balance=ledger,
+            available_balance=available,
+            message=message,
+        )
+
+    def _completion(
+        self, session: Session, request: HostRequest, record: _Record, now: dt.datetime
+    ) -> HostResponse:
+        original = self._original(session, request, record)
+        hold = None if original is None else self._hold_of(session, original)
+        if original is None or hold is None:
+            raise Declined(ResponseCode.ORIGINAL_NOT_FOUND, "no approved withdrawal with that STAN")
+        record.original_id = original.id
+        record.account_id = hold.account_id
+        if hold.status == "completed":
+            record.amount = hold.posted_amount
+            return self._advice_response(session, request, hold, "already completed")
+        if hold.status == "reversed":
+            raise Declined(ResponseCode.INVALID_TRANSACTION, "the withdrawal was reversed")
+        wanted = (
+            request.dispensed_amount if request.dispensed_amount is not None else request.amount
+        )
+        posted = min(wanted, hold.amount)
+        self._settle(session, hold, record, request, posted, now)
+        hold.status = "completed"
+        record.amount = posted
+        note = "" if wanted <= hold.amount else "capped at the authorised amount"
+        return self._advice_response(session, request, hold, note)
+
+    def _reversal(
+        self, session: Session, request: HostRequest, record: _Record, now: dt.datetime
+    ) -> HostResponse:
+        original = self._original(session, request, record)
+        if original is None:
+            if self._block_original(session, request, record, now):
+                record.amount = request.amount
+                return HostResponse(
+                    ResponseCode.ORIGINAL_NOT_FOUND,
+                    request.stan,
+                    message="original not found; it will be refused if it arrives",
+                )
+            # The original was being written while we looked: it exists now, reverse it.
+            original = self._original(session, request, record)
+            if original is None:
+                return HostResponse(
+                    ResponseCode.ORIGINAL_NOT_FOUND,
+                    request.stan,
+                    message="that STAN belongs to another kind of request",
+                )
+        record.original_id = original.id
+        if original.kind == BLOCKED_ORIGINAL:
+            return HostResponse(
+                ResponseCode.ORIGINAL_NOT_FOUND, request.stan, message="already reversed"
+            )
+        hold = self._hold_of(session, original)
+        if hold is None:
+            return HostResponse(
+                ResponseCode.APPROVED, request.stan, message="the original was declined: no hold"
+            )
+        record.account_id = hold.account_id
+        dispensed = min(request.dispensed_amount or 0, hold.amount)
+        if hold.status == "reversed":
+            record.amount = hold.amount - hold.posted_amount
+            return self._advice_response(session, request, hold, "already reversed")
+        if hold.status == "held":
+            self._settle(session, hold, record, request, dispensed, now)
+        elif dispensed < hold.posted_amount:
+            refund = hold.posted_amount - dispensed
+            self._release_limit(session, hold.account_id, hold.usage_day, "withdrawal", refund)
+            post_entry(
+                session,
+                posted_at=now,
+                kind="reversal",
+                description=f"ATM reversal at {hold.terminal_id}",
+                postings=[
+                    Posting(hold.account_id, refund, f"ATM {hold.terminal_id} reversal"),
+                    Posting(
+                        self._settlement_account(session, hold.terminal_id),
+                        -refund,
+                        f"Cash back, account {hold.account_id}",
+                    ),
+                ],
+                host_transaction_id=record.id,
+            )
+            hold.posted_amount = dispensed
+            hold.settled_at = now
+        hold.status = "reversed"
+        record.amount = hold.amount - hold.posted_amount
+        return self._advice_response(session, request, hold, "reversed")
+
+    def _block_original(
+        self, session: Session, request: HostRequest, record: _Record, now: dt.datetime
+    ) -> bool:
+        """Record a reversed STAN whose request never came, so a late arrival is refused.
+
+        False when the original appeared meanwhile (its key is taken).
+        """
+        assert request.original_stan is not None
+        refusal = HostResponse(
+            ResponseCode.INVALID_TRANSACTION,
+            request.original_stan,
+            message="this request was reversed before it arrived",
+        )
+        claimed = False
+        # The original was sent at or before its reversal: today, or yesterday near midnight.
+        for days_back in (0, 1):
+            inserted = session.scalar(
+                pg_insert(HostTransaction)
+                .values(
+                    terminal_id=request.terminal_id,
+                    stan=request.original_stan,
+                    business_date=record.business_date - dt.timedelta(days=days_back),
+                    kind=BLOCKED_ORIGINAL,
+                    request_digest=None,
+                    transmitted_at=request.transmitted_at,
+                    received_at=now,
+                    amount=request.amount,
+                    original_id=record.id,
+                    response_code=refusal.response_code.value,
+                    response=_response_to_json(refusal),
+                )
+                .on_conflict_do_nothing(constraint="uq_host_transactions_idempotency")
+                .returning(HostTransaction.id)
+            )
+            if days_back == 0:
+                claimed = inserted is not None
+                if not claimed:
+                    return False
+        return claimed
