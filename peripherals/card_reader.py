@@ -271,6 +271,9 @@ class CardReaderEmulator(Emulator):
             self._on_event(event, now)
 
     def tick(self, now: float) -> None:
+        if self._powered_off():
+            self._lose_power()
+            return
         link_now = self._link_clock()
         for event in self._framer.expire(link_now):
             self._on_event(event, link_now)
@@ -280,8 +283,7 @@ class CardReaderEmulator(Emulator):
 
     def _on_event(self, event: wire.Event, now: float) -> None:
         if self._powered_off():
-            self._initialised = False
-            self._unacked = None
+            self._lose_power()
             return  # no power, no answer
         if isinstance(event, wire.Frame):
             self._unacked = None  # a new command acknowledges the last reply
@@ -301,6 +303,13 @@ class CardReaderEmulator(Emulator):
                 self._resend(now)
         elif event is Control.CANCEL:
             self._unacked = None  # between frames only, so no half frame to drop
+
+    def _lose_power(self) -> None:
+        """Without power the reader forgets its initialisation, its entry gate and its reply."""
+        self._initialised = False
+        self._entry_enabled = False
+        self._unacked = None
+        self._framer.reset()
 
     def _resend(self, now: float) -> None:
         pending = self._unacked

@@ -313,6 +313,17 @@ def test_power_off_is_silence_then_a_reader_to_initialise(rig: Rig) -> None:
     assert rig.driver.status().initialised is False
 
 
+def test_power_off_while_idle_also_needs_initialise(rig: Rig) -> None:
+    rig.reader.faults.inject("power_down")
+    deadline = time.monotonic() + 1.0
+    while rig.reader.initialised and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert rig.reader.insert_card("alice") is MediaState.GATE  # no power: the card stays out
+    rig.reader.faults.clear("power_down")
+    with pytest.raises(CardReaderError, match="B0"):
+        rig.driver.enable_entry()
+
+
 # ----- link faults ------------------------------------------------------------------------------
 
 
