@@ -18,6 +18,10 @@ from peripherals.wire.cash_dispenser import ErrorCode
 
 R = TypeVar("R", bound=wire.Reply)
 
+# Time the device may take per note of a dispense, on top of the driver's timeout: picking,
+# checking and stacking (and the device saving its counters at every step).
+NOTE_SECONDS = 0.1
+
 
 class DispenserError(DeviceFault):
     """The dispenser answered with an error: `code` is its name, e.g. "shutter_jam"."""
@@ -179,8 +183,9 @@ class CashDispenserDriver(SerialDriver):
 
     # ----- one exchange ----------------------------------------------------------------------
 
-    def _await_reply(self, command: wire.Command) -> wire.Reply | None:
-        """The reply to `command` just sent; None when the device NAKs it or stays silent."""
+    def _await_reply(self, command: wire.Command, work: float) -> wire.Reply | None:
+        """The reply to `command` just sent; None when the device NAKs it or stays silent.
+        After the ACK the device has `timeout` + `work` seconds to answer."""
         deadline = time.monotonic() + wire.ACK_TIMEOUT_SECONDS
         naks = 0
         while True:
@@ -191,7 +196,7 @@ class CashDispenserDriver(SerialDriver):
                 if isinstance(event, wire.Control):
                     if event.byte == wire.NAK:
                         return None
-                    deadline = time.monotonic() + self.timeout  # ACK: the device is working
+                    deadline = time.monotonic() + self.timeout + work  # ACK: it is working
                 elif isinstance(event, wire.Rejected):
                     if event.nak and naks < wire.MAX_TRIES:
                         naks += 1
@@ -208,7 +213,7 @@ class CashDispenserDriver(SerialDriver):
                         continue  # a late reply to an earlier dispense
                     return reply
 
-    def _exchange(self, command: wire.Command, kind: type[R]) -> R:
+    def _exchange(self, command: wire.Command, kind: type[R], *, work: float = 0.0) -> R:
         frame = command.encode()
         self._reader.reset()
         self.reset_input()
@@ -216,7 +221,7 @@ class CashDispenserDriver(SerialDriver):
             if attempt:
                 self.retries += 1
             self.write(frame)
-            reply = self._await_reply(command)
+            reply = self._await_reply(command, work)
             if reply is None:
                 continue
             if isinstance(reply, wire.UndefinedReply):
@@ -294,7 +299,11 @@ class CashDispenserDriver(SerialDriver):
             counts[number - 1] = count
         if not any(counts):
             raise ValueError("dispense of no notes")
-        reply = self._exchange(wire.DispenseMix(transaction, tuple(counts)), wire.DispenseMixReply)
+        reply = self._exchange(
+            wire.DispenseMix(transaction, tuple(counts)),
+            wire.DispenseMixReply,
+            work=NOTE_SECONDS * sum(counts),
+        )
         slots = {i + 1: c for i, c in enumerate(reply.cassettes)}
         dispensed = {n: c.stacked for n, c in slots.items() if c.stacked or counts[n - 1]}
         error = None if reply.ok else reply.error.label

@@ -278,3 +278,14 @@ def test_plans_respect_counts_states_and_balance() -> None:
     mix = units((1, 2000, 3, "ok"), (2, 5000, 50, "ok"), (3, 1000, 50, "ok"))
     assert plan_notes(6000, mix) == {2: 1, 3: 1}
     assert plan_notes(4000, units((1, 2000, 2, "ok"), (2, 1000, 400, "ok"))) == {1: 2}
+
+
+def test_a_full_stacker_dispense_with_every_step_saved_beats_the_timeout(rig: Rig) -> None:
+    # 100 notes, 201 fsynced saves of the state file: longer than the driver's 0.5 s timeout,
+    # within the time the driver allows per note.
+    started = time.monotonic()
+    result = rig.driver.dispense({1: 25, 2: 25, 3: 25, 4: 25}, transaction=15)
+    elapsed = time.monotonic() - started
+    assert result.ok and result.amount == 25 * (2000 + 5000 + 1000 + 10000)
+    assert rig.driver.retries == 0 and rig.emulator.duplicates_answered == 0
+    assert elapsed < 100 * 0.1 + 0.5
