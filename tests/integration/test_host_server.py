@@ -1,24 +1,36 @@
 """The ISO 8583 host server over real TCP on 127.0.0.1: protocol, refusals, robustness.
 
-A small in-memory bank stands in for the authorisation service here; the tests against the
-real service and PostgreSQL are in test_host_bank_tcp.py.
+A small in-memory bank stands in for the authorisation service in the protocol tests; the last
+tests run the real service on a seeded PostgreSQL bank behind the server.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
 import iso8583
 import pytest
+import sqlalchemy as sa
 
 from config import iso8583 as iso
 from config.iso8583 import Message
+from config.settings import Settings
+from device.controller.ports import CardData, PinBlock
+from device.host_client import HostClient, HostRefused
+from host.crypto_keys import mac_key_lookup
 from host.messages import HostRequest, HostResponse, ResponseCode
 from host.server import HostServer
+from host.service import Bank
+from tests.conftest import TEST_SECRETS
+from tests.integration.conftest import ALICE, balances, ledger_problems, pin_block
 
 MAC_KEY = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 PAN = "4761739001010010"
@@ -53,13 +65,13 @@ class RecordingBank:
 
 
 @pytest.fixture
-def bank() -> RecordingBank:
+def recording_bank() -> RecordingBank:
     return RecordingBank()
 
 
 @pytest.fixture
-def server(bank: RecordingBank) -> Iterator[HostServer]:
-    server = HostServer(bank, TERMINALS.get, frame_timeout=0.3)
+def server(recording_bank: RecordingBank) -> Iterator[HostServer]:
+    server = HostServer(recording_bank, TERMINALS.get, frame_timeout=0.3)
     server.start()
     yield server
     server.stop()
@@ -117,21 +129,23 @@ def withdrawal(stan: str, amount: int = 5000, **extra: str | bytes) -> Message:
     return Message("0200", fields)
 
 
-def test_sign_on_and_echo_are_answered_with_a_mac(server: HostServer, bank: RecordingBank) -> None:
+def test_sign_on_and_echo_are_answered_with_a_mac(
+    server: HostServer, recording_bank: RecordingBank
+) -> None:
     with connect(server) as sock:
         sign_on = exchange(sock, network("001", "000001"))
         echo = exchange(sock, network("301", "000002"))
     assert (sign_on.mti, sign_on.text("39"), sign_on.text("70")) == ("0810", "00", "001")
     assert (echo.text("11"), echo.text("39"), echo.text("70")) == ("000002", "00", "301")
-    assert [r.kind.value for r in bank.requests] == ["sign_on", "echo"]
+    assert [r.kind.value for r in recording_bank.requests] == ["sign_on", "echo"]
 
 
 def test_a_withdrawal_reaches_the_bank_and_the_answer_carries_balances(
-    server: HostServer, bank: RecordingBank
+    server: HostServer, recording_bank: RecordingBank
 ) -> None:
     with connect(server) as sock:
         answer = exchange(sock, withdrawal("000007", 5000))
-    request = bank.requests[0]
+    request = recording_bank.requests[0]
     assert (request.kind.value, request.amount, request.pan, request.expiry) == (
         "withdrawal",
         5000,
@@ -149,7 +163,7 @@ def test_a_withdrawal_reaches_the_bank_and_the_answer_carries_balances(
 
 
 def test_a_bad_mac_is_answered_63_and_the_connection_goes_on(
-    server: HostServer, bank: RecordingBank
+    server: HostServer, recording_bank: RecordingBank
 ) -> None:
     with connect(server) as sock:
         body = bytearray(iso.encode_message(withdrawal("000003"), MAC_KEY))
@@ -162,22 +176,22 @@ def test_a_bad_mac_is_answered_63_and_the_connection_goes_on(
         after = exchange(sock, network("301", "000004"))
     assert (refused.mti, refused.text("39"), refused.text("11")) == ("0210", "63", "000003")
     assert after.text("39") == "00"
-    assert [r.stan for r in bank.requests] == ["000004"]
+    assert [r.stan for r in recording_bank.requests] == ["000004"]
 
 
 def test_an_unknown_terminal_is_refused_without_reaching_the_bank(
-    server: HostServer, bank: RecordingBank, caplog: pytest.LogCaptureFixture
+    server: HostServer, recording_bank: RecordingBank, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING), connect(server) as sock:
         answer = exchange(sock, network("001", terminal="ATM00099"), key=MAC_KEY)
     assert answer.text("39") == "63"
     assert "128" not in answer  # the host has no key to MAC it with
-    assert bank.requests == []
+    assert recording_bank.requests == []
     assert "unknown terminal 'ATM00099'" in caplog.text
 
 
 def test_a_message_breaking_the_field_rules_gets_a_format_error(
-    server: HostServer, bank: RecordingBank
+    server: HostServer, recording_bank: RecordingBank
 ) -> None:
     fields = dict(withdrawal("000005").fields)
     del fields["53"]  # the PIN block format is required
@@ -191,11 +205,11 @@ def test_a_message_breaking_the_field_rules_gets_a_format_error(
     assert answer_body is not None
     answer = iso.decode_message(answer_body)
     assert (answer.text("39"), answer.text("11")) == ("30", "000005")
-    assert bank.requests == []
+    assert recording_bank.requests == []
 
 
 def test_garbage_closes_that_connection_only_and_logs_no_pan(
-    server: HostServer, bank: RecordingBank, caplog: pytest.LogCaptureFixture
+    server: HostServer, recording_bank: RecordingBank, caplog: pytest.LogCaptureFixture
 ) -> None:
     body = iso.encode_message(withdrawal("000006"), MAC_KEY)
     with caplog.at_level(logging.INFO):
@@ -230,16 +244,18 @@ def test_bad_frames_get_one_log_line_and_a_close(
 
 
 def test_a_failing_bank_is_answered_96_and_the_server_goes_on(
-    server: HostServer, bank: RecordingBank
+    server: HostServer, recording_bank: RecordingBank
 ) -> None:
     with connect(server) as sock:
-        bank.fail = True
+        recording_bank.fail = True
         assert exchange(sock, withdrawal("000008")).text("39") == "96"
-        bank.fail = False
+        recording_bank.fail = False
         assert exchange(sock, withdrawal("000009")).text("39") == "00"
 
 
-def test_a_repeated_stan_gets_the_first_answer(server: HostServer, bank: RecordingBank) -> None:
+def test_a_repeated_stan_gets_the_first_answer(
+    server: HostServer, recording_bank: RecordingBank
+) -> None:
     first_message = withdrawal("000010", 2000)
     body = iso.encode_message(first_message, MAC_KEY)
     with connect(server) as sock:
@@ -248,10 +264,12 @@ def test_a_repeated_stan_gets_the_first_answer(server: HostServer, bank: Recordi
         sock.sendall(iso.frame(body))
         second = read_answer(sock)
     assert first == second
-    assert len(bank.requests) == 1
+    assert len(recording_bank.requests) == 1
 
 
-def test_several_terminals_are_served_at_once(server: HostServer, bank: RecordingBank) -> None:
+def test_several_terminals_are_served_at_once(
+    server: HostServer, recording_bank: RecordingBank
+) -> None:
     errors: list[str] = []
 
     def terminal(name: str) -> None:
@@ -267,11 +285,11 @@ def test_several_terminals_are_served_at_once(server: HostServer, bank: Recordin
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert len(bank.requests) == 80
+    assert len(recording_bank.requests) == 80
 
 
-def test_stop_closes_open_connections(bank: RecordingBank) -> None:
-    server = HostServer(bank, TERMINALS.get)
+def test_stop_closes_open_connections(recording_bank: RecordingBank) -> None:
+    server = HostServer(recording_bank, TERMINALS.get)
     server.start()
     sock = connect(server)
     exchange(sock, network("301"))
@@ -294,7 +312,7 @@ def test_stop_closes_open_connections(bank: RecordingBank) -> None:
     ],
 )
 def test_requests_that_mean_nothing_get_a_format_error(
-    server: HostServer, bank: RecordingBank, mti: str, changes: dict[str, str]
+    server: HostServer, recording_bank: RecordingBank, mti: str, changes: dict[str, str]
 ) -> None:
     fields = {**withdrawal("000011").fields, **changes}
     if mti == "0100":
@@ -302,13 +320,113 @@ def test_requests_that_mean_nothing_get_a_format_error(
     with connect(server) as sock:
         answer = exchange(sock, Message(mti, fields))
     assert (answer.mti, answer.text("39")) == (iso.response_mti(mti), "30")
-    assert bank.requests == []
+    assert recording_bank.requests == []
 
 
 def test_an_unknown_network_code_gets_a_format_error(
-    server: HostServer, bank: RecordingBank
+    server: HostServer, recording_bank: RecordingBank
 ) -> None:
     with connect(server) as sock:
         answer = exchange(sock, network("999"))
     assert (answer.text("39"), answer.text("70")) == ("30", "999")
-    assert bank.requests == []
+    assert recording_bank.requests == []
+
+
+# ----- the real authorisation service on a seeded PostgreSQL bank, over TCP ---------------------
+
+
+@pytest.fixture
+def bank_server(bank: Bank, bank_engine: sa.Engine, bank_settings: Settings) -> Iterator[int]:
+    server = HostServer(bank, mac_key_lookup(bank_engine, bank_settings), frame_timeout=0.3)
+    yield server.start()
+    server.stop()
+
+
+def alice_card() -> tuple[CardData, PinBlock]:
+    return CardData(ALICE.pan, ALICE.expiry, "201"), PinBlock(pin_block("1234", ALICE.pan), 0)
+
+
+def test_sign_on_echo_and_balance_against_the_seeded_bank(bank_server: int) -> None:
+    card, pin = alice_card()
+    with HostClient("127.0.0.1", bank_server, "ATM00001", MAC_KEY, timeout=10) as client:
+        client.sign_on()
+        client.echo()
+        checking = client.balance(card, pin, "checking")
+        savings = client.balance(card, pin, "savings")
+        wrong = client.balance(card, PinBlock(pin_block("9999", ALICE.pan), 0), "checking")
+    assert (checking.response_code, checking.ledger_balance, checking.available_balance) == (
+        "00",
+        250000,
+        250000,
+    )
+    assert savings.available_balance == 1000000
+    assert wrong.response_code == "55"
+
+
+def test_a_withdrawal_and_its_completion_move_the_money_once(
+    bank_server: int, bank_engine: sa.Engine
+) -> None:
+    card, pin = alice_card()
+    with HostClient("127.0.0.1", bank_server, "ATM00002", MAC_KEY, timeout=10) as client:
+        reply = client.withdraw(card, pin, "checking", 6000)
+        assert reply.approved and reply.available_balance == 244000
+        assert balances(bank_engine, "10000001") == (250000, 244000)  # held, not yet posted
+        sent_at = reply.transmitted_at.isoformat()
+        assert client.complete(reply.stan, sent_at, 6000) is True
+    assert balances(bank_engine, "10000001") == (244000, 244000)
+    assert ledger_problems(bank_engine) == []
+
+
+def test_a_replayed_stan_gets_the_first_answer_and_moves_no_money_twice(
+    bank_server: int, bank_engine: sa.Engine
+) -> None:
+    card, pin = alice_card()
+    message = withdrawal("000123", 4000, **{"52": pin.block})
+    body = iso.encode_message(message, MAC_KEY)
+    answers = []
+    for _ in range(2):  # two connections, as after a lost reply
+        with socket.create_connection(("127.0.0.1", bank_server), timeout=10) as sock:
+            sock.settimeout(10)
+            sock.sendall(iso.frame(body))
+            answers.append(read_answer(sock))
+    assert answers[0] is not None and answers[0] == answers[1]
+    first = iso.decode_message(answers[0])
+    assert (first.text("39"), first.text("11")) == ("00", "000123")
+    assert balances(bank_engine, "10000001") == (250000, 246000)
+    assert card.pan not in repr(first)
+
+
+def test_malformed_input_and_unknown_terminals_do_not_stop_the_bank_server(
+    bank_server: int, bank_engine: sa.Engine
+) -> None:
+    with socket.create_connection(("127.0.0.1", bank_server), timeout=10) as bad:
+        bad.settimeout(10)
+        bad.sendall(b"\x00\x10" + b"\xff" * 16)
+        assert read_answer(bad) is None
+    stranger = HostClient("127.0.0.1", bank_server, "ATM00099", MAC_KEY, timeout=10)
+    with pytest.raises(HostRefused):
+        stranger.sign_on()
+    stranger.close()
+    card, pin = alice_card()
+    with HostClient("127.0.0.1", bank_server, "ATM00003", MAC_KEY, timeout=10) as client:
+        assert client.balance(card, pin, "checking").available_balance == 250000
+
+
+def test_atm_sim_host_serve_answers_until_interrupted(bank_settings: Settings) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, **TEST_SECRETS, "DATABASE_URL": str(bank_settings.database_url)}
+    command = [sys.executable, "-m", "device.assembly.cli", "host", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert f"listening on 127.0.0.1:{port}" in process.stdout.readline()
+        with HostClient("127.0.0.1", port, "ATM00004", MAC_KEY, timeout=10) as client:
+            client.sign_on()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)

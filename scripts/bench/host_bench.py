@@ -1,0 +1,257 @@
+"""Host throughput: N terminals send withdrawals over TCP to the ISO 8583 host on real PostgreSQL.
+
+Prints authorisations per second, p50/p99 latency, and the bare conditional UPDATE rate measured
+against the same database in the same run. Run: .venv/bin/python -m scripts.bench.host_bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+from psec import des, pinblock
+from sqlalchemy.engine import make_url
+
+from config.settings import Settings, load_settings
+from device.controller.ports import CardData, PinBlock
+from device.host_client import HostClient, HostClientError
+from host import bank_admin
+from host.crypto_keys import mac_key_lookup
+from host.database import database_url, make_engine
+from host.server import HostServer
+from host.service import Bank
+
+MAC_KEY = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
+PIN_KEY_TDES = bytes.fromhex("89ABCDEF0123456776543210FEDCBA98")
+# (PAN, PIN, expiry, account) of the shared test data; each terminal takes one in turn.
+CARDS = (
+    ("4761739001010010", "1234", "3012", "10000001"),
+    ("4111111111111111", "4321", "2912", "10000003"),
+    ("4012345678909", "0852", "2806", "10000004"),
+)
+BENCH_BALANCE = 10**11  # cents put in each bench account so that no withdrawal is declined
+
+
+@dataclass
+class TerminalResult:
+    latencies: list[float]
+    approved: int = 0
+    declined: dict[str, int] | None = None
+    errors: int = 0
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
+    return ordered[index]
+
+
+def format0_pin_block(pin: str, pan: str) -> bytes:
+    """An ISO 9564 format 0 PIN block under the test TDES PIN key, as the PIN pad makes it."""
+    return bytes(des.encrypt_tdes_ecb(PIN_KEY_TDES, pinblock.encode_pinblock_iso_0(pin, pan)))
+
+
+def bench_settings(home: Path, bcrypt_rounds: int, url: str | None) -> Settings:
+    env = {
+        "ATM_SIM_HOME": str(home),
+        "BCRYPT_ROUNDS": str(bcrypt_rounds),
+        "DAILY_WITHDRAWAL_LIMIT": str(10**11),
+        "SECRET_KEY": "bench-secret-key-0123456789",
+        "PIN_PEPPER": "bench-pin-pepper-0123456789",
+        "ENVIRONMENT": "testing",
+        "LOG_LEVEL": "WARNING",
+    }
+    if url:
+        env["DATABASE_URL"] = url
+    return load_settings(env)
+
+
+def fresh_database_on(server_url: str) -> tuple[str, Callable[[], None]]:
+    """A new database on an existing server (DATABASE_URL), dropped afterwards."""
+    name = f"atm_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return url, drop
+
+
+def seed_with_terminals(directory: Path, count: int) -> Path:
+    """The sample bank's seed file with terminals ATM00001..count, all with the test keys."""
+    seed = yaml.safe_load(bank_admin.SEED_FILE.read_text(encoding="utf-8"))
+    template = seed["terminals"][0]
+    known = {t["id"] for t in seed["terminals"]}
+    for n in range(1, count + 1):
+        if f"ATM{n:05d}" not in known:
+            seed["terminals"].append({**template, "id": f"ATM{n:05d}"})
+    path = directory / "bank_seed.yaml"
+    path.write_text(yaml.safe_dump(seed, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_terminal(
+    port: int,
+    terminal_id: str,
+    card_index: int,
+    amount: int,
+    stop_at: float,
+    result: TerminalResult,
+) -> None:
+    pan, pin, expiry, _ = CARDS[card_index % len(CARDS)]
+    card = CardData(pan, expiry, "201")
+    block = PinBlock(format0_pin_block(pin, pan), 0)
+    declined: dict[str, int] = {}
+    with HostClient("127.0.0.1", port, terminal_id, MAC_KEY, timeout=30) as client:
+        client.sign_on()
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                reply = client.withdraw(card, block, "checking", amount)
+            except HostClientError as err:
+                result.errors += 1
+                if result.errors == 1:
+                    print(f"{terminal_id}: {err}", file=sys.stderr)
+                continue
+            result.latencies.append(time.perf_counter() - started)
+            if reply.approved:
+                result.approved += 1
+            else:
+                declined[reply.response_code] = declined.get(reply.response_code, 0) + 1
+    result.declined = declined
+
+
+def bare_update_rate(engine: sa.Engine, threads: int, seconds: float) -> float:
+    """Committed conditional debits per second, each its own transaction, `threads` at once.
+
+    Thread n debits the account terminal n withdraws from, so row contention is the same.
+    """
+    # What a withdrawal's hold does to the account row: available goes down if it can.
+    statement = sa.text(
+        "UPDATE accounts SET available_balance = available_balance - :amount "
+        "WHERE number = :number AND available_balance >= :amount RETURNING available_balance"
+    )
+    counts = [0] * threads
+    stop_at = time.perf_counter() + seconds
+
+    def worker(index: int) -> None:
+        account = CARDS[index % len(CARDS)][3]
+        with engine.connect() as conn:
+            while time.perf_counter() < stop_at:
+                with conn.begin():
+                    conn.execute(statement, {"amount": 1, "number": account}).one()
+                counts[index] += 1
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--terminals", type=int, default=4, help="concurrent ATMs (default 4)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="load duration (default 8)")
+    parser.add_argument(
+        "--bcrypt-rounds", type=int, default=4, help="bcrypt cost of the PIN hashes (default 4)"
+    )
+    parser.add_argument("--amount", type=int, default=2000, help="cents per withdrawal")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*TripleDES")  # the test keys are double length
+
+    with tempfile.TemporaryDirectory(prefix="atm-host-bench-") as tmp:
+        drop: Callable[[], None] = lambda: None  # noqa: E731
+        server_url = os.environ.get("DATABASE_URL")
+        url = None
+        if server_url:
+            url, drop = fresh_database_on(database_url(bench_settings(Path(tmp), 4, server_url)))
+        settings = bench_settings(Path(tmp), args.bcrypt_rounds, url)
+        engine = make_engine(database_url(settings), pool_size=args.terminals + 4)
+        try:
+            bank_admin.seed_bank(settings, seed_with_terminals(Path(tmp), args.terminals))
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "UPDATE accounts SET ledger_balance = :b, available_balance = :b "
+                        "WHERE customer_id IS NOT NULL"
+                    ),
+                    {"b": BENCH_BALANCE},
+                )
+            bank = Bank(engine, settings)
+            server = HostServer(bank, mac_key_lookup(engine, settings))
+            port = server.start()
+            results = [TerminalResult([]) for _ in range(args.terminals)]
+            stop_at = time.perf_counter() + args.seconds
+            threads = [
+                threading.Thread(
+                    target=run_terminal,
+                    args=(port, f"ATM{n + 1:05d}", n, args.amount, stop_at, results[n]),
+                )
+                for n in range(args.terminals)
+            ]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - started
+            server.stop()
+            update_rate = bare_update_rate(engine, args.terminals, 3.0)
+        finally:
+            engine.dispose()
+            drop()
+    latencies = [x for r in results for x in r.latencies]
+    approved = sum(r.approved for r in results)
+    declined: dict[str, int] = {}
+    for r in results:
+        for code, count in (r.declined or {}).items():
+            declined[code] = declined.get(code, 0) + count
+    rate = approved / elapsed
+    errors = sum(r.errors for r in results)
+    mean = statistics.fmean(latencies) * 1000 if latencies else float("nan")
+    print(f"terminals            {args.terminals} (ATM00001..ATM{args.terminals:05d})")
+    print(
+        f"bcrypt cost          {settings.bcrypt_rounds} (BCRYPT_ROUNDS; the product default is 12)"
+    )
+    where = "a fresh database on DATABASE_URL" if url else "embedded PostgreSQL, fresh data dir"
+    print(f"database             {where}")
+    print(f"duration             {elapsed:.1f} s of {args.amount}-cent withdrawals (0200)")
+    print(f"approved             {approved}, declined {declined or 0}, link errors {errors}")
+    print(f"authorisations/s     {rate:.1f}")
+    print(
+        f"latency p50 / p99    {percentile(latencies, 0.5) * 1000:.1f} / "
+        f"{percentile(latencies, 0.99) * 1000:.1f} ms (mean {mean:.1f} ms)"
+    )
+    print(
+        f"bare UPDATE/s        {update_rate:.1f} (conditional debit, {args.terminals} connections)"
+    )
+    print(f"ratio                {rate / update_rate:.3f} authorisations per bare UPDATE")
+    return 0 if approved else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
