@@ -60,6 +60,18 @@ def _run_atm(args: argparse.Namespace, settings: Settings) -> int:
     return run_atm(settings, args)
 
 
+def _run_kiosk(args: argparse.Namespace, settings: Settings) -> int:
+    from device.kiosk.kiosk_app import run_kiosk
+    from peripherals.harness.profile import DEFAULT_PROFILE, ProfileError, load_profile
+
+    try:
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
+    except ProfileError as err:
+        print(f"atm-sim: {err}", file=sys.stderr)
+        return 2
+    return run_kiosk(settings, args, profile)
+
+
 def _run_journal(args: argparse.Namespace, settings: Settings) -> int:
     from device.assembly.atm_home import atm_state_dir
     from device.journal import Journal
@@ -129,6 +141,19 @@ def _parser() -> argparse.ArgumentParser:
         "--virtual-clock", action="store_true", help="timeouts run on a clock moved by `advance`"
     )
     atm_run.set_defaults(run=_run_atm)
+
+    kiosk = sub.add_parser("kiosk", help="the ATM fascia in a pygame window, with operator panel")
+    kiosk.add_argument("--headless", action="store_true", help="no window (SDL dummy driver)")
+    kiosk.add_argument("--script", type=Path, help="customer actions to run through the window")
+    kiosk.add_argument("--screenshots", type=Path, help="save a PNG of the window at each step")
+    kiosk.add_argument("--host", default=None, help="host address (default: the profile's)")
+    kiosk.add_argument(
+        "--port", type=int, default=None, help="a running host's port (default: start a bank)"
+    )
+    kiosk.add_argument("--profile", type=Path, help="ATM profile YAML (default: the default)")
+    kiosk.add_argument("--state-dir", type=Path, help="journal, queues and device counters")
+    kiosk.add_argument("--size", default="1024x768", help="window size, e.g. 1280x960")
+    kiosk.set_defaults(run=_run_kiosk)
 
     journal = sub.add_parser("journal", help="the ATM's electronic journal")
     journal_sub = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
