@@ -33,6 +33,11 @@ from device.screens import RenderedScreen, ScreenSet
 
 log = logging.getLogger(__name__)
 
+
+class SupervisorError(RuntimeError):
+    """An operator action that the ATM's current mode does not allow."""
+
+
 CUSTOMER_INPUT_STATES = (
     "pin_entry",
     "transaction_menu",
@@ -189,6 +194,7 @@ class AtmController:
         self.cash_available = True
         self.receipts_available = True
         self.out_of_service_reason = ""
+        self.operator_hold = False
         self._deadline: float | None = None
         self._on_deadline: Callable[[], object] | None = None
         self._last_input = 0.0
@@ -295,6 +301,8 @@ class AtmController:
     def on_enter_starting(self) -> None:
         self.show("starting")
         problem = self._health_problem(sign_on=True)
+        if self.operator_hold and not problem:
+            problem = "taken out of service by the operator"
         self._settle_advices()
         if problem:
             self._go_out_of_service(problem)
@@ -341,6 +349,48 @@ class AtmController:
             return False
         return bool(status.online) and status.paper in ("adequate", "near_end")
 
+    # ----- operator ---------------------------------------------------------------------------
+
+    def set_out_of_service(
+        self, held: bool, reason: str = "taken out of service by the operator"
+    ) -> bool:
+        """The operator's switch. Held out of service, the ATM does not come back by itself."""
+        self.operator_hold = held
+        self.journal.record("operator_service", held=held)
+        if held and self.state == "idle":
+            self._go_out_of_service(reason)
+            return True
+        if not held and self.state == "out_of_service":
+            self._next_health_check = self.clock.monotonic()
+            return True
+        return held and self.state == "out_of_service"
+
+    def open_supervisor(self) -> bool:
+        """Supervisor mode (only between customers): replenishment and fault clearing."""
+        return self.fire("enter_supervisor")
+
+    def replenish(self, counts: dict[int, int]) -> None:
+        """Set each cassette's note count (an exchange), from supervisor mode only."""
+        if self.state != "supervisor":
+            raise SupervisorError("replenishment needs supervisor mode")
+        self.dispenser.replenish(counts)
+        self.journal.record("replenished", counts={str(k): v for k, v in counts.items()})
+        self.show("supervisor", message="Cassettes replenished")
+
+    def close_supervisor(self) -> bool:
+        """Back to service: the ATM runs its self-test again (devices may have been cleared)."""
+        return self.fire("leave_supervisor")
+
+    def on_enter_supervisor(self) -> None:
+        self._clear_deadline()
+        with contextlib.suppress(DriverError):
+            self.card_reader.disable_entry()
+        self.journal.record("supervisor_entered")
+        self.show("supervisor", message="")
+
+    def on_exit_supervisor(self) -> None:
+        self.journal.record("supervisor_left")
+
     def _go_out_of_service(self, reason: str) -> None:
         self.out_of_service_reason = reason
         self.journal.record("out_of_service", reason=reason)
@@ -355,6 +405,8 @@ class AtmController:
             return
         self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
         problem = self._health_problem(sign_on=True)
+        if self.operator_hold:
+            problem = "taken out of service by the operator"
         if problem:
             if problem != self.out_of_service_reason:
                 self.out_of_service_reason = problem
@@ -540,23 +592,38 @@ class AtmController:
             return
         if self._answer_more_time(event):
             return
+        if self.screen.name == "receipt_unavailable":
+            if event == "confirm":
+                self.session.want_receipt = False
+                self._begin(self.session.transaction)
+            else:
+                self.fire("end_session")
+            return
         if event == "cancel":
             self.fire("end_session")
-        elif event == "choose_withdrawal":
-            if not self.cash_available:
-                self.show("transaction_menu", notice="Cash withdrawals are not available")
-                return
-            self._begin("withdrawal")
-        elif event in ("choose_balance", "choose_transfer", "choose_statement"):
-            self._begin(event.removeprefix("choose_"))
-        elif event == "choose_pin_change":
-            self.session.transaction = "pin_change"
-            self.fire("choose_new_pin")
+            return
+        transaction = {
+            "choose_withdrawal": "withdrawal",
+            "choose_balance": "balance",
+            "choose_transfer": "transfer",
+            "choose_statement": "statement",
+            "choose_pin_change": "pin_change",
+        }.get(event)
+        if transaction is None:
+            return
+        if transaction == "withdrawal" and not self.cash_available:
+            self.show("transaction_menu", notice="Cash withdrawals are not available")
+            return
+        self.session.transaction = transaction
+        if not self.receipts_available and self.session.want_receipt:
+            self.show("receipt_unavailable")  # the customer decides before anything happens
+            return
+        self._begin(transaction)
 
     def _begin(self, transaction: str) -> None:
         assert self.session is not None
         self.session.transaction = transaction
-        self.fire("choose_account")
+        self.fire("choose_new_pin" if transaction == "pin_change" else "choose_account")
 
     def on_enter_account_selection(self) -> None:
         assert self.session is not None

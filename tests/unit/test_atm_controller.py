@@ -13,7 +13,7 @@ import pytest
 
 from device.advice_queue import AdviceQueue
 from device.clock import VirtualClock
-from device.controller.atm_controller import AtmController, ControllerConfig
+from device.controller.atm_controller import AtmController, ControllerConfig, SupervisorError
 from device.controller.ports import CardData, HostReply, HostUnavailable, PinBlock
 from device.drivers.base import DeviceFault
 from device.journal import Journal
@@ -135,6 +135,9 @@ class FakeDispenser:
         count, self.stacker = self.stacker, 0
         self.rejected += count
         return count
+
+    def replenish(self, counts: dict[int, int]) -> None:
+        self.notes = counts[1]
 
     def close(self) -> None: ...
 
@@ -419,3 +422,48 @@ def test_device_fault_in_idle_goes_out_of_service(rig: Rig, mocker: Any) -> None
     mocker.patch.object(rig.reader, "status", side_effect=DeviceFault("jammed", "10"))
     rig.run(1)
     assert rig.atm.state == "out_of_service"
+
+
+def test_no_paper_asks_before_the_transaction_and_goes_on_without_receipt(rig: Rig) -> None:
+    rig.printer.paper = "out"
+    rig.insert_card_and_pin()
+    rig.press("F2")  # balance
+    assert rig.atm.screen.name == "receipt_unavailable"
+    rig.press("F4")  # continue without a receipt
+    assert rig.atm.state == "account_selection"
+    rig.press("F1")
+    rig.press("F8")
+    rig.reader.media = "none"
+    rig.run(3)
+    assert rig.printer.receipts == []
+
+
+def test_no_paper_cancel_returns_the_card(rig: Rig) -> None:
+    rig.printer.paper = "out"
+    rig.insert_card_and_pin()
+    rig.press("F1")
+    rig.press("F8")
+    assert rig.atm.state == "ejecting_card"
+
+
+def test_operator_hold_keeps_the_atm_out_of_service(rig: Rig) -> None:
+    assert rig.atm.set_out_of_service(True)
+    assert rig.atm.state == "out_of_service"
+    rig.run(3, advance=6)
+    assert rig.atm.state == "out_of_service"
+    rig.atm.set_out_of_service(False)
+    rig.run(2)
+    assert rig.atm.state == "idle"
+
+
+def test_supervisor_replenishes_between_customers_only(rig: Rig) -> None:
+    with pytest.raises(SupervisorError):
+        rig.atm.replenish({1: 500})
+    assert rig.atm.open_supervisor()
+    rig.atm.replenish({1: 500})
+    assert rig.dispenser.notes == 500
+    assert rig.atm.close_supervisor()
+    assert rig.atm.state == "idle"
+    assert {"supervisor_entered", "replenished", "supervisor_left"} <= set(rig.events())
+    rig.insert_card_and_pin()
+    assert rig.atm.open_supervisor() is False
