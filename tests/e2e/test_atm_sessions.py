@@ -185,17 +185,18 @@ wait idle
     assert "reversal_acknowledged" in events(atm)
 
 
-def test_no_paper_still_serves_cash_without_a_receipt(
+def test_no_paper_asks_then_serves_cash_without_a_receipt(
     make_atm: MakeAtm, bank_stack: BankStack
 ) -> None:
     atm = make_atm()
     atm.bay.inject("receipt_printer", "paper_out")
     before = bank_stack.account_balance(ALICE_CHECKING)
+    run(atm, LOGIN + "press F1\n")
+    assert atm.atm.screen.name == "receipt_unavailable"
     run(
         atm,
-        LOGIN
-        + """
-press F1
+        """
+press F4
 wait account_selection
 press F1
 wait amount_entry
