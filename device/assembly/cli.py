@@ -90,6 +90,26 @@ def _run_journal(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _run_scenario(args: argparse.Namespace, settings: Settings) -> int:
+    from device.assembly.scenarios.report import run_paths
+    from host.database import database_url
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if "LOG_LEVEL" not in os.environ:  # the results table is the story; library chatter hides it
+        logging.getLogger().setLevel(logging.WARNING)
+
+    return run_paths(
+        args.paths,
+        server_url=database_url(settings),
+        settings=settings,
+        seed=args.seed,
+        junit=args.junit,
+        progress=progress,
+    )
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -162,6 +182,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--path", type=Path, help="a journal file instead of the terminal's")
     show.add_argument("--tail", type=int, default=0, help="only the last N entries")
     show.set_defaults(run=_run_journal)
+
+    scenario = sub.add_parser("scenario", help="scripted fault-injection scenarios (YAML)")
+    scenario_sub = scenario.add_subparsers(dest="scenario_command", required=True, metavar="ACTION")
+    scenario_run = scenario_sub.add_parser("run", help="run scenario files or folders")
+    scenario_run.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    scenario_run.add_argument("--junit", type=Path, help="write JUnit XML results to FILE")
+    scenario_run.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    scenario_run.set_defaults(run=_run_scenario)
     return parser
 
 
@@ -185,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args, settings)
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        # One line a person can act on; LOG_LEVEL=DEBUG shows the whole traceback.
+        if settings.log_level == "DEBUG":
+            raise
+        print(f"atm-sim: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
