@@ -458,12 +458,15 @@ class AtmController:
     def on_enter_idle(self) -> None:
         self.session = None
         self._clear_deadline()
-        notice = "" if self.cash_available else "Cash is not available"
-        if not self.receipts_available:
-            notice = (notice + "; " if notice else "") + "No receipts"
-        self.show("idle", notice=notice)
+        self._show_idle()
         self.card_reader.enable_entry()
         self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
+
+    def _show_idle(self) -> None:
+        notices = [] if self.cash_available else ["Cash is not available"]
+        if not self.receipts_available:
+            notices.append("No receipts")
+        self.show("idle", notice="; ".join(notices))
 
     def _poll_idle(self) -> None:
         if self.card_reader.status().media == "inside":
@@ -472,9 +475,12 @@ class AtmController:
         if self.clock.monotonic() >= self._next_health_check:
             self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
             self._settle_advices()
+            shown = (self.cash_available, self.receipts_available)
             problem = self._health_problem()
             if problem:
                 self._go_out_of_service(problem)
+            elif shown != (self.cash_available, self.receipts_available):
+                self._show_idle()
 
     # ----- card and PIN ---------------------------------------------------------------------
 

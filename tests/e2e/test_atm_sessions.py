@@ -257,3 +257,58 @@ wait presenting_cash
     run(restarted, "wait idle\n")
     assert restarted.atm.advices.pending() == []
     assert bank_stack.account_balance(ALICE_CHECKING) == before
+
+
+def test_mini_statement_lists_the_latest_entries(make_atm: MakeAtm) -> None:
+    atm = make_atm()
+    run(atm, LOGIN + "press F4\nwait account_selection\npress F1\nwait showing_result\n")
+    assert atm.atm.screen.name == "result"
+    assert "Mini statement" in atm.atm.screen.text()
+    assert "2,500.00" in atm.atm.screen.text()  # the opening balance is the first entry
+    run(atm, "press F8\nwait ejecting_card\ntake card\nwait idle\n")
+    assert "MINI STATEMENT" in atm.receipts()[-1]
+
+
+def test_card_not_taken_is_captured_and_the_withdrawal_reversed(
+    make_atm: MakeAtm, bank_stack: BankStack
+) -> None:
+    atm = make_atm()
+    before = bank_stack.account_balance(ALICE_CHECKING)
+    run(
+        atm,
+        LOGIN
+        + """
+press F1
+wait account_selection
+press F1
+wait amount_entry
+press F2
+wait ejecting_card
+leave card
+wait idle
+""",
+    )
+    assert atm.bay.card_reader.retained_count == 1
+    assert bank_stack.account_balance(ALICE_CHECKING) == before
+    assert atm.bay.cash_dispenser.status()["presented"] == 0
+    assert "reversal_acknowledged" in events(atm)
+
+
+def test_unavailable_dispenser_offers_only_non_cash_transactions(make_atm: MakeAtm) -> None:
+    atm = make_atm()
+    atm.bay.inject("cash_dispenser", "unresponsive")
+    run(atm, "advance 6\nwait idle\n")
+    assert "Cash is not available" in atm.atm.screen.text()
+    run(atm, LOGIN + "press F1\n")
+    assert "Cash withdrawals are not available" in atm.atm.screen.text()
+    assert atm.atm.state == "transaction_menu"
+    run(atm, "press F2\nwait account_selection\npress F1\nwait showing_result\n")
+    assert atm.atm.screen.name == "result"
+
+
+def test_inactivity_asks_for_more_time_then_returns_the_card(make_atm: MakeAtm) -> None:
+    atm = make_atm()
+    run(atm, LOGIN + "advance 121\n")
+    assert atm.atm.screen.name == "more_time"
+    run(atm, "advance 31\nwait ejecting_card\n")
+    assert "session_timeout" in events(atm)
