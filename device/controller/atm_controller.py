@@ -590,13 +590,20 @@ class AtmController:
             log.info("ignored key %s on screen %s", event.kind, self.screen.name)
         return None
 
-    def _poll_transaction_menu(self) -> None:
-        assert self.session is not None
+    def _menu_event(self) -> str | None:
+        """The next event of a menu screen, once inactivity and "more time?" are dealt with."""
         event = self._function_event()
         if event is None:
             self._check_inactivity()
-            return
+            return None
         if self._answer_more_time(event):
+            return None
+        return event
+
+    def _poll_transaction_menu(self) -> None:
+        assert self.session is not None
+        event = self._menu_event()
+        if event is None:
             return
         if self.screen.name == "receipt_unavailable":
             if event == "confirm":
@@ -643,11 +650,8 @@ class AtmController:
 
     def _poll_account_selection(self) -> None:
         assert self.session is not None
-        event = self._function_event()
+        event = self._menu_event()
         if event is None:
-            self._check_inactivity()
-            return
-        if self._answer_more_time(event):
             return
         if event == "cancel":
             self.fire("end_session")
@@ -886,11 +890,8 @@ class AtmController:
             self._set_deadline(3.0, lambda: self.fire("end_session"))
 
     def _poll_showing_result(self) -> None:
-        event = self._function_event()
+        event = self._menu_event()
         if event is None:
-            self._check_inactivity()
-            return
-        if self._answer_more_time(event):
             return
         if event == "confirm" and self.screen.name == "result":
             self.fire("another")
