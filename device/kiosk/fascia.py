@@ -96,6 +96,12 @@ class Fascia:
         self._texts: dict[tuple[str, int, Color, Color | None, bool], pygame.Surface] = {}
         self.screen_text: list[tuple[str, pygame.Rect]] = []  # screen lines and labels as drawn
 
+    def forget(self) -> None:
+        """Drop fonts and rendered text: call before pygame.quit() (a Font freed after the
+        font module has quit crashes SDL_ttf)."""
+        self._fonts.clear()
+        self._texts.clear()
+
     # ----- text ---------------------------------------------------------------------------
 
     def font(self, size: int, bold: bool = False) -> pygame.font.Font:

@@ -140,7 +140,12 @@ class KioskApp:
         for atm in self._owned:
             atm.stop()
         self._owned = []
-        pygame.quit()
+        self.sounds.close()
+        self._receipt_images.clear()
+        self.fascia.forget()
+        # Only the window goes: the printer emulator's receipt renderer keeps pygame fonts
+        # across calls, and would crash on its next receipt if the font module were shut down.
+        pygame.display.quit()
 
     def run(self, fps: int = FPS) -> None:
         """The interactive loop, until the window is closed (or Ctrl+Q)."""
@@ -547,7 +552,9 @@ class KioskCustomer:
         while time.monotonic() < deadline:
             self.kiosk.frame()
             atm = self.kiosk.atm
-            now_seen = (atm.atm.state, atm.atm.screen, self.kiosk._drawn)
+            # The fascia only: the operator panel's counters move with every device poll.
+            drawn = self.kiosk._drawn
+            now_seen = (atm.atm.state, atm.atm.screen, drawn[0] if drawn else None)
             if now_seen != seen:
                 seen, quiet_since = now_seen, time.monotonic()
             elif time.monotonic() - quiet_since >= self.SETTLE_SECONDS:

@@ -64,6 +64,13 @@ class Sounds:
             log.info("no sound: %s", err)
             self._sounds = {}
 
+    def close(self) -> None:
+        """Free the sounds before the mixer goes (a Sound freed after it would crash SDL)."""
+        if self._sounds:
+            pygame.mixer.stop()
+            self._sounds = {}
+            pygame.mixer.quit()
+
     @property
     def available(self) -> bool:
         return bool(self._sounds)

@@ -1,0 +1,189 @@
+"""The kiosk window driven by synthetic pygame events on SDL's dummy video driver; the checks
+read what is drawn (pixels and rendered text) as well as the bank and the devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygame
+import pytest
+
+from device.assembly.bank_stack import BankStack
+from device.clock import VirtualClock
+from device.kiosk.fascia import CARD_BLUE, NOTE_COLOURS, PAPER, SCREEN_BG, SCREEN_LABEL, SCREEN_TEXT
+from device.kiosk.input_map import Hotspot, Operator
+from device.kiosk.kiosk_app import HostSwitch, KioskApp, KioskCustomer, run_script
+from device.kiosk.layout import Layout
+from tests.e2e.conftest import MakeAtm
+
+ALICE_CHECKING = "10000001"
+
+
+@pytest.fixture
+def kiosk(
+    make_atm: MakeAtm, bank_stack: BankStack, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[KioskApp]:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    app = KioskApp(make_atm(), size=(1024, 768), host_switch=HostSwitch(bank_stack.server))
+    yield app
+    app.close()
+
+
+def customer(kiosk: KioskApp) -> KioskCustomer:
+    assert isinstance(kiosk.atm.clock, VirtualClock)
+    return KioskCustomer(kiosk, kiosk.atm.clock)
+
+
+def key(kiosk: KioskApp, code: int, mod: int = 0) -> None:
+    pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=code, mod=mod, unicode=""))
+    customer(kiosk).settle()
+
+
+def click(kiosk: KioskApp, design_rect: pygame.Rect) -> None:
+    point = kiosk.layout.to_window(design_rect).center
+    pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=point, button=1))
+    customer(kiosk).settle()
+
+
+def drawn_text(kiosk: KioskApp, text: str) -> bool:
+    """Whether the window shows `text` on the ATM screen: its pixels where the fascia drew it
+    are exactly that text rendered in a screen colour."""
+    kiosk.draw(force=True)
+    screen = kiosk.layout.to_window(Layout.screen)
+    for shown, rect in kiosk.fascia.screen_text:
+        if shown != text or not screen.contains(rect):
+            continue
+        actual = pygame.image.tobytes(kiosk.window.subsurface(rect), "RGB")
+        for size in range(8, 64):
+            for colour in (SCREEN_TEXT, SCREEN_LABEL):
+                for bold in (False, True):
+                    surface = kiosk.fascia.text(text, size, colour, SCREEN_BG, bold)
+                    if surface.get_size() == rect.size and (
+                        pygame.image.tobytes(surface, "RGB") == actual
+                    ):
+                        return True
+    return False
+
+
+def share_of_colour(
+    kiosk: KioskApp, design_rect: pygame.Rect, colour: tuple[int, int, int]
+) -> float:
+    """The fraction of the window's pixels in `design_rect` that are (nearly) `colour`."""
+    kiosk.draw(force=True)
+    area = kiosk.layout.to_window(design_rect)
+    region = kiosk.window.subsurface(area).copy()
+    mask = pygame.mask.from_threshold(region, (*colour, 255), (12, 12, 12, 255))
+    return mask.count() / (area.width * area.height)
+
+
+def test_a_whole_withdrawal_by_mouse_and_keyboard(kiosk: KioskApp, bank_stack: BankStack) -> None:
+    before = bank_stack.account_balance(ALICE_CHECKING)
+    who = customer(kiosk)
+    who.wait_for_state("idle", 10)
+    assert drawn_text(kiosk, "Please insert your card")
+    layout = kiosk.layout
+    click(kiosk, layout.card_buttons(len(kiosk.atm.wallet))[0])  # Alice's card
+    who.wait_for_state("pin_entry", 10)
+    assert drawn_text(kiosk, "Please enter your PIN")
+    pad = layout.pin_pad_keys()
+    for digit in "1234":
+        click(kiosk, pad[digit])
+    assert drawn_text(kiosk, "****")
+    key(kiosk, pygame.K_RETURN)
+    who.wait_for_state("transaction_menu", 10)
+    assert drawn_text(kiosk, "Withdraw cash")
+    key(kiosk, pygame.K_F1)
+    who.wait_for_state("account_selection", 10)
+    click(kiosk, layout.function_keys()["F1"])  # checking
+    who.wait_for_state("amount_entry", 10)
+    assert drawn_text(kiosk, "50.00")
+    key(kiosk, pygame.K_F2)
+    who.wait_for_state("ejecting_card", 10)
+    assert share_of_colour(kiosk, layout.card_at_gate().inflate(-20, -30), CARD_BLUE) > 0.5
+    click(kiosk, Layout.card_slot)
+    who.wait_for_state("presenting_cash", 10)
+    assert share_of_colour(kiosk, layout.cash_mouth(), NOTE_COLOURS[5000]) > 0.1
+    assert drawn_text(kiosk, "Please take your cash")
+    key(kiosk, pygame.K_m)
+    who.wait_for_state("idle", 10)
+    assert share_of_colour(kiosk, layout.cash_mouth(), NOTE_COLOURS[5000]) == 0
+    assert share_of_colour(kiosk, layout.receipt_paper().inflate(-10, -20), PAPER) > 0.5
+    key(kiosk, pygame.K_r)  # tear the receipt off and hold it up
+    assert kiosk.reading == 0
+    paper_top = pygame.Rect(332, 80, 360, 60)  # the head of the receipt held up to read
+    assert share_of_colour(kiosk, paper_top, (255, 255, 255)) > 0.3
+    assert "WITHDRAWAL EUR 50.00" in kiosk.atm.receipts()[0]
+    key(kiosk, pygame.K_r)
+    assert kiosk.reading is None
+    assert bank_stack.account_balance(ALICE_CHECKING) == before - 5000
+
+
+def test_cash_left_is_retracted_and_the_slot_empties(kiosk: KioskApp) -> None:
+    script = """
+wait idle
+insert bob
+wait pin_entry
+type 4321
+press enter
+wait transaction_menu
+press F1
+wait account_selection
+press F1
+wait amount_entry
+press F1
+wait ejecting_card
+take card
+wait presenting_cash
+leave cash
+wait idle 60
+"""
+    assert isinstance(kiosk.atm.clock, VirtualClock)
+    run_script(kiosk, script.splitlines(), None, kiosk.atm.clock, say=lambda _: None)
+    assert kiosk.atm.bay.cash_dispenser.retract_bin.notes == 1
+    assert share_of_colour(kiosk, kiosk.layout.cash_mouth(), NOTE_COLOURS[2000]) == 0
+    assert "CASH RETRACTED" in kiosk.atm.receipts()[-1]
+
+
+def find(spots: list[Hotspot], action: Operator) -> pygame.Rect:
+    return next(s.rect for s in spots if s.action == action)
+
+
+def test_operator_panel_faults_host_and_power(kiosk: KioskApp, tmp_path: Path) -> None:
+    customer(kiosk).wait_for_state("idle", 10)
+    key(kiosk, pygame.K_F12)
+    assert kiosk.layout.canvas[0] > 1024  # the panel widened the canvas, aspect kept
+    click(kiosk, find(kiosk.hotspots, Operator("tab", "faults")))
+    click(kiosk, find(kiosk.hotspots, Operator("fault", "receipt_printer:paper_out")))
+    assert "receipt_printer: paper_out" in " ".join(kiosk.atm.bay.list())
+    click(kiosk, find(kiosk.hotspots, Operator("fault", "receipt_printer:paper_out")))
+    assert kiosk.atm.bay.list() == []
+    click(kiosk, find(kiosk.hotspots, Operator("host")))
+    assert kiosk.host_switch is not None and not kiosk.host_switch.running
+    click(kiosk, find(kiosk.hotspots, Operator("host")))
+    assert kiosk.host_switch.running
+    old = kiosk.atm
+    click(kiosk, find(kiosk.hotspots, Operator("power")))
+    assert kiosk.atm is not old
+    customer(kiosk).wait_for_state("idle", 10)
+    click(kiosk, find(kiosk.hotspots, Operator("tab", "supervisor")))
+    click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
+    assert kiosk.atm.atm.state == "supervisor"
+    click(kiosk, find(kiosk.hotspots, Operator("replenish")))
+    assert all(c.count == c.capacity for c in kiosk.atm.bay.cash_dispenser.cassettes)
+    click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
+    customer(kiosk).wait_for_state("idle", 10)
+    shot = kiosk.screenshot(tmp_path / "panel.png")
+    assert pygame.image.load(str(shot)).get_size() == (1024, 768)
+
+
+def test_resizing_keeps_the_aspect_ratio_and_the_drawing(kiosk: KioskApp) -> None:
+    customer(kiosk).wait_for_state("idle", 10)
+    pygame.display.set_mode((1600, 900), pygame.RESIZABLE)
+    pygame.event.post(pygame.event.Event(pygame.VIDEORESIZE, size=(1600, 900), w=1600, h=900))
+    customer(kiosk).settle()
+    canvas = kiosk.layout.canvas_rect
+    assert canvas.height == 900 and abs(canvas.width - 1200) <= 1
+    assert drawn_text(kiosk, "Please insert your card")
