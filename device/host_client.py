@@ -227,7 +227,11 @@ class HostClient:
                 body = iso.encode_message(message, self._mac_key)
             except MessageFormatError as err:
                 raise HostProtocolError(f"cannot build {mti}: {err}") from err
-            return self._exchange(message, body), now
+            try:
+                return self._exchange(message, body), now
+            except HostClientError as err:
+                err.stan, err.transmitted_at = message.text("11"), now
+                raise
 
     def _exchange(self, message: Message, body: bytes) -> Message:
         for attempt in (1, 2):

@@ -808,8 +808,12 @@ class AtmController:
                 assert session.new_pin is not None
                 reply = self.host.change_pin(card, pin, session.new_pin)
         except HostUnavailable as err:
-            # A withdrawal whose reply was lost may have been approved: reverse it blind.
             self.journal.record("host_unavailable", step=kind, error=str(err))
+            if kind == "withdrawal" and err.stan and err.transmitted_at:
+                # The request may have been approved and its reply lost: reverse it blind. A
+                # reversal of a STAN the host never saw is harmless and blocks a late original.
+                lost = HostReply("", err.stan, err.transmitted_at)
+                self._queue_advice("reversal", lost, session.amount, 0)
             self._eject_with("closing")
             return
         self.journal.record(

@@ -61,7 +61,14 @@ class ReceiptPrinterPort(Protocol):
 
 
 class HostUnavailable(ConnectionError):
-    """The host could not be reached, or did not answer in time."""
+    """The host could not be reached, or did not answer in time.
+
+    `stan` and `transmitted_at` name the request that failed once one was numbered: it may have
+    reached the host, so a failed withdrawal must be reversed under that STAN.
+    """
+
+    stan: str | None = None
+    transmitted_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -467,3 +467,20 @@ def test_supervisor_replenishes_between_customers_only(rig: Rig) -> None:
     assert {"supervisor_entered", "replenished", "supervisor_left"} <= set(rig.events())
     rig.insert_card_and_pin()
     assert rig.atm.open_supervisor() is False
+
+
+def test_withdrawal_reply_lost_is_reversed_blind_and_the_card_returned(rig: Rig) -> None:
+    rig.insert_card_and_pin()
+
+    def lost(card: CardData, pin: PinBlock, account: str, amount: int) -> HostReply:
+        error = HostUnavailable("no answer within 30 s")
+        error.stan, error.transmitted_at = "000042", dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+        raise error
+
+    rig.host.withdraw = lost  # type: ignore[method-assign]
+    rig.press("F1")
+    rig.press("F1")
+    rig.press("F2")
+    assert rig.atm.state == "ejecting_card"
+    assert rig.host.reversals == [("000042", 0)]
+    assert rig.dispenser.notes == 100
