@@ -1035,16 +1035,20 @@ class AtmController:
         session = self.session
         assert session is not None and session.withdrawal is not None
         reply = session.withdrawal
+        session.staged_amount = 0
         try:
             retracted = self.dispenser.retract()
             retracted_amount = int(retracted.amount)
         except DriverError as err:
-            # Unknown how many notes were taken: the operator must count the retract bin.
-            self.journal.record("suspect", stan=reply.stan, error=str(err))
-            retracted_amount = 0
+            # Nobody can tell how many notes were taken: neither a completion nor a reversal
+            # would be honest. The hold stays for the operator, who counts the retract bin.
+            self.journal.record("suspect", stan=reply.stan, amount=session.amount, error=str(err))
+            session.receipt.append("CASH NOT TAKEN - UNDER REVIEW")
+            self.cash_available = False
+            self.fire("print_receipt")
+            return
         handed_out = max(session.amount - retracted_amount, 0)
         self.journal.record("retracted", stan=reply.stan, amount=retracted_amount)
-        session.staged_amount = 0
         session.handed_out = handed_out
         if handed_out == session.amount:
             self._queue_advice("completion", reply, session.amount, handed_out)

@@ -484,3 +484,18 @@ def test_withdrawal_reply_lost_is_reversed_blind_and_the_card_returned(rig: Rig)
     assert rig.atm.state == "ejecting_card"
     assert rig.host.reversals == [("000042", 0)]
     assert rig.dispenser.notes == 100
+
+
+def test_failed_retract_is_suspect_with_no_advice(rig: Rig, mocker: Any) -> None:
+    rig.insert_card_and_pin()
+    rig.press("F1")
+    rig.press("F1")
+    rig.press("F2")
+    rig.reader.media = "none"
+    rig.run(2)
+    mocker.patch.object(rig.dispenser, "retract", side_effect=DeviceFault("shutter jam", "62"))
+    rig.clock.advance(31)
+    rig.run(5, advance=0.5)
+    assert rig.host.reversals == [] and rig.host.completions == []
+    assert "suspect" in rig.events()
+    assert rig.atm.state == "idle"
