@@ -1,0 +1,688 @@
+"""A fleet of simulated ATMs against one bank: N ATMs on their own ptys and terminal ids, random
+customers from a seed, one thread per ATM; a summary of throughput, latency and outcomes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from config.settings import Settings
+from device.assembly.bank_stack import BankStack
+from device.assembly.customers import Population, SimCustomer, atm_profile, prepare_population
+from device.assembly.invariants import (
+    Baseline,
+    Check,
+    Snapshot,
+    check_all,
+    dispenser_cash,
+    journal_suspects,
+    read_bank,
+)
+from device.assembly.simulated_atm import HostAddress, SimulatedAtm
+from device.clock import VirtualClock
+from device.drivers.base import DriverError
+from host.database import database_url
+
+log = logging.getLogger(__name__)
+
+FAST_CASH_KEYS = ("F1", "F2", "F3", "F4")  # 20.00, 50.00, 100.00, 200.00
+TRANSFER_AMOUNTS = (1000, 2500, 5000, 10000, 25000)
+MIX = (("withdrawal", 0.6), ("balance", 0.25), ("transfer", 0.15))
+SESSION_SECONDS = 30.0  # real seconds a session may take before the run calls it stuck
+HEALTH_CHECK_SECONDS = 5.0  # the controller's own interval, on its clock
+FLEET_SETTLE_SECONDS = 0.01
+INPUT_STATES = (
+    "pin_entry",
+    "transaction_menu",
+    "account_selection",
+    "amount_entry",
+    "new_pin_entry",
+    "showing_result",
+)
+TEST_MAC_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"
+
+
+class FleetError(RuntimeError):
+    """The fleet could not be set up or driven (no bank, an ATM that would not start)."""
+
+
+# ----- what customers do --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """One customer visit: who, what, from which account, how much."""
+
+    customer: SimCustomer
+    kind: str  # withdrawal | balance | transfer
+    account: str  # checking | savings
+    amount: int = 0  # cents; withdrawals use a fast-cash key for it
+    amount_key: str = ""
+
+
+def plan_session(rng: random.Random, customers: Sequence[SimCustomer]) -> SessionPlan:
+    customer = rng.choice(customers)
+    roll, kind = rng.random(), MIX[-1][0]
+    for name, share in MIX:
+        if roll < share:
+            kind = name
+            break
+        roll -= share
+    if kind == "transfer" and len(customer.account_types) < 2:
+        kind = "balance"  # a transfer goes between the card's own two accounts
+    account = rng.choice(customer.account_types)
+    if kind == "withdrawal":
+        index = rng.randrange(len(FAST_CASH_KEYS))
+        return SessionPlan(
+            customer, kind, account, (2000, 5000, 10000, 20000)[index], FAST_CASH_KEYS[index]
+        )
+    if kind == "transfer":
+        return SessionPlan(customer, kind, account, rng.choice(TRANSFER_AMOUNTS))
+    return SessionPlan(customer, kind, account)
+
+
+def plan_fleet(
+    customers: Sequence[SimCustomer], atms: int, sessions: int, seed: int
+) -> list[list[SessionPlan]]:
+    """Sessions dealt to ATMs in turn; each ATM's list depends only on the seed and its index."""
+    counts = [sessions // atms + (1 if i < sessions % atms else 0) for i in range(atms)]
+    plans = []
+    for index, count in enumerate(counts):
+        rng = random.Random(f"sessions:{seed}:{index}")
+        plans.append([plan_session(rng, customers) for _ in range(count)])
+    return plans
+
+
+# ----- one session at one ATM -------------------------------------------------------------------
+
+
+class CrashNow(Exception):
+    """Raised by a session hook to cut the ATM's power at this point of the session."""
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    terminal_id: str
+    kind: str
+    outcome: str
+    seconds: float
+
+
+def classify(events: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """The outcome of a session from the journal entries it wrote."""
+    names = [name for name, _ in events]
+    if "suspect" in names:
+        return "suspect"
+    if "card_captured" in names:
+        return "captured"
+    if "authorised" in names:
+        if "reversal_queued" in names:
+            return "reversed"
+        return "approved" if "completion_queued" in names else "unsettled"
+    for name, fields in events:
+        if name in ("authorisation", "pin_verified") and fields.get("code") not in (None, "00"):
+            return f"declined {fields['code']}"
+    if any(name == "authorisation" and fields.get("code") == "00" for name, fields in events):
+        return "approved"
+    for name in ("host_unavailable", "card_unreadable", "device_failure", "out_of_service"):
+        if name in names:
+            return name.replace("_", " ")
+    return "no transaction" if "card_read" in names else "not served"
+
+
+SessionHook = Callable[[int], None]
+
+
+class SessionDriver:
+    """Plays one customer at one ATM, reacting to what the ATM shows, until it is idle again."""
+
+    def __init__(
+        self,
+        sim: SimulatedAtm,
+        plan: SessionPlan,
+        *,
+        before_action: SessionHook | None = None,
+        leave_cash: bool = False,
+        wrong_pin_first: bool = False,
+    ) -> None:
+        self.sim = sim
+        self.plan = plan
+        self.before_action = before_action
+        self.leave_cash = leave_cash
+        self.wrong_pin_first = wrong_pin_first
+        self.actions = 0
+        self._inserted = False
+        self._pin_tries = 0
+        self._chosen = False
+        self._amount_given = False
+
+    def _act(self, what: Callable[[], None]) -> None:
+        if self.before_action is not None:
+            self.before_action(self.actions)
+        self.actions += 1
+        what()
+
+    def _press(self, *keys: str) -> None:
+        def press() -> None:
+            for key in keys:
+                self.sim.bay.pin_pad.press(key)
+            self.sim.settle()
+
+        self._act(press)
+
+    def run(self, seconds: float = SESSION_SECONDS) -> None:
+        """Drive until the customer has been and gone; AtmRunError-like FleetError if stuck."""
+        sim, atm = self.sim, self.sim.atm
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            sim.settle()
+            state = atm.state
+            if state == "idle":
+                if self._inserted and sim.bay.card_reader.state.value == "none":
+                    return
+                if not self._inserted:
+                    self._inserted = True
+                    self._act(lambda: sim.insert_card(self.plan.customer.card_id))
+                    continue
+            if state == "out_of_service" and not self._inserted:
+                return
+            if sim.bay.card_reader.state.value == "gate":
+                self._act(lambda: sim.take("card"))
+                continue
+            if self._react(state):
+                continue
+            timer = atm.next_deadline
+            if timer is not None and isinstance(sim.clock, VirtualClock):
+                sim.clock.advance(max(timer - sim.clock.monotonic(), 0.0))
+            elif state in ("idle", "out_of_service") and isinstance(sim.clock, VirtualClock):
+                sim.clock.advance(HEALTH_CHECK_SECONDS)
+        raise FleetError(
+            f"{sim.terminal_id}: session stuck in {atm.state} ({atm.screen.name}) "
+            f"after {seconds:g} s"
+        )
+
+    def _react(self, state: str) -> bool:
+        """Do what a customer does in `state`; False when there is nothing to do but wait."""
+        sim, plan = self.sim, self.plan
+        screen = sim.atm.screen.name
+        if screen == "more_time":
+            self._press("F4")
+            return True
+        if state == "pin_entry":
+            if self._pin_tries >= 3:
+                self._press("F8")
+            else:
+                wrong = self.wrong_pin_first and self._pin_tries == 0
+                pin = plan.customer.pin if not wrong else _other_pin(plan.customer.pin)
+                self._pin_tries += 1
+                self._press(*pin, "enter")
+            return True
+        if state == "transaction_menu":
+            if self._chosen:
+                self._press("F8")
+            else:
+                self._chosen = True
+                key = {"withdrawal": "F1", "balance": "F2", "transfer": "F3"}[plan.kind]
+                self._press(key)
+            return True
+        if state == "account_selection":
+            self._press("F1" if plan.account == "checking" else "F2")
+            return True
+        if state == "amount_entry":
+            if self._amount_given:
+                self._press("F8")  # "cannot be dispensed here", or a second visit
+            elif plan.kind == "withdrawal":
+                self._amount_given = True
+                self._press(plan.amount_key)
+            else:
+                self._amount_given = True
+                self._press("F5", *str(plan.amount // 100), "enter")
+            return True
+        if state == "showing_result":
+            # "No" on a result screen; the cancel key on a declined one (it has no keys).
+            self._press("F8" if screen == "result" else "cancel")
+            return True
+        if (
+            state == "presenting_cash"
+            and not self.leave_cash
+            and sim.bay.cash_dispenser.presented.notes
+        ):
+            self._act(lambda: sim.take("cash"))
+            return True
+        return False
+
+
+def _other_pin(pin: str) -> str:
+    return "".join(str((int(d) + 1) % 10) for d in pin)
+
+
+def journal_since(sim: SimulatedAtm, seq: int) -> list[tuple[str, dict[str, Any]]]:
+    return [(e.event, e.fields) for e in sim.journal.entries() if e.seq > seq]
+
+
+def last_seq(sim: SimulatedAtm) -> int:
+    tail = sim.journal.tail(1)
+    return tail[0].seq if tail else 0
+
+
+# ----- ATMs ---------------------------------------------------------------------------------------
+
+
+class AtmSlot:
+    """One ATM of the fleet: its terminal id and state dir; the SimulatedAtm can be replaced."""
+
+    def __init__(
+        self,
+        terminal_id: str,
+        state_dir: Path,
+        wallet: Path,
+        host: HostAddress,
+        *,
+        settle_seconds: float,
+        host_timeout: float,
+    ) -> None:
+        self.terminal_id = terminal_id
+        self.state_dir = state_dir
+        self.profile = atm_profile(terminal_id, wallet)
+        self.host = host
+        self.settle_seconds = settle_seconds
+        self.host_timeout = host_timeout
+        self.clock = VirtualClock()
+        self.sim: SimulatedAtm | None = None
+        self.restarts = 0
+        self.recovery: list[str] = []
+
+    def start(self) -> SimulatedAtm:
+        sim = SimulatedAtm(
+            self.profile,
+            self.host,
+            self.state_dir,
+            clock=self.clock,
+            host_timeout=self.host_timeout,
+            settle_seconds=self.settle_seconds,
+        )
+        self.recovery += sim.start()
+        self.sim = sim
+        return sim
+
+    @property
+    def atm(self) -> SimulatedAtm:
+        if self.sim is None:
+            raise FleetError(f"{self.terminal_id} is not running")
+        return self.sim
+
+    def crash_and_restart(self) -> SimulatedAtm:
+        """Power cut: the ATM stops where it is (devices keep their persistent state), then a
+        new one starts on the same state dir and recovery settles what was open."""
+        if self.sim is not None:
+            self.sim.stop()
+        self.sim = None
+        self.restarts += 1
+        return self.start()
+
+    def stop(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+
+    def dispenser(self) -> Any:
+        return self.atm.bay.cash_dispenser
+
+    def tidy(self, seconds: float = 10.0) -> None:
+        """Bring the ATM back to idle after an odd session: take what it hands out, cancel."""
+        sim = self.atm
+        deadline = time.monotonic() + seconds
+        pressed: dict[str, bool] = {}
+        while time.monotonic() < deadline:
+            sim.settle()
+            state = sim.atm.state
+            reader = sim.bay.card_reader.state.value
+            if state in ("idle", "out_of_service") and reader == "none":
+                return
+            if reader == "gate":
+                sim.take("card")
+            elif sim.bay.cash_dispenser.presented.notes and state == "presenting_cash":
+                sim.take("cash")
+            elif state in INPUT_STATES and not pressed.get(state):
+                pressed[state] = True
+                sim.press("cancel")
+            else:
+                timer = sim.atm.next_deadline
+                self.clock.advance(
+                    max(timer - self.clock.monotonic(), 0.0)
+                    if timer is not None
+                    else HEALTH_CHECK_SECONDS
+                )
+
+    def drain_advices(self, seconds: float = 20.0) -> int:
+        """Let the ATM send its stored advices (it does at each idle health check)."""
+        sim = self.atm
+        deadline = time.monotonic() + seconds
+        while sim.atm.advices.pending() and time.monotonic() < deadline:
+            self.clock.advance(HEALTH_CHECK_SECONDS)
+            sim.settle()
+        return len(sim.atm.advices.pending())
+
+
+# ----- the run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    atms: int
+    sessions: int
+    seed: int = 1
+    customers: int = 20  # generated, on top of the seeded three
+    settle_seconds: float = FLEET_SETTLE_SECONDS
+    host_timeout: float = 5.0
+    checks_every: int = 0  # sessions per ATM between invariant checks; 0: only at the end
+
+
+@dataclass
+class FleetReport:
+    results: list[SessionResult]
+    seconds: float
+    checks: list[Check]
+    suspects: list[str]
+    setup_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def outcomes(self) -> Counter[str]:
+        return Counter(result.outcome for result in self.results)
+
+    def latency(self, percent: float) -> float:
+        times = sorted(r.seconds for r in self.results)
+        if not times:
+            return 0.0
+        index = min(len(times) - 1, max(0, round(percent / 100 * len(times) + 0.5) - 1))
+        return times[index]
+
+    def summary(self) -> list[str]:
+        count = len(self.results)
+        rate = count / self.seconds if self.seconds else 0.0
+        lines = [
+            f"sessions {count} in {self.seconds:.1f} s: {rate:.2f} sessions/s "
+            f"(setup {self.setup_seconds:.1f} s)",
+            f"session latency p50 {self.latency(50):.2f} s, p95 {self.latency(95):.2f} s, "
+            f"p99 {self.latency(99):.2f} s",
+            "outcomes: " + ", ".join(f"{name} {n}" for name, n in sorted(self.outcomes().items())),
+        ]
+        kinds = Counter(r.kind for r in self.results)
+        lines.append("kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+        lines += [check.line() for check in self.checks]
+        lines += [f"SUSPECT {line}" for line in self.suspects]
+        return lines
+
+
+class Fleet:
+    """N ATMs against one bank. `with Fleet(config, bank, run_dir) as fleet: fleet.run()`."""
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        bank: BankStack,
+        run_dir: Path,
+        *,
+        out: Callable[[str], None] = print,
+    ) -> None:
+        self.config = config
+        self.bank = bank
+        self.run_dir = run_dir
+        self.out = out
+        self.population: Population | None = None
+        self.slots: list[AtmSlot] = []
+        self.baseline = Baseline(0, 0)
+        self.results: list[SessionResult] = []
+        self.checks: list[Check] = []
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.setup_seconds = 0.0
+
+    # ----- life -------------------------------------------------------------------------------
+
+    def host_address(self, index: int) -> HostAddress:
+        """Where ATM number `index` sends its requests (chaos puts a proxy in between)."""
+        return self.bank.address_for(TEST_MAC_KEY)
+
+    def __enter__(self) -> Fleet:
+        started = time.monotonic()
+        config = self.config
+        self.population = prepare_population(
+            self.bank.settings,
+            self.run_dir,
+            atms=config.atms,
+            generated=config.customers,
+            seed=config.seed,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=config.atms, thread_name_prefix="atm")
+        try:
+            for index, terminal_id in enumerate(self.population.terminal_ids):
+                self.slots.append(
+                    AtmSlot(
+                        terminal_id,
+                        self.run_dir / "atms" / terminal_id,
+                        self.population.wallet_path,
+                        self.host_address(index),
+                        settle_seconds=config.settle_seconds,
+                        host_timeout=config.host_timeout,
+                    )
+                )
+            list(self._pool.map(lambda slot: slot.start(), self.slots))
+            for slot in self.slots:
+                slot.atm.settle()
+            self.baseline = Baseline.of(self.snapshot())
+        except BaseException:
+            self.__exit__()
+            raise
+        self.setup_seconds = time.monotonic() - started
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for slot in self.slots:
+            try:
+                slot.stop()
+            except Exception as err:  # stopping goes on for the other ATMs
+                log.warning("stopping %s: %s", slot.terminal_id, err)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # ----- running ----------------------------------------------------------------------------
+
+    def run(self) -> FleetReport:
+        assert self.population is not None and self._pool is not None
+        config = self.config
+        plans = plan_fleet(self.population.customers, config.atms, config.sessions, config.seed)
+        rounds = max(len(p) for p in plans) if plans else 0
+        step = config.checks_every or rounds or 1
+        started = time.monotonic()
+        done = 0
+        for first in range(0, rounds, step):
+            batches = [p[first : first + step] for p in plans]
+            offsets = [first] * len(batches)
+            list(self._pool.map(self._run_batch, self.slots, batches, offsets))
+            done += sum(len(b) for b in batches)
+            if first + step < rounds:
+                self.checkpoint(f"after {done} sessions")
+        elapsed = time.monotonic() - started
+        self.checkpoint("final", final=True)
+        return FleetReport(
+            list(self.results), elapsed, list(self.checks), self.suspect_lines(), self.setup_seconds
+        )
+
+    def _run_batch(self, slot: AtmSlot, plans: list[SessionPlan], offset: int) -> None:
+        for number, plan in enumerate(plans, start=offset):
+            result = self.run_session(slot, plan, number)
+            with self._lock:
+                self.results.append(result)
+                count = len(self.results)
+            if count % max(1, self.config.sessions // 10) == 0:
+                self.out(f"progress: {count}/{self.config.sessions} sessions")
+
+    def run_session(self, slot: AtmSlot, plan: SessionPlan, number: int) -> SessionResult:
+        sim = slot.atm
+        start_seq = last_seq(sim)
+        started = time.monotonic()
+        try:
+            self._prepare(slot)
+            SessionDriver(sim, plan).run()
+            events = journal_since(sim, start_seq)
+            outcome = classify(events)
+        except (FleetError, DriverError, OSError, ValueError) as err:
+            log.warning("%s: session %d: %s", slot.terminal_id, number, err)
+            outcome = "stuck"
+            with contextlib.suppress(FleetError, DriverError, OSError, ValueError):
+                slot.tidy()
+        return SessionResult(slot.terminal_id, plan.kind, outcome, time.monotonic() - started)
+
+    def _prepare(self, slot: AtmSlot) -> None:
+        """An ATM out of service gets its health checks until it is back (or gives up)."""
+        sim = slot.atm
+        for _ in range(3):
+            if sim.atm.state != "out_of_service":
+                return
+            slot.clock.advance(HEALTH_CHECK_SECONDS)
+            sim.settle()
+
+    # ----- checking ---------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        settings = self.bank.settings
+        bank = read_bank(
+            self.bank.engine, settings.daily_withdrawal_limit, settings.daily_transfer_limit
+        )
+        dispensers = tuple(dispenser_cash(s.terminal_id, s.dispenser()) for s in self.slots)
+        suspects = tuple(
+            suspect
+            for s in self.slots
+            for suspect in journal_suspects(s.terminal_id, s.atm.journal.entries())
+        )
+        return Snapshot(bank, dispensers, suspects)
+
+    def settle_all(self) -> int:
+        """Every ATM back to idle with its advices sent; returns how many advices are left."""
+        assert self._pool is not None
+
+        def settle(slot: AtmSlot) -> int:
+            slot.tidy()
+            return slot.drain_advices()
+
+        return sum(self._pool.map(settle, self.slots))
+
+    def checkpoint(self, label: str, *, final: bool = False) -> list[Check]:
+        left = self.settle_all()
+        checks = check_all(self.snapshot(), self.baseline)
+        if left:
+            checks.append(Check("advices delivered", f"{left} advice(s) still queued", False))
+        self.out(f"invariants {label}:")
+        for check in checks:
+            self.out(f"  {check.line()}")
+        if final:
+            self.checks = checks
+        elif not all(c.ok for c in checks):
+            self.checks = checks  # a violation seen on the way stays in the report
+        return checks
+
+    def suspect_lines(self) -> list[str]:
+        return [
+            f"{s.terminal_id} STAN {s.stan}: {s.amount} cents, the ATM could not tell"
+            for s in self.snapshot().suspects
+        ]
+
+
+# ----- the bank of a run ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fleet_bank(settings: Settings, run_dir: Path) -> Iterator[BankStack]:
+    """A fresh bank for one run: a new database on DATABASE_URL's server (dropped at the end),
+    or an embedded PostgreSQL under the run directory."""
+    if settings.database_url:
+        server = make_url(database_url(settings))
+        name = f"atm_fleet_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = server.set(database=name).render_as_string(hide_password=False)
+        try:
+            with BankStack(dataclasses.replace(settings, database_url=url)) as stack:
+                yield stack
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+    else:
+        from host.database import stop_embedded
+
+        home = run_dir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            with BankStack(dataclasses.replace(settings, atm_sim_home=home)) as stack:
+                yield stack
+        finally:
+            stop_embedded()
+
+
+@contextlib.contextmanager
+def run_directory(keep: bool = False) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="atm-fleet-"))
+    path.chmod(0o755)  # the embedded PostgreSQL runs as its own user
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def print_lines(stream: TextIO | None = None) -> Callable[[str], None]:
+    def out(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    return out
+
+
+def run_fleet(
+    settings: Settings,
+    *,
+    atms: int,
+    sessions: int,
+    seed: int,
+    customers: int = 20,
+    out: Callable[[str], None] = print,
+) -> int:
+    """`atm-sim fleet`: 0 when every invariant holds, 1 otherwise."""
+    config = FleetConfig(atms=atms, sessions=sessions, seed=seed, customers=customers)
+    with run_directory() as run_dir, fleet_bank(settings, run_dir) as bank:
+        out(
+            f"fleet: {atms} ATMs, {sessions} sessions, seed {seed}; bank on port {bank.server.port}"
+        )
+        with Fleet(config, bank, run_dir, out=out) as fleet:
+            out(f"set up in {fleet.setup_seconds:.1f} s")
+            report = fleet.run()
+    out("summary:")
+    for line in report.summary():
+        out(f"  {line}")
+    if not report.ok:
+        out(f"invariant violated; replay with --seed {seed}")
+        return 1
+    return 0
