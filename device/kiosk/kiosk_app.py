@@ -264,10 +264,12 @@ class KioskApp:
         if command == "power":
             return self.power_failure()
         if command == "supervisor":
-            event = "leave_supervisor" if controller.state == "supervisor" else "enter_supervisor"
-            if not controller.fire(event):
+            if controller.state == "supervisor":
+                controller.close_supervisor()
+                return "left supervisor mode"
+            if not controller.open_supervisor():
                 return f"supervisor mode needs the ATM idle or out of service ({controller.state})"
-            return "supervisor mode" if event == "enter_supervisor" else "left supervisor mode"
+            return "supervisor mode"
         if command == "clear_faults":
             bay.clear()
             return "every device and link fault cleared"
@@ -283,15 +285,13 @@ class KioskApp:
         return ""
 
     def replenish(self) -> str:
-        """Fill every cassette to capacity and empty the reject and retract bins.
-
-        The controller has no replenishment command, so this is the dispenser's own exchange.
-        """
-        dispenser = self.atm.bay.cash_dispenser
-        full = {c.number: c.capacity for c in dispenser.cassettes}
-        with dispenser.lock:
-            dispenser.ledger.replenish(full, empty_bins=True)
-        return "cassettes filled, bins emptied; " + ", ".join(
+        """Fill every cassette to capacity: the controller's exchange, in supervisor mode."""
+        controller = self.atm.atm
+        if controller.state != "supervisor":
+            return "replenishment needs supervisor mode"
+        full = {c.number: c.capacity for c in self.atm.bay.cash_dispenser.cassettes}
+        controller.replenish(full)
+        return "cassettes filled; " + ", ".join(
             f"{n}: {count}" for n, count in sorted(full.items())
         )
 

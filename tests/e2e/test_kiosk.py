@@ -173,6 +173,7 @@ def test_operator_panel_faults_host_and_power(kiosk: KioskApp, tmp_path: Path) -
     assert kiosk.atm.atm.state == "supervisor"
     click(kiosk, find(kiosk.hotspots, Operator("replenish")))
     assert all(c.count == c.capacity for c in kiosk.atm.bay.cash_dispenser.cassettes)
+    assert "replenished" in [e.event for e in kiosk.atm.journal.entries()]
     click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
     customer(kiosk).wait_for_state("idle", 10)
     shot = kiosk.screenshot(tmp_path / "panel.png")
