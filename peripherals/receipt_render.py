@@ -10,7 +10,6 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from peripherals.wire.escpos import Align
@@ -166,14 +165,21 @@ def _pygame() -> Any:
     import pygame
 
     if not pygame.font.get_init():
+        # Fonts made before a pygame.quit() (a kiosk closing, say) are dangling: drop them.
+        _fonts.clear()
         pygame.font.init()
     return pygame
 
 
-@lru_cache(maxsize=8)
+_fonts: dict[bool, Any] = {}
+
+
 def _font(bold: bool) -> Any:
-    font = _pygame().font.Font(None, 30)
-    font.set_bold(bold)
+    pygame = _pygame()
+    font = _fonts.get(bold)
+    if font is None:
+        font = _fonts[bold] = pygame.font.Font(None, 30)
+        font.set_bold(bold)
     return font
 
 

@@ -301,3 +301,14 @@ def test_missing_port_is_a_link_error() -> None:
 
     with pytest.raises(LinkError):
         ReceiptPrinterDriver(f"/dev/pts/does-not-exist-{os.getpid()}")
+
+
+def test_receipts_render_again_after_pygame_quit() -> None:
+    import pygame
+
+    from peripherals.receipt_render import PrintedLine, render_png
+
+    first = render_png([PrintedLine("BEFORE QUIT")])
+    pygame.quit()
+    second = render_png([PrintedLine("AFTER QUIT")])
+    assert first.startswith(b"\x89PNG") and second.startswith(b"\x89PNG")
