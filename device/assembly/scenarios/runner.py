@@ -142,6 +142,11 @@ class ScenarioRunner:
             self.template_seconds = time.perf_counter() - started
         return self._template
 
+    def prepare(self) -> float:
+        """Make the seeded template now (else the first run does); returns the seconds it took."""
+        self._template_database()
+        return self.template_seconds
+
     @contextmanager
     def _scenario_database(self) -> Iterator[str]:
         template = self._template_database()

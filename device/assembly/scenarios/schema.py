@@ -306,8 +306,13 @@ class _Reader:
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise self.fail(
                 node,
-                f"{what}: {node.value!r} must be a quoted string (YAML read it as the number "
+                f"{what}: {node.value} must be a quoted string (YAML read it as the number "
                 f'{value!r}, which loses leading zeros); write "{node.value}"',
+            )
+        if isinstance(node, ScalarNode) and node.style not in ('"', "'"):
+            # Unquoted, 0852 happens to stay text but 0123 becomes 83: quote every identifier.
+            raise self.fail(
+                node, f'{what}: {node.value} must be a quoted string; write "{node.value}"'
             )
         if not isinstance(value, str) or not pattern.match(value):
             raise self.fail(node, f"{what}: expected {shape}, found {value!r}")
