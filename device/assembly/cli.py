@@ -91,14 +91,13 @@ def _run_journal(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_scenario(args: argparse.Namespace, settings: Settings) -> int:
+    if "LOG_LEVEL" not in os.environ:  # the results table is the story; library chatter hides it
+        logging.getLogger().setLevel(logging.WARNING)
     from device.assembly.scenarios.report import run_paths
     from host.database import database_url
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
-
-    if "LOG_LEVEL" not in os.environ:  # the results table is the story; library chatter hides it
-        logging.getLogger().setLevel(logging.WARNING)
 
     return run_paths(
         args.paths,
