@@ -37,7 +37,6 @@ from device.assembly.invariants import (
 )
 from device.assembly.simulated_atm import HostAddress, SimulatedAtm
 from device.clock import VirtualClock
-from device.drivers.base import DriverError
 from host.database import database_url
 
 log = logging.getLogger(__name__)
@@ -48,6 +47,8 @@ MIX = (("withdrawal", 0.6), ("balance", 0.25), ("transfer", 0.15))
 SESSION_SECONDS = 30.0  # real seconds a session may take before the run calls it stuck
 HEALTH_CHECK_SECONDS = 5.0  # the controller's own interval, on its clock
 FLEET_SETTLE_SECONDS = 0.01
+STALL_REPEATS = 4
+STALL_ADVANCE_SECONDS = 30.0  # a stalled session moves on to the ATM's inactivity timeout
 INPUT_STATES = (
     "pin_entry",
     "transaction_menu",
@@ -191,9 +192,16 @@ class SessionDriver:
         """Drive until the customer has been and gone; AtmRunError-like FleetError if stuck."""
         sim, atm = self.sim, self.sim.atm
         deadline = time.monotonic() + seconds
+        seen, repeats = ("", ""), 0
         while time.monotonic() < deadline:
             sim.settle()
             state = atm.state
+            # The same screen after a few tries: the ATM does not see the keys (a faulty pad
+            # or link); stop pressing and let its own timers (inactivity) end the session.
+            now_seen = (state, atm.screen.name)
+            repeats = repeats + 1 if now_seen == seen else 0
+            seen = now_seen
+            stalled = repeats >= STALL_REPEATS
             if state == "idle":
                 if self._inserted and sim.bay.card_reader.state.value == "none":
                     return
@@ -206,13 +214,17 @@ class SessionDriver:
             if sim.bay.card_reader.state.value == "gate":
                 self._act(lambda: sim.take("card"))
                 continue
-            if self._react(state):
+            if not stalled and self._react(state):
+                continue
+            if not isinstance(sim.clock, VirtualClock):
                 continue
             timer = atm.next_deadline
-            if timer is not None and isinstance(sim.clock, VirtualClock):
+            if timer is not None:
                 sim.clock.advance(max(timer - sim.clock.monotonic(), 0.0))
-            elif state in ("idle", "out_of_service") and isinstance(sim.clock, VirtualClock):
+            elif state in ("idle", "out_of_service"):
                 sim.clock.advance(HEALTH_CHECK_SECONDS)
+            elif stalled:
+                sim.clock.advance(STALL_ADVANCE_SECONDS)
         raise FleetError(
             f"{sim.terminal_id}: session stuck in {atm.state} ({atm.screen.name}) "
             f"after {seconds:g} s"
@@ -297,6 +309,7 @@ class AtmSlot:
         *,
         settle_seconds: float,
         host_timeout: float,
+        clock: VirtualClock | None = None,
     ) -> None:
         self.terminal_id = terminal_id
         self.state_dir = state_dir
@@ -304,7 +317,7 @@ class AtmSlot:
         self.host = host
         self.settle_seconds = settle_seconds
         self.host_timeout = host_timeout
-        self.clock = VirtualClock()
+        self.clock = clock or VirtualClock()
         self.sim: SimulatedAtm | None = None
         self.restarts = 0
         self.recovery: list[str] = []
@@ -402,10 +415,12 @@ class FleetReport:
     checks: list[Check]
     suspects: list[str]
     setup_seconds: float = 0.0
+    notes: list[str] = dataclasses.field(default_factory=list)
+    violations: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
+        return not self.violations and all(check.ok for check in self.checks)
 
     def outcomes(self) -> Counter[str]:
         return Counter(result.outcome for result in self.results)
@@ -429,8 +444,10 @@ class FleetReport:
         ]
         kinds = Counter(r.kind for r in self.results)
         lines.append("kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+        lines += self.notes
         lines += [check.line() for check in self.checks]
         lines += [f"SUSPECT {line}" for line in self.suspects]
+        lines += [f"VIOLATION {line}" for line in self.violations]
         return lines
 
 
@@ -454,15 +471,25 @@ class Fleet:
         self.baseline = Baseline(0, 0)
         self.results: list[SessionResult] = []
         self.checks: list[Check] = []
+        self.violations: list[str] = []  # every failed check at any checkpoint
+        self.errors: Counter[str] = Counter()  # exceptions the ATM application let out
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self.setup_seconds = 0.0
 
     # ----- life -------------------------------------------------------------------------------
 
-    def host_address(self, index: int) -> HostAddress:
-        """Where ATM number `index` sends its requests (chaos puts a proxy in between)."""
-        return self.bank.address_for(TEST_MAC_KEY)
+    def make_slot(self, index: int, terminal_id: str) -> AtmSlot:
+        """ATM number `index` (chaos overrides it to put a host proxy in between)."""
+        assert self.population is not None
+        return AtmSlot(
+            terminal_id,
+            self.run_dir / "atms" / terminal_id,
+            self.population.wallet_path,
+            self.bank.address_for(TEST_MAC_KEY),
+            settle_seconds=self.config.settle_seconds,
+            host_timeout=self.config.host_timeout,
+        )
 
     def __enter__(self) -> Fleet:
         started = time.monotonic()
@@ -477,16 +504,7 @@ class Fleet:
         self._pool = ThreadPoolExecutor(max_workers=config.atms, thread_name_prefix="atm")
         try:
             for index, terminal_id in enumerate(self.population.terminal_ids):
-                self.slots.append(
-                    AtmSlot(
-                        terminal_id,
-                        self.run_dir / "atms" / terminal_id,
-                        self.population.wallet_path,
-                        self.host_address(index),
-                        settle_seconds=config.settle_seconds,
-                        host_timeout=config.host_timeout,
-                    )
-                )
+                self.slots.append(self.make_slot(index, terminal_id))
             list(self._pool.map(lambda slot: slot.start(), self.slots))
             for slot in self.slots:
                 slot.atm.settle()
@@ -527,8 +545,20 @@ class Fleet:
         elapsed = time.monotonic() - started
         self.checkpoint("final", final=True)
         return FleetReport(
-            list(self.results), elapsed, list(self.checks), self.suspect_lines(), self.setup_seconds
+            list(self.results),
+            elapsed,
+            list(self.checks),
+            self.suspect_lines(),
+            self.setup_seconds,
+            self.report_notes(),
+            list(self.violations),
         )
+
+    def report_notes(self) -> list[str]:
+        restarts = sum(slot.restarts for slot in self.slots)
+        notes = [f"ATM restarts {restarts}"] if restarts else []
+        notes += [f"ATM ERROR x{n}: {text}" for text, n in sorted(self.errors.items())]
+        return notes
 
     def _run_batch(self, slot: AtmSlot, plans: list[SessionPlan], offset: int) -> None:
         for number, plan in enumerate(plans, start=offset):
@@ -540,20 +570,38 @@ class Fleet:
                 self.out(f"progress: {count}/{self.config.sessions} sessions")
 
     def run_session(self, slot: AtmSlot, plan: SessionPlan, number: int) -> SessionResult:
-        sim = slot.atm
-        start_seq = last_seq(sim)
         started = time.monotonic()
+        start_seq = last_seq(slot.atm)
         try:
             self._prepare(slot)
-            SessionDriver(sim, plan).run()
-            events = journal_since(sim, start_seq)
-            outcome = classify(events)
-        except (FleetError, DriverError, OSError, ValueError) as err:
-            log.warning("%s: session %d: %s", slot.terminal_id, number, err)
-            outcome = "stuck"
-            with contextlib.suppress(FleetError, DriverError, OSError, ValueError):
-                slot.tidy()
+            SessionDriver(slot.atm, plan).run()
+            outcome = classify(journal_since(slot.atm, start_seq))
+        except Exception as err:  # the ATM application failed: its watchdog restarts it
+            outcome = self.failed(slot, number, err)
+        self.tidy(slot)
         return SessionResult(slot.terminal_id, plan.kind, outcome, time.monotonic() - started)
+
+    def failed(self, slot: AtmSlot, number: int, err: Exception) -> str:
+        """Note an ATM that failed in a session; "stuck" or "ATM error" as its outcome."""
+        log.warning("%s: session %d: %s: %s", slot.terminal_id, number, type(err).__name__, err)
+        if isinstance(err, FleetError):
+            return "stuck"
+        with self._lock:
+            self.errors[f"{type(err).__name__}: {err}"] += 1
+        return "ATM error"
+
+    def tidy(self, slot: AtmSlot) -> None:
+        """Back to idle; an ATM whose application fails on the way is restarted (a watchdog)."""
+        for _attempt in (1, 2):
+            try:
+                slot.tidy()
+                return
+            except Exception as err:
+                if not isinstance(err, FleetError):
+                    with self._lock:
+                        self.errors[f"{type(err).__name__}: {err}"] += 1
+                log.warning("%s: restarting the ATM (%s)", slot.terminal_id, err)
+                slot.crash_and_restart()
 
     def _prepare(self, slot: AtmSlot) -> None:
         """An ATM out of service gets its health checks until it is back (or gives up)."""
@@ -584,8 +632,13 @@ class Fleet:
         assert self._pool is not None
 
         def settle(slot: AtmSlot) -> int:
-            slot.tidy()
-            return slot.drain_advices()
+            self.tidy(slot)
+            try:
+                return slot.drain_advices()
+            except Exception as err:
+                self.failed(slot, -1, err)
+                slot.crash_and_restart()
+                return slot.drain_advices()
 
         return sum(self._pool.map(settle, self.slots))
 
@@ -597,10 +650,9 @@ class Fleet:
         self.out(f"invariants {label}:")
         for check in checks:
             self.out(f"  {check.line()}")
+        self.violations += [f"{label}: {c.line()}" for c in checks if not c.ok]
         if final:
             self.checks = checks
-        elif not all(c.ok for c in checks):
-            self.checks = checks  # a violation seen on the way stays in the report
         return checks
 
     def suspect_lines(self) -> list[str]:

@@ -1,0 +1,64 @@
+"""A fleet of three ATMs on ptys against one bank on PostgreSQL: every session has an outcome,
+the money invariants hold, and each customer balance is the sum of its ledger lines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from device.assembly.bank_stack import BankStack
+from device.assembly.customers import atm_profile, prepare_population, terminal_ids
+from device.assembly.fleet import Fleet, FleetConfig, plan_fleet
+from host.models import Account, JournalLine, Terminal
+from peripherals.cards import load_wallet
+
+
+def test_three_atms_serve_every_session_and_the_books_balance(
+    bank_stack: BankStack, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    config = FleetConfig(atms=3, sessions=12, seed=5, customers=6)
+    with Fleet(config, bank_stack, tmp_path / "run", out=lines.append) as fleet:
+        report = fleet.run()
+    outcomes = report.outcomes()
+    assert sum(outcomes.values()) == 12
+    assert {r.terminal_id for r in report.results} == {"ATM00001", "ATM00002", "ATM00003"}
+    assert "stuck" not in outcomes and "ATM error" not in outcomes
+    assert outcomes["approved"] >= 6, outcomes
+    assert report.ok, report.summary()
+    assert [c.name for c in report.checks if not c.ok] == []
+    assert any(line.startswith("progress: 12/12") for line in lines)
+    summary = "\n".join(report.summary())
+    assert "sessions/s" in summary and "p95" in summary and "p99" in summary
+    # Each customer account's balance is exactly the sum of its ledger lines.
+    with bank_stack.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(Account.number, Account.ledger_balance, sa.func.sum(JournalLine.amount))
+            .join(JournalLine, JournalLine.account_id == Account.id)
+            .group_by(Account.number, Account.ledger_balance)
+        ).all()
+    assert rows and all(balance == lines_sum for _, balance, lines_sum in rows)
+
+
+def test_generated_customers_and_terminals_exist_in_bank_and_wallet(
+    bank_stack: BankStack, tmp_path: Path
+) -> None:
+    population = prepare_population(bank_stack.settings, tmp_path, atms=6, generated=3, seed=9)
+    again = prepare_population(bank_stack.settings, tmp_path / "2", atms=6, generated=3, seed=9)
+    assert [c.pin for c in population.customers] == [c.pin for c in again.customers]
+    wallet = load_wallet(population.wallet_path)
+    assert {c.card_id for c in population.customers} <= set(wallet)
+    assert len(population.customers) == 6  # alice, bob, charlie and three generated
+    with bank_stack.engine.connect() as conn:
+        known = set(conn.scalars(sa.select(Terminal.terminal_id)))
+        balances = dict(conn.execute(sa.select(Account.number, Account.ledger_balance)).all())
+    assert set(terminal_ids(6)) <= known
+    for customer in population.customers:
+        for _, number in customer.accounts:
+            assert number in balances
+    assert atm_profile("ATM00006", population.wallet_path).terminal_id == "ATM00006"
+    plans = plan_fleet(population.customers, 3, 10, seed=4)
+    assert [len(p) for p in plans] == [4, 3, 3]
+    assert plans == plan_fleet(population.customers, 3, 10, seed=4)
