@@ -195,6 +195,7 @@ class AtmController:
         self.receipts_available = True
         self.out_of_service_reason = ""
         self.operator_hold = False
+        self._health_check_due = False
         self._deadline: float | None = None
         self._on_deadline: Callable[[], object] | None = None
         self._last_input = 0.0
@@ -245,7 +246,10 @@ class AtmController:
 
     @property
     def next_deadline(self) -> float | None:
-        """When (on the clock's monotonic scale) the controller will act by itself next."""
+        """When (on the clock's monotonic scale) the controller will act by itself next:
+        a timer of the current step, or the next health check between customers."""
+        if self.state in ("idle", "out_of_service"):
+            return self._next_health_check
         return self._deadline
 
     def _clear_deadline(self) -> None:
@@ -273,25 +277,23 @@ class AtmController:
     def step(self) -> None:
         """Poll the devices once, act on what they report, and run due timers."""
         now = self.clock.monotonic()
+        action: Callable[[], object] | None = getattr(self, f"_poll_{self.state}", None)
         if self._deadline is not None and now >= self._deadline:
             action = self._on_deadline
             self._clear_deadline()
-            if action is not None:
-                action()
+        if action is None:
             return
-        handler = getattr(self, f"_poll_{self.state}", None)
-        if handler is not None:
-            try:
-                handler()
-            except DriverError as err:
-                self._device_failure(err)
-            except HostUnavailable as err:
-                log.warning("host unavailable: %s", err)
+        try:
+            action()
+        except DriverError as err:
+            self._device_failure(err)
+        except HostUnavailable as err:
+            log.warning("host unavailable: %s", err)
 
     def _device_failure(self, err: DriverError) -> None:
         log.warning("device failure in %s: %s", self.state, err)
         self.journal.record("device_failure", state=self.state, error=str(err))
-        if self.state == "idle":
+        if self.state in ("idle", "starting"):
             self._go_out_of_service(str(err))
         elif self.session is not None and self.state in CUSTOMER_INPUT_STATES:
             self.fire("end_session")
@@ -459,8 +461,14 @@ class AtmController:
         self.session = None
         self._clear_deadline()
         self._show_idle()
-        self.card_reader.enable_entry()
-        self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
+        try:
+            self.card_reader.enable_entry()
+        except DriverError as err:
+            self._go_out_of_service(self._health_problem() or str(err))
+            return
+        delay = 0.0 if self._health_check_due else HEALTH_CHECK_SECONDS
+        self._health_check_due = False
+        self._next_health_check = self.clock.monotonic() + delay
 
     def _show_idle(self) -> None:
         notices = [] if self.cash_available else ["Cash is not available"]
@@ -527,8 +535,8 @@ class AtmController:
                 self.pin_pad.cancel()
                 self.fire("end_session")
                 return
-            elif event.kind == "timeout":
-                self.fire("end_session")
+            elif event.kind in ("timeout", "tamper"):
+                self._end_on_pad_event(event.kind)
                 return
             elif event.kind == "enter":
                 block = self.pin_pad.get_pin_block()
@@ -573,10 +581,21 @@ class AtmController:
         self.show("transaction_menu", notice="; ".join(notices))
         self._touch()
 
+    def _end_on_pad_event(self, kind: str) -> None:
+        """A PIN pad timeout or tamper ends the session; a tamper also checks health at once."""
+        self.journal.record(f"pin_pad_{kind}", state=self.state)
+        if kind == "tamper":
+            self._health_check_due = True
+        self.fire("end_session")
+
     def _function_event(self) -> str | None:
         """The screen event of the next function key or cancel pressed, or None."""
         for event in self.pin_pad.poll_events():
+            on_more_time = self.screen.name == "more_time"
             self._touch()
+            if event.kind == "tamper":
+                self._end_on_pad_event("tamper")
+                return None
             if event.kind == "cancel":
                 return "cancel"
             if event.kind == "function":
@@ -585,7 +604,7 @@ class AtmController:
                     log.info("ignored function key %s on screen %s", event.value, self.screen.name)
                     continue
                 return key.event
-            if event.kind == "enter" and self._asking_more_time:
+            if event.kind == "enter" and on_more_time:
                 return "confirm"
             log.info("ignored key %s on screen %s", event.kind, self.screen.name)
         return None
@@ -747,8 +766,8 @@ class AtmController:
                 self.show(
                     "new_pin_entry", prompt="Enter your new PIN", masked_pin=self.session.typed
                 )
-            elif event.kind in ("cancel", "timeout"):
-                self.fire("end_session")
+            elif event.kind in ("cancel", "timeout", "tamper"):
+                self._end_on_pad_event(event.kind)
                 return
             elif event.kind == "enter":
                 block = self.pin_pad.get_pin_block()
