@@ -15,32 +15,11 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from device.assembly.customer_script import KEYS
+from device.controller.atm_controller import STATES as CONTROLLER_STATES
 
 SCHEMA_VERSION = 1
-STATES = frozenset(
-    {
-        "starting",
-        "out_of_service",
-        "supervisor",
-        "idle",
-        "reading_card",
-        "pin_entry",
-        "verifying_pin",
-        "transaction_menu",
-        "account_selection",
-        "amount_entry",
-        "new_pin_entry",
-        "authorising",
-        "showing_result",
-        "dispensing",
-        "ejecting_card",
-        "presenting_cash",
-        "printing",
-        "capturing_card",
-        "closing",
-        "power_off",
-    }
-)
+# The controller's states, and "power_off" for an ATM whose power a scenario has cut.
+STATES = frozenset({*CONTROLLER_STATES, "power_off"})
 DEVICES = ("card_reader", "pin_pad", "cash_dispenser", "receipt_printer")
 FAULT_TARGETS = frozenset({*DEVICES, *(f"{d}.link" for d in DEVICES)})
 FAULT_MODES = ("persistent", "once", "on_command")
