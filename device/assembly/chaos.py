@@ -16,6 +16,7 @@ from typing import Any
 
 from config.settings import Settings
 from device.assembly.fleet import (
+    HEALTH_CHECK_SECONDS,
     TEST_MAC_KEY,
     AtmSlot,
     CrashNow,
@@ -154,6 +155,7 @@ class ChaosFleet(Fleet):
         self.events: list[list[ChaosEvent]] = []
         self.applied: Counter[str] = Counter()
         self.kinds_applied: Counter[str] = Counter()
+        self.reboots: Counter[str] = Counter()  # out of service after the faults were cleared
 
     def make_slot(self, index: int, terminal_id: str) -> AtmSlot:
         assert self.population is not None
@@ -224,9 +226,24 @@ class ChaosFleet(Fleet):
         finally:
             self._heal(slot, proxy)
         self.tidy(slot)
+        self._reboot_if_out_of_service(slot)
         if crashed:
             outcome = f"power cut ({outcome})"
         return SessionResult(slot.terminal_id, plan.kind, outcome, time.monotonic() - started)
+
+    def _reboot_if_out_of_service(self, slot: AtmSlot) -> None:
+        """Faults cleared, yet the ATM stays out of service through its health checks: the
+        engineer restarts it, and the reason goes into the report."""
+        sim = slot.atm
+        for _ in range(3):
+            if sim.atm.state != "out_of_service":
+                return
+            slot.clock.advance(HEALTH_CHECK_SECONDS)
+            sim.settle()
+        with self._lock:
+            self.reboots[sim.atm.out_of_service_reason] += 1
+        slot.crash_and_restart()
+        self.tidy(slot)
 
     def _count(self, event: ChaosEvent) -> None:
         with self._lock:
@@ -258,7 +275,13 @@ class ChaosFleet(Fleet):
     def report_notes(self) -> list[str]:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.kinds_applied.items()))
         faults = ", ".join(f"{k} {n}" for k, n in sorted(self.applied.items()))
-        return [*super().report_notes(), f"faults by kind: {kinds}", f"faults: {faults}"]
+        notes = [*super().report_notes(), f"faults by kind: {kinds}", f"faults: {faults}"]
+        notes += [
+            f"restarted by the engineer x{n}, out of service after the faults were cleared: "
+            f"{reason}"
+            for reason, n in sorted(self.reboots.items())
+        ]
+        return notes
 
 
 def run_chaos(

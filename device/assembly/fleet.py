@@ -209,8 +209,8 @@ class SessionDriver:
                     self._inserted = True
                     self._act(lambda: sim.insert_card(self.plan.customer.card_id))
                     continue
-            if state == "out_of_service" and not self._inserted:
-                return
+            if state == "out_of_service":
+                return  # not served, or the ATM failed during the session (the card may be in)
             if sim.bay.card_reader.state.value == "gate":
                 self._act(lambda: sim.take("card"))
                 continue
@@ -367,7 +367,7 @@ class AtmSlot:
             sim.settle()
             state = sim.atm.state
             reader = sim.bay.card_reader.state.value
-            if state in ("idle", "out_of_service") and reader == "none":
+            if (state == "idle" and reader == "none") or state == "out_of_service":
                 return
             if reader == "gate":
                 sim.take("card")
@@ -425,6 +425,9 @@ class FleetReport:
     def outcomes(self) -> Counter[str]:
         return Counter(result.outcome for result in self.results)
 
+    def slowest(self, count: int = 3) -> list[SessionResult]:
+        return sorted(self.results, key=lambda r: r.seconds, reverse=True)[:count]
+
     def latency(self, percent: float) -> float:
         times = sorted(r.seconds for r in self.results)
         if not times:
@@ -442,6 +445,12 @@ class FleetReport:
             f"p99 {self.latency(99):.2f} s",
             "outcomes: " + ", ".join(f"{name} {n}" for name, n in sorted(self.outcomes().items())),
         ]
+        lines.append(
+            "slowest: "
+            + ", ".join(
+                f"{r.terminal_id} {r.kind} {r.outcome} {r.seconds:.1f} s" for r in self.slowest()
+            )
+        )
         kinds = Counter(r.kind for r in self.results)
         lines.append("kinds: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
         lines += self.notes
