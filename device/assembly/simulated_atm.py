@@ -146,6 +146,19 @@ class SimulatedAtm:
             self._journal.close()
             self._journal = None
 
+    def successor(self) -> SimulatedAtm:
+        """A new, unstarted ATM on this one's profile, host, state and clock: what comes up
+        when the power returns. Stop this one first."""
+        return SimulatedAtm(
+            self.profile,
+            self.host_address,
+            self.state_dir,
+            clock=self.clock,
+            session_timeout_seconds=self.session_timeout_seconds,
+            host_timeout=self.host_timeout,
+            settle_seconds=self.settle_seconds,
+        )
+
     def __enter__(self) -> SimulatedAtm:
         self.start()
         return self

@@ -299,15 +299,7 @@ class KioskApp:
         """Cut the power: drop the ATM as it stands and start a new one on the same state."""
         old = self.atm
         old.stop()
-        fresh = SimulatedAtm(
-            old.profile,
-            old.host_address,
-            old.state_dir,
-            clock=old.clock,
-            session_timeout_seconds=old.session_timeout_seconds,
-            host_timeout=old.host_timeout,
-            settle_seconds=old.settle_seconds,
-        )
+        fresh = old.successor()
         self.recovery_report = fresh.start()
         self._owned.append(fresh)
         self.atm = fresh
