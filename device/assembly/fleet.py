@@ -4,11 +4,17 @@ customers from a seed, one thread per ATM; a summary of throughput, latency and 
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import random
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,7 +35,9 @@ from device.assembly.customers import Population, SimCustomer, atm_profile, prep
 from device.assembly.invariants import (
     Baseline,
     Check,
+    DispenserCash,
     Snapshot,
+    Suspect,
     check_all,
     dispenser_cash,
     journal_suspects,
@@ -37,7 +45,9 @@ from device.assembly.invariants import (
 )
 from device.assembly.simulated_atm import HostAddress, SimulatedAtm
 from device.clock import VirtualClock
+from device.drivers.base import DriverError
 from host.database import database_url
+from peripherals.cassettes import load_cassette_file
 
 log = logging.getLogger(__name__)
 
@@ -466,13 +476,13 @@ class Fleet:
     def __init__(
         self,
         config: FleetConfig,
-        bank: BankStack,
+        bank: BankStack | None,
         run_dir: Path,
         *,
         out: Callable[[str], None] = print,
     ) -> None:
         self.config = config
-        self.bank = bank
+        self._bank = bank
         self.run_dir = run_dir
         self.out = out
         self.population: Population | None = None
@@ -485,6 +495,12 @@ class Fleet:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self.setup_seconds = 0.0
+
+    @property
+    def bank(self) -> BankStack:
+        if self._bank is None:
+            raise FleetError("this part of the fleet runs without the bank in its process")
+        return self._bank
 
     # ----- life -------------------------------------------------------------------------------
 
@@ -671,6 +687,269 @@ class Fleet:
         ]
 
 
+# ----- more ATMs than one process can hold ------------------------------------------------------
+
+# select() (used by the pty links and by pyserial) cannot watch a descriptor above 1023, and each
+# ATM holds about 32 (4 ptys, and pyserial adds two pipes per port): one process serves at most
+# this many ATMs; a bigger fleet runs in several processes against the same host.
+SHARD_ATMS = 25
+START_AT_ONCE = 4
+SHARD_START_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """What one ATM process of a sharded fleet runs (written as JSON for the child)."""
+
+    run_dir: str
+    wallet: str
+    host_port: int
+    indices: list[int]  # positions of this shard's ATMs in the whole fleet
+    terminal_ids: list[str]
+    atms: int
+    sessions: int
+    seed: int
+    settle_seconds: float
+    host_timeout: float
+    customers_file: str
+    result_file: str
+    idle_seconds: float = 0.0
+
+
+class FleetShard(Fleet):
+    """Some of the fleet's ATMs in a child process: runs their sessions, settles their advices,
+    and writes results, dispenser counts, SUSPECTs and its own costs for the parent to check."""
+
+    def __init__(self, spec: ShardSpec) -> None:
+        config = FleetConfig(
+            atms=spec.atms,
+            sessions=spec.sessions,
+            seed=spec.seed,
+            customers=0,
+            settle_seconds=spec.settle_seconds,
+            host_timeout=spec.host_timeout,
+        )
+        super().__init__(config, None, Path(spec.run_dir), out=lambda _: None)
+        self.spec = spec
+        self.rss_bare = _peak_rss()  # the interpreter and its imports, before any ATM
+        raw = json.loads(Path(spec.customers_file).read_text(encoding="utf-8"))
+        self.customers = [
+            SimCustomer(c["card_id"], c["pin"], c["pan"], tuple(map(tuple, c["accounts"])))
+            for c in raw
+        ]
+
+    def make_slot(self, index: int, terminal_id: str) -> AtmSlot:
+        return AtmSlot(
+            terminal_id,
+            self.run_dir / "atms" / terminal_id,
+            Path(self.spec.wallet),
+            HostAddress("127.0.0.1", self.spec.host_port, binascii.unhexlify(TEST_MAC_KEY)),
+            settle_seconds=self.config.settle_seconds,
+            host_timeout=self.config.host_timeout,
+        )
+
+    def __enter__(self) -> FleetShard:
+        started = time.monotonic()
+        self._pool = ThreadPoolExecutor(
+            max_workers=len(self.spec.indices), thread_name_prefix="atm"
+        )
+        try:
+            for index, terminal_id in zip(self.spec.indices, self.spec.terminal_ids, strict=True):
+                self.slots.append(self.make_slot(index, terminal_id))
+            # A few at a time: hundreds of device handshakes at once on a busy machine miss
+            # their one-second reply timeouts.
+            with ThreadPoolExecutor(max_workers=START_AT_ONCE) as starter:
+                list(starter.map(_start_with_retries, self.slots))
+        except BaseException:
+            self.__exit__()
+            raise
+        self.setup_seconds = time.monotonic() - started
+        return self
+
+    def run_shard(self) -> dict[str, Any]:
+        assert self._pool is not None
+        result_file = Path(self.spec.result_file)
+        result_file.with_suffix(".ready").touch()
+        _wait_for(Path(self.spec.run_dir) / "go", SHARD_START_SECONDS)
+        rss_started = _peak_rss()
+        idle_cpu = _cpu_seconds()
+        time.sleep(self.spec.idle_seconds)  # the cost of ATMs that only wait for customers
+        idle_cpu = _cpu_seconds() - idle_cpu
+        plans = plan_fleet(self.customers, self.config.atms, self.config.sessions, self.config.seed)
+        mine = [plans[i] for i in self.spec.indices]
+        cpu, started = _cpu_seconds(), time.time()
+        list(self._pool.map(self._run_batch, self.slots, mine, [0] * len(mine)))
+        finished = time.time()
+        left = self.settle_all()
+        return {
+            "results": [dataclasses.asdict(r) for r in self.results],
+            "dispensers": [
+                dataclasses.asdict(dispenser_cash(s.terminal_id, s.dispenser())) for s in self.slots
+            ],
+            "suspects": [
+                dataclasses.asdict(x)
+                for s in self.slots
+                for x in journal_suspects(s.terminal_id, s.atm.journal.entries())
+            ],
+            "advices_left": left,
+            "errors": dict(self.errors),
+            "restarts": sum(s.restarts for s in self.slots),
+            "setup_seconds": self.setup_seconds,
+            "started": started,
+            "finished": finished,
+            "cpu_seconds": _cpu_seconds() - cpu,
+            "idle_cpu_seconds": idle_cpu,
+            "rss_bare": self.rss_bare,
+            "rss_started": rss_started,
+            "peak_rss": _peak_rss(),
+        }
+
+
+def _start_with_retries(slot: AtmSlot, attempts: int = 3) -> None:
+    for attempt in range(1, attempts + 1):
+        try:
+            slot.start()
+            return
+        except (DriverError, OSError) as err:
+            if attempt == attempts:
+                raise
+            log.warning("%s did not start (%s); trying again", slot.terminal_id, err)
+            slot.stop()
+            time.sleep(0.5 * attempt)
+
+
+def _wait_for(path: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise FleetError(f"waited {seconds:g} s for {path.name}")
+        time.sleep(0.05)
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def loaded_cash(population: Population) -> int:
+    """Cents one ATM of the run is loaded with (every ATM loads the same cassettes)."""
+    profile = atm_profile(population.terminal_ids[0], population.wallet_path)
+    load = load_cassette_file(Path(profile.devices["cash_dispenser"].settings["cassettes"]))
+    return sum(c.count * c.denomination for c in load.cassettes)
+
+
+@dataclass
+class ShardedRun:
+    report: FleetReport
+    shards: list[dict[str, Any]]
+
+
+def run_sharded(
+    config: FleetConfig,
+    bank: BankStack,
+    run_dir: Path,
+    *,
+    out: Callable[[str], None] = print,
+    shard_atms: int = SHARD_ATMS,
+    idle_seconds: float = 0.0,
+) -> ShardedRun:
+    """The fleet in child processes of at most `shard_atms` ATMs each, all against this
+    process's bank; invariants checked here once every child has settled its advices."""
+    started = time.monotonic()
+    population = prepare_population(
+        bank.settings, run_dir, atms=config.atms, generated=config.customers, seed=config.seed
+    )
+    customers_file = run_dir / "customers.json"
+    customers_file.write_text(
+        json.dumps([dataclasses.asdict(c) for c in population.customers]), encoding="utf-8"
+    )
+    customers_file.chmod(0o600)  # the simulated cards' PINs, like the generated seed file
+    settings = bank.settings
+    limits = (settings.daily_withdrawal_limit, settings.daily_transfer_limit)
+    at_start = Snapshot(read_bank(bank.engine, *limits), ())
+    baseline = Baseline(at_start.customer_money(), loaded_cash(population) * config.atms)
+    children = []
+    for first in range(0, config.atms, shard_atms):
+        indices = list(range(first, min(first + shard_atms, config.atms)))
+        spec = ShardSpec(
+            str(run_dir),
+            str(population.wallet_path),
+            bank.server.port,
+            indices,
+            [population.terminal_ids[i] for i in indices],
+            config.atms,
+            config.sessions,
+            config.seed,
+            config.settle_seconds,
+            config.host_timeout,
+            str(customers_file),
+            str(run_dir / f"shard-{first}.json"),
+            idle_seconds,
+        )
+        spec_file = run_dir / f"shard-{first}.spec.json"
+        spec_file.write_text(json.dumps(dataclasses.asdict(spec)), encoding="utf-8")
+        command = [sys.executable, "-m", "device.assembly.fleet", "--shard", str(spec_file)]
+        child = subprocess.Popen(command)
+        children.append((spec, child))
+        # One process starts its ATMs at a time; all begin their sessions together.
+        ready = Path(spec.result_file).with_suffix(".ready")
+        deadline = time.monotonic() + SHARD_START_SECONDS
+        while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (run_dir / "go").touch()
+    out(f"{len(children)} ATM processes of up to {shard_atms} ATMs each")
+    shards = []
+    for spec, child in children:
+        if child.wait() != 0:
+            raise FleetError(f"the ATM process of {spec.terminal_ids[0]}.. failed")
+        shards.append(json.loads(Path(spec.result_file).read_text(encoding="utf-8")))
+        out(f"progress: {spec.terminal_ids[0]}..{spec.terminal_ids[-1]} done")
+    results = [SessionResult(**r) for s in shards for r in s["results"]]
+    dispensers = tuple(DispenserCash(**d) for s in shards for d in s["dispensers"])
+    suspects = tuple(Suspect(**x) for s in shards for x in s["suspects"])
+    checks = check_all(Snapshot(read_bank(bank.engine, *limits), dispensers, suspects), baseline)
+    left = sum(int(s["advices_left"]) for s in shards)
+    if left:
+        checks.append(Check("advices delivered", f"{left} advice(s) still queued", False))
+    out("invariants final:")
+    for check in checks:
+        out(f"  {check.line()}")
+    errors: Counter[str] = Counter()
+    for s in shards:
+        errors.update(s["errors"])
+    restarts = sum(int(s["restarts"]) for s in shards)
+    notes = [f"ATM restarts {restarts}"] if restarts else []
+    notes += [f"ATM ERROR x{n}: {text}" for text, n in sorted(errors.items())]
+    span = max(s["finished"] for s in shards) - min(s["started"] for s in shards)
+    setup = time.monotonic() - started - span
+    report = FleetReport(
+        results,
+        span,
+        checks,
+        [
+            f"{x.terminal_id} STAN {x.stan}: {x.amount} cents, the ATM could not tell"
+            for x in suspects
+        ],
+        setup,
+        notes,
+        [f"final: {c.line()}" for c in checks if not c.ok],
+    )
+    return ShardedRun(report, shards)
+
+
+def shard_main(spec_file: str) -> int:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "ERROR"))
+    spec = ShardSpec(**json.loads(Path(spec_file).read_text(encoding="utf-8")))
+    with FleetShard(spec) as shard:
+        result = shard.run_shard()
+    Path(spec.result_file).write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
 # ----- the bank of a run ------------------------------------------------------------------------
 
 
@@ -737,9 +1016,12 @@ def run_fleet(
         out(
             f"fleet: {atms} ATMs, {sessions} sessions, seed {seed}; bank on port {bank.server.port}"
         )
-        with Fleet(config, bank, run_dir, out=out) as fleet:
-            out(f"set up in {fleet.setup_seconds:.1f} s")
-            report = fleet.run()
+        if atms > SHARD_ATMS:
+            report = run_sharded(config, bank, run_dir, out=out).report
+        else:
+            with Fleet(config, bank, run_dir, out=out) as fleet:
+                out(f"set up in {fleet.setup_seconds:.1f} s")
+                report = fleet.run()
     out("summary:")
     for line in report.summary():
         out(f"  {line}")
@@ -747,3 +1029,9 @@ def run_fleet(
         out(f"invariant violated; replay with --seed {seed}")
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "--shard":
+        sys.exit("usage: python -m device.assembly.fleet --shard SPEC.json (used by run_sharded)")
+    sys.exit(shard_main(sys.argv[2]))

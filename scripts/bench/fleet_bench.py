@@ -1,29 +1,25 @@
 """Fleet cost as N grows: for N = 10, 50, 200 ATMs (4 ptys each) against one bank, sessions per
-second, peak memory per ATM, CPU per session, idle CPU of the fleet. Each N runs in its own
-process on a fresh database. Run: .venv/bin/python -m scripts.bench.fleet_bench
+second, latency, memory per ATM, CPU per session and the idle CPU of the fleet. The ATMs run in
+processes of up to 25 (see fleet.SHARD_ATMS), the bank and host in this one; each N on a fresh
+database. Run: .venv/bin/python -m scripts.bench.fleet_bench
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from config.settings import load_settings
 from device.assembly.bank_stack import BankStack
-from device.assembly.fleet import Fleet, FleetConfig
+from device.assembly.fleet import SHARD_ATMS, FleetConfig, run_directory, run_sharded
 from host.database import database_url, stop_embedded
 
 SIZES = (10, 50, 200)
@@ -36,13 +32,6 @@ BENCH_ENV = {
     "BCRYPT_ROUNDS": "4",
     "ENVIRONMENT": "testing",
 }
-
-
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def cpu_seconds() -> float:
@@ -69,63 +58,28 @@ def backend_cpu(engine: sa.Engine) -> float:
     return total
 
 
-class PeakRss:
-    """Samples the process's resident memory in the background; `peak` is the highest seen."""
-
-    def __init__(self) -> None:
-        self.peak = rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            self.peak = max(self.peak, rss_bytes())
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def run_one(atms: int, sessions: int, url: str) -> dict[str, Any]:
-    """One fleet of `atms` ATMs in this process; its figures as a dict."""
+def measure(atms: int, sessions: int, url: str) -> str:
     settings = load_settings({**BENCH_ENV, "DATABASE_URL": url})
-    run_dir = Path(tempfile.mkdtemp(prefix="atm-fleet-bench-"))
-    with BankStack(settings) as bank:
-        rss_bank = rss_bytes()
-        config = FleetConfig(atms=atms, sessions=sessions, seed=1, customers=min(100, atms))
-        with PeakRss() as memory, Fleet(config, bank, run_dir, out=lambda _: None) as fleet:
-            rss_started = rss_bytes()
-            threads = threading.active_count()
-            idle_cpu = cpu_seconds()
-            time.sleep(IDLE_SECONDS)  # nothing to do: what the ATMs cost by just being there
-            idle_cpu = cpu_seconds() - idle_cpu
-            db_cpu = backend_cpu(bank.engine)
-            cpu = cpu_seconds()
-            report = fleet.run()
-            cpu = cpu_seconds() - cpu
-            db_cpu = backend_cpu(bank.engine) - db_cpu
-    return {
-        "atms": atms,
-        "sessions": len(report.results),
-        "setup_s": report.setup_seconds,
-        "run_s": report.seconds,
-        "rate": len(report.results) / report.seconds,
-        "p50": report.latency(50),
-        "p95": report.latency(95),
-        "p99": report.latency(99),
-        "idle_cpu_share": idle_cpu / IDLE_SECONDS,
-        "cpu_per_session_ms": 1000 * cpu / len(report.results),
-        "db_cpu_per_session_ms": 1000 * db_cpu / len(report.results),
-        "mem_per_atm_mib": (memory.peak - rss_bank) / atms / 2**20,
-        "started_mem_per_atm_mib": (rss_started - rss_bank) / atms / 2**20,
-        "threads": threads,
-        "ok": report.ok,
-        "outcomes": dict(report.outcomes()),
-    }
+    config = FleetConfig(atms=atms, sessions=sessions, seed=1, customers=min(100, atms))
+    with run_directory() as run_dir, BankStack(settings) as bank:
+        host_cpu = cpu_seconds()
+        run = run_sharded(config, bank, run_dir, out=lambda _: None, idle_seconds=IDLE_SECONDS)
+        host_cpu = cpu_seconds() - host_cpu
+        db_cpu = backend_cpu(bank.engine)  # the backends live as long as the pool: all of it
+    report, shards = run.report, run.shards
+    count = len(report.results)
+    atm_cpu = sum(s["cpu_seconds"] for s in shards)
+    memory = sum(s["peak_rss"] - s["rss_bare"] for s in shards) / atms / 2**20
+    bare = sum(s["rss_bare"] for s in shards) / len(shards) / 2**20
+    idle = sum(s["idle_cpu_seconds"] for s in shards) / IDLE_SECONDS
+    return (
+        f"{atms:>5} {count:>8} {len(shards):>5} {report.setup_seconds:>7.1f} "
+        f"{count / report.seconds:>7.2f} {report.latency(50):>6.2f} {report.latency(95):>6.2f} "
+        f"{report.latency(99):>6.2f} {memory:>8.2f} {bare:>7.0f} "
+        f"{1000 * atm_cpu / count:>8.0f} {1000 * host_cpu / count:>8.0f} "
+        f"{1000 * db_cpu / count:>6.0f} {idle:>7.0%} {'hold' if report.ok else 'VIOLATED'}\n"
+        f"      outcomes: {dict(report.outcomes())}"
+    )
 
 
 def main() -> int:
@@ -133,14 +87,8 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--sessions-per-atm", type=float, default=2.0)
     parser.add_argument("--min-sessions", type=int, default=100)
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--sessions", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level="ERROR")
-    if args.one:
-        print(json.dumps(run_one(args.one, args.sessions, args.url)), flush=True)
-        return 0
     home = Path(tempfile.mkdtemp(prefix="atm-fleet-bench-"))
     home.chmod(0o755)  # the embedded PostgreSQL runs as its own user
     env = {**BENCH_ENV, "ATM_SIM_HOME": str(home)}
@@ -148,11 +96,14 @@ def main() -> int:
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
     server = make_url(database_url(load_settings(env)))
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    print(f"fleet benchmark on {os.cpu_count()} cores; PIN hashes at bcrypt cost 4")
     print(
-        f"{'ATMs':>5} {'sessions':>8} {'setup s':>8} {'sess/s':>7} {'p50 s':>6} {'p95 s':>6} "
-        f"{'p99 s':>6} {'MiB/ATM':>8} {'CPU ms/sess':>11} {'DB ms/sess':>10} "
-        f"{'idle CPU':>8} {'threads':>7} invariants"
+        f"fleet benchmark on {os.cpu_count()} cores; PIN hashes at bcrypt cost 4; "
+        f"up to {SHARD_ATMS} ATMs per process"
+    )
+    print(
+        f"{'ATMs':>5} {'sessions':>8} {'procs':>5} {'setup s':>7} {'sess/s':>7} {'p50 s':>6} "
+        f"{'p95 s':>6} {'p99 s':>6} {'MiB/ATM':>8} {'MiB/proc':>7} {'ATM ms':>8} {'host ms':>8} "
+        f"{'DB ms':>6} {'idle':>7} invariants"
     )
     try:
         for atms in args.sizes:
@@ -160,38 +111,22 @@ def main() -> int:
             name = f"atm_fleet_bench_{uuid.uuid4().hex[:8]}"
             with admin.connect() as conn:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            url = server.set(database=name).render_as_string(hide_password=False)
             try:
-                command = [sys.executable, "-m", "scripts.bench.fleet_bench", "--one", str(atms)]
-                child = subprocess.run(
-                    [*command, "--sessions", str(sessions), "--url", url],
-                    capture_output=True,
-                    text=True,
-                    timeout=900,
-                    check=False,
-                )
+                url = server.set(database=name).render_as_string(hide_password=False)
+                print(measure(atms, sessions, url), flush=True)
             finally:
                 with admin.connect() as conn:
                     conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            if child.returncode != 0:
-                print(f"{atms:>5} failed: {child.stderr.strip().splitlines()[-1:]}")
-                continue
-            r = json.loads(child.stdout.strip().splitlines()[-1])
-            print(
-                f"{r['atms']:>5} {r['sessions']:>8} {r['setup_s']:>8.1f} {r['rate']:>7.2f} "
-                f"{r['p50']:>6.2f} {r['p95']:>6.2f} {r['p99']:>6.2f} "
-                f"{r['mem_per_atm_mib']:>8.2f} {r['cpu_per_session_ms']:>11.0f} "
-                f"{r['db_cpu_per_session_ms']:>10.1f} {r['idle_cpu_share']:>7.0%} "
-                f"{r['threads']:>7} {'hold' if r['ok'] else 'VIOLATED'}",
-                flush=True,
-            )
-            print(f"      outcomes: {r['outcomes']}", flush=True)
     finally:
         admin.dispose()
         stop_embedded()
     print(
-        "idle CPU: share of one core the started fleet uses with no customer at all "
-        "(every emulator link polls at 100 Hz)."
+        "ms columns: CPU per session of the ATM processes (drivers, controllers, emulators, "
+        "links), of this process (ISO 8583 host and bank service) and of the PostgreSQL backends."
+    )
+    print(
+        "MiB/ATM: peak resident memory of the ATM processes above a bare interpreter (MiB/proc), "
+        "per ATM. idle: share of one core the started fleet uses with no customer at all."
     )
     return 0
 

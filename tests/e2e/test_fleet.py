@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from device.assembly.bank_stack import BankStack
 from device.assembly.customers import atm_profile, prepare_population, terminal_ids
-from device.assembly.fleet import Fleet, FleetConfig, plan_fleet
+from device.assembly.fleet import Fleet, FleetConfig, plan_fleet, run_sharded
 from host.models import Account, JournalLine, Terminal
 from peripherals.cards import load_wallet
 
@@ -62,3 +62,16 @@ def test_generated_customers_and_terminals_exist_in_bank_and_wallet(
     plans = plan_fleet(population.customers, 3, 10, seed=4)
     assert [len(p) for p in plans] == [4, 3, 3]
     assert plans == plan_fleet(population.customers, 3, 10, seed=4)
+
+
+def test_a_fleet_split_over_processes_is_checked_as_one(
+    bank_stack: BankStack, tmp_path: Path
+) -> None:
+    config = FleetConfig(atms=4, sessions=8, seed=2, customers=4)
+    run = run_sharded(config, bank_stack, tmp_path / "run", out=lambda _: None, shard_atms=2)
+    assert len(run.shards) == 2
+    assert sum(len(s["results"]) for s in run.shards) == 8
+    assert {r.terminal_id for r in run.report.results} == set(terminal_ids(4))
+    assert run.report.ok, run.report.summary()
+    money = next(c for c in run.report.checks if c.name == "money conservation")
+    assert "loaded 220,000.00" in money.figure  # four ATMs of 55,000.00 each
