@@ -315,6 +315,11 @@ class AtmController:
         """Why the ATM cannot serve customers now; "" if it can. Also sets degraded modes."""
         try:
             reader = self.card_reader.status()
+            if not getattr(reader, "initialised", True):
+                # After a power loss the reader forgets its set-up: initialise it again.
+                self.card_reader.initialise()
+                self.journal.record("card_reader_initialised")
+                reader = self.card_reader.status()
             if reader.media == "jammed":
                 return "card reader jammed"
         except DriverError as err:

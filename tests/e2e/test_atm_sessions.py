@@ -312,3 +312,14 @@ def test_inactivity_asks_for_more_time_then_returns_the_card(make_atm: MakeAtm) 
     assert atm.atm.screen.name == "more_time"
     run(atm, "advance 31\nwait ejecting_card\n")
     assert "session_timeout" in events(atm)
+
+
+def test_card_reader_power_loss_is_healed_by_initialising_it_again(make_atm: MakeAtm) -> None:
+    atm = make_atm()
+    atm.bay.inject("card_reader", "power_down", mode="once")
+    run(atm, "advance 6\nwait out_of_service\n")
+    atm.bay.clear()
+    run(atm, "wait idle 20\n")
+    assert "card_reader_initialised" in events(atm)
+    run(atm, LOGIN)
+    assert atm.atm.state == "transaction_menu"
