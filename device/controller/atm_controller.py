@@ -146,10 +146,8 @@ class Session:
     pin_attempts: int = 0
     withdrawal: HostReply | None = None
     staged_amount: int = 0
-    handed_out: int = 0
     receipt: list[str] = field(default_factory=list)
     want_receipt: bool = True
-    capture: bool = False
 
 
 def money(cents: int, symbol: str = "EUR") -> str:
@@ -568,7 +566,6 @@ class AtmController:
             self.session.pin = None
             self.fire("pin_retry")
         elif reply.response_code == "75" and self.config.capture_on_pin_lockout:
-            self.session.capture = True
             self.fire("retain_card")
         else:
             self._decline(reply.response_code)
@@ -1021,7 +1018,6 @@ class AtmController:
         reply = self.session.withdrawal
         if self.session.staged_amount and reply is not None:
             self._abandon_cash(reply, "card not taken")
-        self.session.capture = True
         self.fire("retain_card")
 
     def on_enter_presenting_cash(self) -> None:
@@ -1048,7 +1044,6 @@ class AtmController:
         assert session is not None and session.withdrawal is not None
         self._clear_deadline()
         self.journal.record("taken", stan=session.withdrawal.stan, amount=session.amount)
-        session.handed_out = session.amount
         session.staged_amount = 0
         session.receipt.append(f"WITHDRAWAL {money(session.amount, self.config.currency_symbol)}")
         self._queue_advice("completion", session.withdrawal, session.amount, session.amount)
@@ -1073,7 +1068,6 @@ class AtmController:
             return
         handed_out = max(session.amount - retracted_amount, 0)
         self.journal.record("retracted", stan=reply.stan, amount=retracted_amount)
-        session.handed_out = handed_out
         if handed_out == session.amount:
             self._queue_advice("completion", reply, session.amount, handed_out)
         else:
