@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,12 @@ def reader(one_device_bay: OneDeviceBay) -> Iterator[Reader]:
     bay = one_device_bay("card_reader")
     with CardReaderDriver(bay.url("card_reader"), timeout=1.0) as driver:
         driver.initialise()
+        # The driver's last ACK may still be on the wire; a link fault armed now must meet the
+        # next command, not that ACK.
+        deadline = time.monotonic() + 1.0
+        while bay.card_reader.awaiting_ack and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert not bay.card_reader.awaiting_ack
         yield bay, bay.card_reader, driver
 
 
