@@ -67,6 +67,10 @@ def link(link_backend: str) -> Iterator[tuple[LinkRunner, Recorder, SerialDriver
     device = Recorder()
     runner = LinkRunner(device, open_endpoint(link_backend, "echo")).start()
     driver = SerialDriver(runner.url)
+    # A socket link drops what the device sends before its runner has accepted the driver.
+    deadline = time.monotonic() + 5
+    while not getattr(runner.endpoint, "connected", True) and time.monotonic() < deadline:
+        time.sleep(0.005)
     yield runner, device, driver
     driver.close()
     runner.stop()
