@@ -13,6 +13,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -423,11 +424,39 @@ def amount_field(cents: int) -> str:
     return f"{cents:012d}"
 
 
-def security_control(pin_block_format: int) -> str:
-    """Field 53: the ISO 9564 PIN block format in 2 digits, then 14 zeros."""
+class KeyManagement(IntEnum):
+    """Field 53 positions 3-4: which key enciphered the PIN block."""
+
+    FIXED_KEY = 0  # the terminal's PIN key, loaded under its master key
+    DUKPT_TDES = 1  # ANSI X9.24-1; the KSN (10 bytes) travels in field 120 (121 for a new PIN)
+    DUKPT_AES = 2  # ANSI X9.24-3, AES-128; the KSN is 12 bytes
+
+
+@dataclass(frozen=True)
+class SecurityControl:
+    pin_block_format: int
+    key_management: KeyManagement
+
+
+def security_control(
+    pin_block_format: int, key_management: KeyManagement = KeyManagement.FIXED_KEY
+) -> str:
+    """Field 53: PIN block format (2 digits), key management (2 digits), then 12 zeros."""
     if not 0 <= pin_block_format <= 99:
         raise MessageFormatError(f"PIN block format {pin_block_format} does not fit 2 digits")
-    return f"{pin_block_format:02d}" + "0" * 14
+    return f"{pin_block_format:02d}{key_management.value:02d}" + "0" * 12
+
+
+def parse_security_control(text: str) -> SecurityControl:
+    if len(text) != 16 or not text.isascii() or not text.isdigit():
+        raise MessageFormatError("field 53 must be 16 digits: PIN block format, key management")
+    try:
+        management = KeyManagement(int(text[2:4]))
+    except ValueError as err:
+        raise MessageFormatError(
+            f"field 53: key management {text[2:4]!r} is not 00, 01 or 02"
+        ) from err
+    return SecurityControl(int(text[:2]), management)
 
 
 def original_data_elements(mti: str, stan: str, transmitted: str) -> str:

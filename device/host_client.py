@@ -70,6 +70,8 @@ class EncryptedPin(Protocol):
     def block(self) -> bytes: ...
     @property
     def format(self) -> int: ...
+    @property
+    def ksn(self) -> str | None: ...  # DUKPT key serial number in hex; None for a fixed key
 
 
 class StanCounter:
@@ -428,17 +430,31 @@ class HostClient:
             fields["2"] = card.pan
             fields["14"] = card.expiry
         fields[_pin_field(pin)] = pin.block
-        fields["53"] = iso.security_control(pin.format)
+        fields["53"] = iso.security_control(pin.format, _key_management(pin))
+        if pin.ksn:
+            fields["120"] = bytes.fromhex(pin.ksn)
         if new_pin is not None:
-            if new_pin.format != pin.format:
-                raise HostProtocolError("the new PIN block must use the same format as the old")
+            if new_pin.format != pin.format or _key_management(new_pin) != _key_management(pin):
+                raise HostProtocolError("the new PIN block must use the old one's format and keys")
             fields["111"] = new_pin.block
+            if new_pin.ksn:
+                fields["121"] = bytes.fromhex(new_pin.ksn)
         answer, sent_at = self._send(mti, fields)
         return _reply(answer, sent_at)
 
 
 class _PeerClosed(Exception):
     """The host closed the connection before answering."""
+
+
+def _key_management(pin: EncryptedPin) -> iso.KeyManagement:
+    if not pin.ksn:
+        return iso.KeyManagement.FIXED_KEY
+    if len(pin.ksn) == 20 and pin.format != 4:
+        return iso.KeyManagement.DUKPT_TDES
+    if len(pin.ksn) == 24 and pin.format == 4:
+        return iso.KeyManagement.DUKPT_AES
+    raise HostProtocolError(f"a {len(pin.ksn) // 2}-byte KSN cannot go with format {pin.format}")
 
 
 def _pin_field(pin: EncryptedPin) -> str:

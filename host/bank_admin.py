@@ -209,13 +209,18 @@ def load_seed(path: Path = SEED_FILE) -> BankSeed:
             raise reader.fail(f"{where}.id", "expected 1 to 8 characters")
         keys = reader.mapping(entry.get("keys"), f"{where}.keys")
         try:
-            parsed = {
+            parsed: dict[str, bytes | None] = {
                 name: crypto_keys.key_from_hex(name, reader.text(keys, name, f"{where}.keys"))
                 for name in crypto_keys.KEY_NAMES
             }
+            for name in crypto_keys.OPTIONAL_KEY_NAMES:
+                if keys.get(name) is not None:
+                    parsed[name] = crypto_keys.key_from_hex(
+                        name, reader.text(keys, name, f"{where}.keys")
+                    )
         except KeyFormatError as err:
             raise reader.fail(f"{where}.keys", str(err)) from err
-        terminals.append(SeedTerminal(terminal_id, TerminalKeys(**parsed)))
+        terminals.append(SeedTerminal(terminal_id, TerminalKeys(**parsed)))  # type: ignore[arg-type]
     return BankSeed(currency, tuple(customers), tuple(terminals))
 
 

@@ -22,7 +22,9 @@ from host.models import Terminal
 NONCE_BYTES = 12
 SEAL_VERSION = b"\x01"
 KEY_NAMES = ("tmk", "pin_key_tdes", "pin_key_aes", "mac_key")
-_KEY_LENGTHS = {"tmk": 16, "pin_key_tdes": 16, "pin_key_aes": 16, "mac_key": 16}
+# A terminal whose PIN pad runs DUKPT has its base derivation key here; others have none.
+OPTIONAL_KEY_NAMES = ("dukpt_bdk_tdes", "dukpt_bdk_aes")
+_KEY_LENGTHS = dict.fromkeys(KEY_NAMES + OPTIONAL_KEY_NAMES, 16)
 
 
 class KeyStoreError(RuntimeError):
@@ -98,28 +100,34 @@ class TerminalKeys:
     pin_key_tdes: bytes
     pin_key_aes: bytes
     mac_key: bytes
+    dukpt_bdk_tdes: bytes | None = None
+    dukpt_bdk_aes: bytes | None = None
 
     def __repr__(self) -> str:  # keys never reach a log through repr
         return "TerminalKeys(<hidden>)"
 
 
-def sealed_columns(settings: Settings, terminal_id: str, keys: TerminalKeys) -> dict[str, bytes]:
-    """The Terminal column values that hold these keys."""
-    return {
-        f"{name}_sealed": seal_key(settings, terminal_id, name, getattr(keys, name))
-        for name in KEY_NAMES
-    }
+def sealed_columns(
+    settings: Settings, terminal_id: str, keys: TerminalKeys
+) -> dict[str, bytes | None]:
+    """The Terminal column values that hold these keys (None for a BDK the terminal lacks)."""
+    columns: dict[str, bytes | None] = {}
+    for name in KEY_NAMES + OPTIONAL_KEY_NAMES:
+        key: bytes | None = getattr(keys, name)
+        columns[f"{name}_sealed"] = (
+            None if key is None else seal_key(settings, terminal_id, name, key)
+        )
+    return columns
 
 
 def open_terminal_keys(settings: Settings, terminal: Terminal) -> TerminalKeys:
-    return TerminalKeys(
-        **{
-            name: open_key(
-                settings, terminal.terminal_id, name, getattr(terminal, f"{name}_sealed")
-            )
-            for name in KEY_NAMES
-        }
-    )
+    opened: dict[str, bytes | None] = {}
+    for name in KEY_NAMES + OPTIONAL_KEY_NAMES:
+        sealed: bytes | None = getattr(terminal, f"{name}_sealed")
+        opened[name] = (
+            None if sealed is None else open_key(settings, terminal.terminal_id, name, sealed)
+        )
+    return TerminalKeys(**opened)  # type: ignore[arg-type]
 
 
 def mac_key_lookup(engine: sa.Engine, settings: Settings) -> Callable[[str], bytes | None]:

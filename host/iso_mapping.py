@@ -6,6 +6,7 @@ Only meaning lives here; bytes, framing and the MAC are in config/iso8583.py.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from config import iso8583 as iso
 from config.iso8583 import Balance, FieldTable, Message, MessageFormatError, StatementEntry
@@ -65,17 +66,48 @@ def _card(message: Message) -> tuple[str | None, str | None]:
     return message.text("2"), message.text("14")
 
 
-def _pin(message: Message) -> tuple[bytes | None, int | None]:
+@dataclass(frozen=True)
+class _PinData:
+    block: bytes | None = None
+    pin_format: int | None = None
+    ksn: bytes | None = None
+    new_ksn: bytes | None = None
+
+
+_KSN_BYTES = {iso.KeyManagement.DUKPT_TDES: 10, iso.KeyManagement.DUKPT_AES: 12}
+
+
+def _ksn(message: Message, field: str, management: iso.KeyManagement) -> bytes | None:
+    ksn = message.binary(field)
+    if management is iso.KeyManagement.FIXED_KEY:
+        if ksn is not None:
+            raise MessageFormatError(f"field {field}: a KSN with a fixed-key PIN block")
+        return None
+    if ksn is None or len(ksn) != _KSN_BYTES[management]:
+        raise MessageFormatError(
+            f"field {field}: {management.name} needs a {_KSN_BYTES[management]}-byte KSN"
+        )
+    return ksn
+
+
+def _pin(message: Message) -> _PinData:
     block = message.binary("52") or message.binary("110")
     if block is None:
-        return None, None
-    control = message.text("53") or ""
-    if len(control) != 16:
+        return _PinData()
+    control = message.text("53")
+    if control is None:
         raise MessageFormatError("field 53 is missing: the PIN block format is unknown")
-    pin_format = int(control[:2])
+    security = iso.parse_security_control(control)
+    pin_format = security.pin_block_format
     if (pin_format == 4) != (len(block) == 16):
         raise MessageFormatError(f"a {len(block)}-byte PIN block cannot be format {pin_format}")
-    return block, pin_format
+    management = security.key_management
+    if management is not iso.KeyManagement.FIXED_KEY and (pin_format == 4) != (
+        management is iso.KeyManagement.DUKPT_AES
+    ):
+        raise MessageFormatError(f"PIN block format {pin_format} cannot use {management.name}")
+    new_ksn = _ksn(message, "121", management) if message.binary("111") is not None else None
+    return _PinData(block, pin_format, _ksn(message, "120", management), new_ksn)
 
 
 def to_host_request(message: Message, now: dt.datetime, table: FieldTable) -> HostRequest:
@@ -87,7 +119,7 @@ def to_host_request(message: Message, now: dt.datetime, table: FieldTable) -> Ho
     transmitted = iso.parse_transmission_time(message.text("7") or "", now)
     processing = message.text("3") or "000000"
     pan, expiry = _card(message)
-    pin_block, pin_format = _pin(message)
+    pin = _pin(message)
     amount_text = message.text("4")
     amount = int(amount_text) if amount_text else 0
     original = message.text("90")
@@ -105,9 +137,11 @@ def to_host_request(message: Message, now: dt.datetime, table: FieldTable) -> Ho
         transmitted_at=transmitted,
         pan=pan,
         expiry=expiry,
-        pin_block=pin_block,
-        pin_block_format=pin_format,
+        pin_block=pin.block,
+        pin_block_format=pin.pin_format,
+        pin_ksn=pin.ksn,
         new_pin_block=message.binary("111"),
+        new_pin_ksn=pin.new_ksn,
         amount=amount,
         currency=message.text("49") or "978",
         from_account=_account(message, "102", processing[2:4], table),

@@ -56,7 +56,9 @@ class HostRequest:
     expiry: str | None = None  # YYMM, as on track 2
     pin_block: bytes | None = None  # encrypted under the terminal's PIN key
     pin_block_format: int | None = None  # ISO 9564 format: 0 (TDES) or 4 (AES)
-    new_pin_block: bytes | None = None  # PIN change: the new PIN, same format and key
+    pin_ksn: bytes | None = None  # DUKPT key serial number; None: the terminal's fixed PIN key
+    new_pin_block: bytes | None = None  # PIN change: the new PIN, same format and key scheme
+    new_pin_ksn: bytes | None = None
     amount: int = 0  # cents
     currency: str = "978"
     from_account: str | None = None  # "checking" / "savings" or an account number

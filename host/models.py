@@ -139,6 +139,11 @@ class Terminal(Base):
     pin_key_tdes_sealed: Mapped[bytes] = mapped_column(sa.LargeBinary)
     pin_key_aes_sealed: Mapped[bytes] = mapped_column(sa.LargeBinary)
     mac_key_sealed: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    dukpt_bdk_tdes_sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    dukpt_bdk_aes_sealed: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # The newest DUKPT KSN accepted (initial key part and counter): an older one is a replay.
+    dukpt_key_id: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    dukpt_counter: Mapped[int | None] = mapped_column(sa.BigInteger)
     last_sign_on_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
 

@@ -1,5 +1,6 @@
 """The host's PIN verification unit: deciphers ISO 9564 PIN blocks (format 0 under TDES, format 4
-under AES) and checks the PIN against its bcrypt hash. The clear PIN never leaves this module.
+under AES; fixed terminal keys or DUKPT) and checks the PIN against its bcrypt hash. The clear
+PIN never leaves this module.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from config.settings import Settings
+from host import dukpt
 from host.crypto_keys import TerminalKeys
 
 SUPPORTED_FORMATS = (0, 4)
@@ -20,6 +22,10 @@ class PinUnitError(Exception):
 
 class PinBlockError(PinUnitError, ValueError):
     """A PIN block does not decipher to a well-formed PIN (wrong key, PAN, format or damage)."""
+
+
+class MissingKeyError(PinUnitError):
+    """The terminal sent a DUKPT PIN block but the bank holds no base derivation key for it."""
 
 
 def _ecb_decrypt(algorithm: algorithms.AES | TripleDES, block: bytes) -> bytes:
@@ -72,11 +78,29 @@ def _format4_pin(key: bytes, block: bytes, pan: str) -> str:
     return _pin_from_field(pin_field[:8].hex().upper(), "4", "A")
 
 
-def _extract_pin(keys: TerminalKeys, block: bytes, block_format: int, pan: str) -> str:
+def _pin_key(keys: TerminalKeys, block_format: int, ksn: bytes | None) -> bytes:
+    """The key that enciphered the block: the terminal's fixed key, or the DUKPT key of `ksn`."""
+    if ksn is None:
+        return keys.pin_key_aes if block_format == 4 else keys.pin_key_tdes
+    bdk = keys.dukpt_bdk_aes if block_format == 4 else keys.dukpt_bdk_tdes
+    if bdk is None:
+        scheme = "AES" if block_format == 4 else "TDES"
+        raise MissingKeyError(f"the terminal has no {scheme} DUKPT base derivation key")
+    try:
+        if block_format == 4:
+            return dukpt.aes_pin_key(bdk, ksn)
+        return dukpt.tdes_pin_key(bdk, ksn)
+    except dukpt.DukptKeyError as err:
+        raise PinBlockError(str(err)) from err
+
+
+def _extract_pin(
+    keys: TerminalKeys, block: bytes, block_format: int, pan: str, ksn: bytes | None
+) -> str:
     if block_format == 0:
-        return _format0_pin(keys.pin_key_tdes, block, pan)
+        return _format0_pin(_pin_key(keys, block_format, ksn), block, pan)
     if block_format == 4:
-        return _format4_pin(keys.pin_key_aes, block, pan)
+        return _format4_pin(_pin_key(keys, block_format, ksn), block, pan)
     raise PinBlockError(f"PIN block format {block_format} is not supported (only 0 and 4)")
 
 
@@ -98,12 +122,14 @@ def verify_pin_block(
     block_format: int,
     pan: str,
     pin_hash: str,
+    ksn: bytes | None = None,
 ) -> bool:
     """True when the PIN block carries the PIN whose hash is pin_hash.
 
-    Raises PinBlockError when the block does not decipher to a well-formed PIN.
+    Raises PinBlockError when the block does not decipher to a well-formed PIN, MissingKeyError
+    when the terminal's DUKPT key is unknown.
     """
-    pin = _extract_pin(keys, block, block_format, pan)
+    pin = _extract_pin(keys, block, block_format, pan, ksn)
     try:
         return bcrypt.checkpw(_secret(settings, pin), pin_hash.encode("ascii"))
     except ValueError as err:  # a damaged stored hash
@@ -111,7 +137,12 @@ def verify_pin_block(
 
 
 def hash_pin_block(
-    settings: Settings, keys: TerminalKeys, block: bytes, block_format: int, pan: str
+    settings: Settings,
+    keys: TerminalKeys,
+    block: bytes,
+    block_format: int,
+    pan: str,
+    ksn: bytes | None = None,
 ) -> str:
     """The bcrypt hash of the PIN a block carries (for a PIN change)."""
-    return hash_pin(settings, _extract_pin(keys, block, block_format, pan))
+    return hash_pin(settings, _extract_pin(keys, block, block_format, pan, ksn))

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
-from host import crypto_keys, pin_unit
+from host import crypto_keys, dukpt, pin_unit
 from host.messages import HostRequest, HostResponse, RequestKind, ResponseCode, StatementLine
 from host.models import (
     CUSTOMER_ACCOUNT_KINDS,
@@ -195,6 +195,15 @@ def _shape_problem(request: HostRequest) -> str | None:
             return f"PIN block format {request.pin_block_format} is not supported"
         if request.kind is RequestKind.PIN_CHANGE and request.new_pin_block is None:
             return "a PIN change needs the new PIN block"
+        ksn_bytes = dukpt.AES_KSN_BYTES if request.pin_block_format == 4 else dukpt.TDES_KSN_BYTES
+        for name in ("pin_ksn", "new_pin_ksn"):
+            ksn = getattr(request, name)
+            if ksn is not None and len(ksn) != ksn_bytes:
+                return f"{name} must be {ksn_bytes} bytes for format {request.pin_block_format}"
+        if request.new_pin_block is not None and (request.pin_ksn is None) != (
+            request.new_pin_ksn is None
+        ):
+            return "the old and new PIN blocks must both be under DUKPT or both under fixed keys"
     if request.kind in ADVICE_KINDS:
         original = request.original_stan or ""
         if not (len(original) == 6 and original.isascii() and original.isdigit()):
@@ -400,7 +409,7 @@ class Bank:
                 with session.begin_nested():
                     return self._completion(session, request, record, now)
             keys = crypto_keys.open_terminal_keys(self.settings, terminal)
-            card = self._authenticate(session, request, keys, record, now)
+            card = self._authenticate(session, request, terminal, keys, record, now)
             with session.begin_nested():
                 if kind is RequestKind.BALANCE:
                     return self._balance(session, request, card)
@@ -420,6 +429,7 @@ class Bank:
         self,
         session: Session,
         request: HostRequest,
+        terminal: Terminal,
         keys: crypto_keys.TerminalKeys,
         record: _Record,
         now: dt.datetime,
@@ -447,10 +457,21 @@ class Bank:
         if card.locked_until is not None and now < card.locked_until:
             raise Declined(ResponseCode.PIN_TRIES_EXCEEDED, "card locked after wrong PINs")
         assert request.pin_block is not None and request.pin_block_format is not None
+        for ksn in (request.pin_ksn, request.new_pin_ksn):
+            if ksn is not None:
+                self._accept_ksn(session, terminal, ksn)
         try:
             correct = pin_unit.verify_pin_block(
-                self.settings, keys, request.pin_block, request.pin_block_format, pan, card.pin_hash
+                self.settings,
+                keys,
+                request.pin_block,
+                request.pin_block_format,
+                pan,
+                card.pin_hash,
+                request.pin_ksn,
             )
+        except pin_unit.MissingKeyError as err:
+            raise Declined(ResponseCode.SECURITY_VIOLATION, str(err)) from err
         except pin_unit.PinBlockError:
             correct = False  # a block that does not decipher counts as a wrong PIN
         if not correct:
@@ -463,6 +484,33 @@ class Bank:
                 .execution_options(synchronize_session=False)
             )
         return card
+
+    @staticmethod
+    def _accept_ksn(session: Session, terminal: Terminal, ksn: bytes) -> None:
+        """Record the newest KSN of the terminal; an older one is a replay.
+
+        The newest one itself is taken again: an ATM sends the PIN block it holds with each
+        request of one customer session (verification, then the transaction).
+        """
+        key_id, counter = dukpt.split_ksn(ksn)
+        accepted = session.scalar(
+            sa.update(Terminal)
+            .where(
+                Terminal.id == terminal.id,
+                sa.or_(
+                    Terminal.dukpt_key_id.is_(None),
+                    Terminal.dukpt_key_id != key_id,
+                    Terminal.dukpt_counter <= counter,
+                ),
+            )
+            .values(dukpt_key_id=key_id, dukpt_counter=counter)
+            .returning(Terminal.id)
+            .execution_options(synchronize_session=False)
+        )
+        if accepted is None:
+            raise Declined(
+                ResponseCode.SECURITY_VIOLATION, "DUKPT key serial number used before (replay)"
+            )
 
     def _count_wrong_pin(self, session: Session, card: Card, now: dt.datetime) -> None:
         limit = self.settings.max_failed_pin_attempts
@@ -693,6 +741,7 @@ class Bank:
                 request.new_pin_block,
                 request.pin_block_format,
                 request.pan or "",
+                request.new_pin_ksn,
             )
         except pin_unit.PinBlockError as err:
             raise Declined(

@@ -309,10 +309,21 @@ def test_stop_closes_open_connections(recording_bank: RecordingBank) -> None:
         ("0200", {"3": "920000"}),  # a PIN change without the new PIN block (111)
         ("0200", {"3": "013000"}),  # account type 30 is not in the table
         ("0200", {"7": "1340120000"}),  # month 13
+        ("0200", {"53": "0003" + "0" * 12}),  # key management 03 does not exist
+        ("0200", {"53": iso.security_control(0, iso.KeyManagement.DUKPT_TDES)}),  # no KSN
+        ("0200", {"120": bytes(10)}),  # a KSN with a fixed-key PIN block
+        (  # an AES KSN cannot go with a TDES format 0 block
+            "0200",
+            {"53": iso.security_control(0, iso.KeyManagement.DUKPT_AES), "120": bytes(12)},
+        ),
+        (  # a TDES KSN is 10 bytes
+            "0200",
+            {"53": iso.security_control(0, iso.KeyManagement.DUKPT_TDES), "120": bytes(12)},
+        ),
     ],
 )
 def test_requests_that_mean_nothing_get_a_format_error(
-    server: HostServer, recording_bank: RecordingBank, mti: str, changes: dict[str, str]
+    server: HostServer, recording_bank: RecordingBank, mti: str, changes: dict[str, str | bytes]
 ) -> None:
     fields = {**withdrawal("000011").fields, **changes}
     if mti == "0100":

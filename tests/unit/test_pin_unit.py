@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import Settings, load_settings
-from host import pin_unit
+from host import dukpt, pin_unit
 from host.crypto_keys import TerminalKeys
+from peripherals.pin_crypto import dukpt_aes, dukpt_tdes
 from tests.conftest import TEST_SECRETS
 
 PIN_KEY_TDES = bytes.fromhex("89ABCDEF0123456776543210FEDCBA98")
@@ -129,3 +130,84 @@ def test_pin_hash_uses_the_pepper_and_the_cost() -> None:
     for bad in ("123", "12a4", "1" * 13, full_width):
         with pytest.raises(pin_unit.PinBlockError):
             pin_unit.hash_pin(SETTINGS, bad)
+
+
+# ----- DUKPT: the host derives each transaction's PIN key from the BDK and the KSN -------------
+
+TDES_BDK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+AES_BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
+DUKPT_KEYS = TerminalKeys(
+    bytes(16), PIN_KEY_TDES, PIN_KEY_AES, bytes(16), dukpt_bdk_tdes=TDES_BDK, dukpt_bdk_aes=AES_BDK
+)
+
+
+def test_tdes_dukpt_published_pin_block_carries_pin_1234() -> None:
+    # ANSI X9.24-1 test: KSN FFFF9876543210E00001, PAN 4012345678909, PIN 1234.
+    ksn = bytes.fromhex("FFFF9876543210E00001")
+    key = dukpt.tdes_pin_key(TDES_BDK, ksn)
+    assert key == bytes.fromhex("042666B49184CF5C68DE9628D0397B36")  # 042666...BC9 ^ PIN variant
+    block = bytes.fromhex("1B9C1845EB993A7A")
+    pin_hash = pin_unit.hash_pin(SETTINGS, "1234")
+    assert pin_unit.verify_pin_block(SETTINGS, DUKPT_KEYS, block, 0, "4012345678909", pin_hash, ksn)
+    other = pin_unit.hash_pin(SETTINGS, "1235")
+    assert not pin_unit.verify_pin_block(
+        SETTINGS, DUKPT_KEYS, block, 0, "4012345678909", other, ksn
+    )
+    next_ksn = bytes.fromhex("FFFF9876543210E00002")  # another transaction's key: no PIN
+    with pytest.raises(pin_unit.PinBlockError):
+        pin_unit.verify_pin_block(
+            SETTINGS, DUKPT_KEYS, block, 0, "4012345678909", pin_hash, next_ksn
+        )
+
+
+def test_aes_dukpt_first_transaction_key_from_the_published_vector() -> None:
+    ksn = bytes.fromhex("1234567890123456") + (1).to_bytes(4, "big")
+    transaction = bytes.fromhex("4F21B565BAD9835E112B6465635EAE44")
+    expected = dukpt_aes.pin_encryption_key(transaction, ksn)
+    assert dukpt.aes_pin_key(AES_BDK, ksn) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(bdk=st.binary(min_size=16, max_size=16), ksn=st.binary(min_size=10, max_size=10))
+def test_host_tdes_dukpt_agrees_with_the_pin_pad(bdk: bytes, ksn: bytes) -> None:
+    assert dukpt.tdes_pin_key(bdk, ksn) == dukpt_tdes.derive_pin_key(bdk, ksn)
+
+
+@settings(max_examples=60, deadline=None)
+@given(bdk=st.binary(min_size=16, max_size=16), ksn=st.binary(min_size=12, max_size=12))
+def test_host_aes_dukpt_agrees_with_the_pin_pad(bdk: bytes, ksn: bytes) -> None:
+    assert dukpt.aes_pin_key(bdk, ksn) == dukpt_aes.derive_pin_key(bdk, ksn)
+
+
+def test_aes_dukpt_format4_block_round_trip() -> None:
+    ksn = bytes.fromhex("123456789012345600000007")
+    block = psec.pinblock.encipher_pinblock_iso_4(
+        dukpt_aes.derive_pin_key(AES_BDK, ksn), "271828", "4761739001010010"
+    )
+    pin_hash = pin_unit.hash_pin(SETTINGS, "271828")
+    assert pin_unit.verify_pin_block(
+        SETTINGS, DUKPT_KEYS, bytes(block), 4, "4761739001010010", pin_hash, ksn
+    )
+
+
+def test_dukpt_block_for_a_terminal_without_a_bdk_is_a_key_problem_not_a_wrong_pin() -> None:
+    ksn = bytes.fromhex("FFFF9876543210E00001")
+    pin_hash = pin_unit.hash_pin(SETTINGS, "1234")
+    with pytest.raises(pin_unit.MissingKeyError, match="no TDES DUKPT base derivation key"):
+        pin_unit.verify_pin_block(
+            SETTINGS, KEYS, bytes.fromhex("1B9C1845EB993A7A"), 0, "4012345678909", pin_hash, ksn
+        )
+
+
+def test_ksn_order_splits_the_counter_off() -> None:
+    assert dukpt.split_ksn(bytes.fromhex("FFFF9876543210E00001")) == (
+        bytes.fromhex("FFFF9876543210E00000"),
+        1,
+    )
+    assert dukpt.split_ksn(bytes.fromhex("FFFF9876543210FFFFFF"))[1] == (1 << 21) - 1
+    assert dukpt.split_ksn(bytes.fromhex("123456789012345600000102")) == (
+        bytes.fromhex("1234567890123456"),
+        258,
+    )
+    with pytest.raises(dukpt.DukptKeyError):
+        dukpt.split_ksn(bytes(11))
