@@ -55,6 +55,11 @@ class Emulator(ABC):
     def tick(self, now: float) -> None:  # noqa: B027 - most devices have no timers
         """Called often by the link runner, so a device can act on timeouts."""
 
+    def timer_running(self) -> bool:
+        """Whether a timer of the device may fire soon without any byte on the link (the link
+        runner then keeps ticking it often even while the line is quiet)."""
+        return False
+
     def status(self) -> dict[str, Any]:
         """A snapshot for operator panels and tests."""
         return {"device": self.NAME, "faults": [f.describe() for f in self.faults.active()]}

@@ -391,6 +391,9 @@ class PinPadEmulator(Emulator):
 
     # ----- timers ----------------------------------------------------------------------------
 
+    def timer_running(self) -> bool:
+        return self._entry is not None or self.faults.is_armed("tamper")
+
     def tick(self, now: float) -> None:
         with self.lock:
             if self.faults.take("tamper") is not None and not self.tampered:

@@ -310,7 +310,9 @@ def test_cancel_key_and_cancel_command(make_pad: MakePad) -> None:
 
 def test_entry_timeout_runs_on_the_injected_clock(make_pad: MakePad) -> None:
     pad = make_pad()
+    assert not pad.emulator.timer_running()
     pad.driver.start_pin_entry(PAN, timeout_seconds=30)
+    assert pad.emulator.timer_running()  # its link keeps ticking it although the line is quiet
     pad.type("12")
     pad.events(2)
     pad.clock.now += 29.0  # a key resets the timer; 29 s after it nothing happens
@@ -318,6 +320,7 @@ def test_entry_timeout_runs_on_the_injected_clock(make_pad: MakePad) -> None:
     pad.clock.now += 1.0
     assert pad.events(1) == [KeyEvent("timeout")]
     assert pad.driver.status().mode == "idle"
+    assert not pad.emulator.timer_running()
     with pytest.raises(PinPadError):
         pad.driver.get_pin_block()
 

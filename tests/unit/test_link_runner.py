@@ -68,3 +68,31 @@ def test_disconnect_holds_until_cleared(link: tuple[LinkRunner, SerialDriver]) -
     runner.faults.clear("disconnect")
     driver.write(b"y")
     assert read_for(driver, 0.3) == b"y"
+
+
+class TimedDevice(EchoDevice):
+    timer = False
+
+    def timer_running(self) -> bool:
+        return self.timer
+
+
+def test_a_quiet_link_is_polled_less_often_unless_a_device_timer_runs() -> None:
+    device = TimedDevice()
+    runner = LinkRunner(device, PtyEndpoint()).start()
+    driver = SerialDriver(runner.url)
+    try:
+        driver.write(b"x")
+        assert read_for(driver, 0.3) == b"x"
+        assert runner._poll_seconds() == LinkRunner.POLL_SECONDS  # bytes crossed just now
+        runner._last_traffic -= LinkRunner.QUIET_AFTER_SECONDS
+        assert runner._poll_seconds() == LinkRunner.IDLE_POLL_SECONDS
+        device.timer = True
+        assert runner._poll_seconds() == LinkRunner.POLL_SECONDS
+        device.timer = False
+        device.send(b"y")  # the device speaking first also wakes the line
+        assert read_for(driver, 0.3) == b"y"
+        assert runner._poll_seconds() == LinkRunner.POLL_SECONDS
+    finally:
+        driver.close()
+        runner.stop()
