@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pygame
 import pytest
+from pytest_mock import MockerFixture
 
 from device.assembly.bank_stack import BankStack
 from device.clock import VirtualClock
@@ -188,3 +189,14 @@ def test_resizing_keeps_the_aspect_ratio_and_the_drawing(kiosk: KioskApp) -> Non
     canvas = kiosk.layout.canvas_rect
     assert canvas.height == 900 and abs(canvas.width - 1200) <= 1
     assert drawn_text(kiosk, "Please insert your card")
+
+
+def test_an_idle_kiosk_asks_the_card_reader_once_a_frame(
+    kiosk: KioskApp, mocker: MockerFixture
+) -> None:
+    assert kiosk.atm.atm.state == "idle"
+    status = mocker.spy(kiosk.atm.atm.card_reader, "status")
+    for _ in range(10):
+        kiosk.frame()
+    assert status.call_count == 10  # one poll a frame, not one per controller step
+    assert kiosk.atm.atm.state == "idle"
