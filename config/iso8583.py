@@ -130,6 +130,25 @@ class Message:
     def __contains__(self, number: object) -> bool:
         return number in self.fields
 
+    def __repr__(self) -> str:
+        # A message reaches a log or a test report through repr: card numbers are masked there
+        # and PIN blocks never shown.
+        shown = {number: _safe_field(number, value) for number, value in self.fields.items()}
+        return f"Message({self.mti!r}, {shown!r})"
+
+
+SECRET_FIELDS = frozenset({"52", "110", "111"})  # PIN blocks
+
+
+def _safe_field(number: str, value: str | bytes) -> str | bytes:
+    if number in SECRET_FIELDS:
+        return "<PIN block>"
+    if number == "2" and isinstance(value, str):
+        return mask_pan(value)
+    if number == "35" and isinstance(value, str):
+        return mask_pan(value.split("=", 1)[0]) + "=<track data>"
+    return value
+
 
 def _strings(where: str, value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

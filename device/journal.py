@@ -15,19 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.iso8583 import mask_pan as mask_pan  # one masking rule for host and ATM
+
 _CARD_NUMBER = re.compile(r"\d{13,19}")
 _FORBIDDEN_KEYS = frozenset({"pin", "pin_block", "new_pin", "new_pin_block", "track1", "track2"})
 
 
 class JournalError(ValueError):
     """A journal entry would hold a secret, or the journal file is unreadable."""
-
-
-def mask_pan(pan: str) -> str:
-    """First 6 and last 4 digits, the rest as '*'."""
-    if len(pan) < 11:
-        return "*" * len(pan)
-    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
 
 
 def _mask_text(text: str) -> str:

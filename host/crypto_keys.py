@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from config.iso8583 import mask_pan as mask_pan  # one masking rule for host and ATM
 from config.settings import Settings
 from host.models import Terminal
 
@@ -51,13 +52,6 @@ def pan_digest(settings: Settings, pan: str) -> bytes:
     return hmac.new(
         derive_key(settings, "pan-lookup"), pan.encode("ascii"), hashlib.sha256
     ).digest()
-
-
-def mask_pan(pan: str) -> str:
-    """First 6 and last 4 digits, the rest as '*': 476173******0010."""
-    if len(pan) <= 10:
-        return "*" * len(pan)
-    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
 
 
 def _aad(terminal_id: str, name: str) -> bytes:

@@ -9,6 +9,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from config.iso8583 import mask_pan
+
 
 class RequestKind(StrEnum):
     SIGN_ON = "sign_on"
@@ -65,6 +67,14 @@ class HostRequest:
     to_account: str | None = None
     original_stan: str | None = None  # reversal / completion: the withdrawal it refers to
     dispensed_amount: int | None = None  # partial reversal / completion: cents handed out
+
+    def __repr__(self) -> str:  # never a full card number or a PIN block in a log
+        pan = "-" if self.pan is None else mask_pan(self.pan)
+        return (
+            f"HostRequest({self.kind} terminal={self.terminal_id} stan={self.stan} "
+            f"pan={pan} amount={self.amount} from={self.from_account} to={self.to_account} "
+            f"original={self.original_stan})"
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from config.iso8583 import mask_pan
+
 
 class CardReaderPort(Protocol):
     def initialise(self) -> None: ...
@@ -77,10 +79,13 @@ class CardData:
     expiry: str
     service_code: str = ""
 
+    def __repr__(self) -> str:  # a session reaches logs and test reports masked
+        return f"CardData({mask_pan(self.pan)}, expiry={self.expiry})"
+
 
 @dataclass(frozen=True)
 class PinBlock:
-    block: bytes
+    block: bytes = field(repr=False)
     format: int
     ksn: str | None = None
 
