@@ -41,8 +41,18 @@ class DeviceError(Exception):
 @dataclass(frozen=True)
 class DukptConfig:
     scheme: str  # "tdes" | "aes"
-    bdk: bytes = field(repr=False)
+    # Either the device's initial key as a key-injection facility loads it, or the BDK it is
+    # derived from (a test convenience: a real PIN pad never sees the BDK).
+    key: bytes = field(repr=False)
     ksn: bytes  # the initial KSN (TDES 10 bytes, AES 12 bytes)
+    key_is_bdk: bool = True
+
+    def initial_key(self) -> bytes:
+        if not self.key_is_bdk:
+            return self.key
+        if self.scheme == "tdes":
+            return dukpt_tdes.initial_key(self.key, self.ksn)
+        return dukpt_aes.initial_key(self.key, self.ksn[:8])
 
 
 @dataclass(frozen=True)
@@ -94,16 +104,22 @@ def parse_config(section: Mapping[str, Any]) -> PinPadConfig:
     dukpt = None
     raw = section.get("dukpt")
     if raw is not None:
-        if not isinstance(raw, Mapping) or set(raw) != {"scheme", "bdk", "ksn"}:
-            raise PinPadConfigError("pin pad: dukpt needs exactly scheme, bdk and ksn")
+        if not isinstance(raw, Mapping) or set(raw) not in (
+            {"scheme", "bdk", "ksn"},
+            {"scheme", "initial_key", "ksn"},
+        ):
+            raise PinPadConfigError(
+                "pin pad: dukpt needs exactly scheme, ksn and one of initial_key or bdk"
+            )
         scheme = raw["scheme"]
         if scheme not in ("tdes", "aes"):
             raise PinPadConfigError(f"pin pad: dukpt.scheme {scheme!r} is not tdes or aes")
-        bdk = _hex_key(raw, "bdk", (16,))
+        key_name = "initial_key" if "initial_key" in raw else "bdk"
+        key = _hex_key(raw, key_name, (16,))
         ksn = _hex_key(raw, "ksn", (10,) if scheme == "tdes" else (8, 12))
         if len(ksn) == 8:
             ksn += bytes(4)  # an AES initial key ID alone: the counter starts at zero
-        dukpt = DukptConfig(scheme, bdk, ksn)
+        dukpt = DukptConfig(scheme, key, ksn, key_is_bdk=key_name == "bdk")
         if (fmt in TDES_FORMATS) != (scheme == "tdes"):
             raise PinPadConfigError(
                 f"pin pad: pin_block_format {fmt} cannot be used with {scheme} DUKPT "
@@ -190,12 +206,8 @@ class PinPadEmulator(Emulator):
             self._dukpt_key = None
             self._ksn = None
             if config.dukpt is not None:
-                dukpt = config.dukpt
-                if dukpt.scheme == "tdes":
-                    self._dukpt_key = dukpt_tdes.initial_key(dukpt.bdk, dukpt.ksn)
-                else:
-                    self._dukpt_key = dukpt_aes.initial_key(dukpt.bdk, dukpt.ksn[:8])
-                self._ksn = self._restore_ksn(dukpt.ksn)
+                self._dukpt_key = config.dukpt.initial_key()
+                self._ksn = self._restore_ksn(config.dukpt.ksn)
             self.tampered = False
             self._end_entry()
 

@@ -206,10 +206,21 @@ def test_pin_entry_masks_digits_and_returns_a_block_that_deciphers(
     assert caught.value.code == "E8"
 
 
+@pytest.mark.parametrize(
+    "dukpt",
+    [
+        TDES_DUKPT,  # the pad derives its initial key from the BDK
+        {  # the published initial key, injected as such: the pad never sees the BDK
+            "scheme": "tdes",
+            "initial_key": "6AC292FAA1315B4D858AB3A3D7D5933A",
+            "ksn": "FFFF9876543210E00000",
+        },
+    ],
+)
 def test_tdes_dukpt_blocks_match_the_published_vectors_and_the_ksn_advances(
-    make_pad: MakePad,
+    make_pad: MakePad, dukpt: dict[str, str]
 ) -> None:
-    pad = make_pad(dukpt=TDES_DUKPT)
+    pad = make_pad(dukpt=dukpt)
     assert pad.driver.status().key_source == "dukpt_tdes"
     expected = [
         ("FFFF9876543210E00001", "1B9C1845EB993A7A"),
@@ -496,6 +507,9 @@ def test_bad_config_sections_are_refused_with_a_reason() -> None:
         PinPadEmulator.from_config({**BASE, "pin_block_format": 4, "dukpt": TDES_DUKPT})
     with pytest.raises(ValueError, match="quoted hex"):
         PinPadEmulator.from_config({**BASE, "tmk": 123})
+    both_keys = {**TDES_DUKPT, "initial_key": "6AC292FAA1315B4D858AB3A3D7D5933A"}
+    with pytest.raises(ValueError, match="one of initial_key or bdk"):
+        PinPadEmulator.from_config({**BASE, "dukpt": both_keys})
 
 
 @settings(max_examples=150, deadline=None)
