@@ -67,8 +67,14 @@ def _settle(
     return "suspect", 0
 
 
-def recover(journal: Journal, advices: AdviceQueue, dispenser: CashDispenserPort) -> list[str]:
-    """Settle what a power failure left open; returns one line per withdrawal, for the operator."""
+def recover(
+    journal: Journal,
+    advices: AdviceQueue,
+    dispenser: CashDispenserPort,
+    reason: str = "power failure",
+) -> list[str]:
+    """Settle what a power failure (or a silent dispenser) left open; returns one line per
+    withdrawal, for the operator."""
     report: list[str] = []
     pending = open_withdrawals(journal)
     if not pending:
@@ -103,7 +109,7 @@ def recover(journal: Journal, advices: AdviceQueue, dispenser: CashDispenserPort
                 withdrawal.transmitted_at,
                 withdrawal.amount,
                 handed_out,
-                "power failure",
+                reason,
             )
         )
         journal.record(
@@ -111,7 +117,7 @@ def recover(journal: Journal, advices: AdviceQueue, dispenser: CashDispenserPort
             stan=withdrawal.stan,
             amount=withdrawal.amount,
             dispensed_amount=handed_out,
-            reason="power failure recovery",
+            reason=f"{reason} recovery",
         )
         report.append(
             f"STAN {withdrawal.stan}: {outcome}, {handed_out} of {withdrawal.amount} cents "

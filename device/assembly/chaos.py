@@ -8,6 +8,7 @@ import binascii
 import contextlib
 import logging
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -303,17 +304,22 @@ def run_chaos(
         host_timeout=CHAOS_HOST_TIMEOUT,
         checks_every=checks_every,
     )
-    with run_directory() as run_dir, fleet_bank(settings, run_dir) as bank:
-        out(f"chaos: {atms} ATMs, {sessions} sessions, seed {seed}")
-        with ChaosFleet(config, bank, run_dir, out=out) as fleet:
-            report = fleet.run()
-    out("summary:")
-    for line in report.summary():
-        out(f"  {line}")
-    if not report.ok:
+    # Kept until the verdict: after a violation the journals, device state files and the bank's
+    # data directory are what a person reads to find out what happened.
+    with run_directory(keep=True) as run_dir:
+        with fleet_bank(settings, run_dir) as bank:
+            out(f"chaos: {atms} ATMs, {sessions} sessions, seed {seed}")
+            with ChaosFleet(config, bank, run_dir, out=out) as fleet:
+                report = fleet.run()
+        out("summary:")
+        for line in report.summary():
+            out(f"  {line}")
+        if report.ok:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            return 0
+        out(f"journals and device state kept in {run_dir} (atms/<terminal>/)")
         out(
             f"INVARIANT VIOLATED; replay with: atm-sim chaos --atms {atms} --sessions {sessions} "
             f"--seed {seed}"
         )
         return 1
-    return 0

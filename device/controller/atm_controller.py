@@ -199,6 +199,7 @@ class AtmController:
         self._last_input = 0.0
         self._asking_more_time = False
         self._next_health_check = 0.0
+        self._settlement_deferred = False
         self.recovery_report: list[str] = []
         self._eject_screen = "ejecting_card"
         self._other_amount = False
@@ -340,6 +341,8 @@ class AtmController:
         return ""
 
     def _dispenser_can_pay(self) -> bool:
+        if self._settlement_deferred:
+            return False  # the notes of a withdrawal still unsettled may lie at the shutter
         try:
             status = self.dispenser.status()
         except DriverError:
@@ -420,6 +423,18 @@ class AtmController:
         self.journal.record("in_service")
         self.fire("recover")
 
+    def _settle_deferred(self) -> None:
+        """Settle the withdrawals left open while the dispenser did not answer, once it does."""
+        if not self._settlement_deferred:
+            return
+        try:
+            self.dispenser.status()
+        except DriverError:
+            return  # still silent: wait for the next health check
+        self._settlement_deferred = False
+        for line in recover(self.journal, self.advices, self.dispenser, "dispenser back"):
+            log.warning("deferred settlement: %s", line)
+
     def _settle_advices(self) -> None:
         def send(advice: Advice) -> bool:
             try:
@@ -485,6 +500,7 @@ class AtmController:
             return
         if self.clock.monotonic() >= self._next_health_check:
             self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
+            self._settle_deferred()
             self._settle_advices()
             shown = (self.cash_available, self.receipts_available)
             problem = self._health_problem()
@@ -1059,9 +1075,13 @@ class AtmController:
             retracted = self.dispenser.retract()
             retracted_amount = int(retracted.amount)
         except DriverError as err:
-            # Nobody can tell how many notes were taken: neither a completion nor a reversal
-            # would be honest. The hold stays for the operator, who counts the retract bin.
-            self.journal.record("suspect", stan=reply.stan, amount=session.amount, error=str(err))
+            # Nobody can tell now how many notes were taken: neither a completion nor a reversal
+            # would be honest. The dispenser still knows; once it answers again the idle health
+            # check settles from its counters (recovery marks SUSPECT only if they cannot tell).
+            self.journal.record(
+                "settlement_deferred", stan=reply.stan, amount=session.amount, error=str(err)
+            )
+            self._settlement_deferred = True
             session.receipt.append("CASH NOT TAKEN - UNDER REVIEW")
             self.cash_available = False
             self.fire("print_receipt")

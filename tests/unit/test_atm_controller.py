@@ -486,16 +486,41 @@ def test_withdrawal_reply_lost_is_reversed_blind_and_the_card_returned(rig: Rig)
     assert rig.dispenser.notes == 100
 
 
-def test_failed_retract_is_suspect_with_no_advice(rig: Rig, mocker: Any) -> None:
+@pytest.mark.parametrize("customer_took_the_notes", [True, False])
+def test_cash_left_while_the_dispenser_is_silent_is_settled_once_it_answers(
+    rig: Rig, mocker: Any, customer_took_the_notes: bool
+) -> None:
     rig.insert_card_and_pin()
     rig.press("F1")
     rig.press("F1")
     rig.press("F2")
     rig.reader.media = "none"
     rig.run(2)
-    mocker.patch.object(rig.dispenser, "retract", side_effect=DeviceFault("shutter jam", "62"))
+    assert rig.atm.state == "presenting_cash"
+    silent = DeviceFault("no answer in 3 tries", "")
+    for name in ("status", "taken", "retract"):
+        mocker.patch.object(rig.dispenser, name, side_effect=silent)
     rig.clock.advance(31)
     rig.run(5, advance=0.5)
+    # Neither a completion nor a reversal would be honest while nobody can count the notes.
     assert rig.host.reversals == [] and rig.host.completions == []
-    assert "suspect" in rig.events()
-    assert rig.atm.state == "idle"
+    assert "settlement_deferred" in rig.events() and "suspect" not in rig.events()
+    assert rig.atm.state == "idle" and not rig.atm.cash_available
+    rig.clock.advance(10)
+    rig.run(3)
+    assert rig.host.reversals == [] and rig.host.completions == []  # still silent: still open
+    mocker.stopall()  # the dispenser answers again
+    if customer_took_the_notes:  # the shutter is empty and the dispenser saw them go
+        rig.dispenser.taken_flag = True
+        rig.dispenser.customer += rig.dispenser.presented
+        rig.dispenser.presented = 0
+    rig.clock.advance(10)
+    rig.run(3)
+    if customer_took_the_notes:
+        assert [amount for _, amount in rig.host.completions] == [5000]  # F2: 50.00
+        assert rig.host.reversals == []
+    else:
+        assert [amount for _, amount in rig.host.reversals] == [0]  # all notes retracted
+        assert rig.host.completions == []
+    assert rig.atm.cash_available
+    assert "suspect" not in rig.events()
