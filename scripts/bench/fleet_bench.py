@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -120,6 +121,7 @@ def main() -> int:
     finally:
         admin.dispose()
         stop_embedded()
+        shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
     print(
         "ms columns: CPU per session of the ATM processes (drivers, controllers, emulators, "
         "links), of this process (ISO 8583 host and bank service) and of the PostgreSQL backends."

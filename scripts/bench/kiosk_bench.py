@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -124,6 +125,7 @@ def main() -> None:
             finally:
                 kiosk.close()
     stop_embedded()
+    shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import tempfile
@@ -169,6 +170,7 @@ def main() -> None:
         tcp = tcp_round_trip(200)
         database = postgres_transaction(bank.engine, 200)
     stop_embedded()
+    shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
     device_commands = statistics.median(commands)
     host_exchanges = 3  # PIN verification, withdrawal, completion advice
     floor = device_commands * pty + host_exchanges * (tcp + database)
