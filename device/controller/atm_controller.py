@@ -430,10 +430,12 @@ class AtmController:
         try:
             self.dispenser.status()
         except DriverError:
-            return  # still silent: wait for the next health check
+            return  # still silent: try again between customers
         self._settlement_deferred = False
         for line in recover(self.journal, self.advices, self.dispenser, "dispenser back"):
             log.warning("deferred settlement: %s", line)
+        self._settle_advices()
+        self.cash_available = self._dispenser_can_pay()
 
     def _settle_advices(self) -> None:
         def send(advice: Advice) -> bool:
@@ -478,6 +480,9 @@ class AtmController:
     def on_enter_idle(self) -> None:
         self.session = None
         self._clear_deadline()
+        # Before the next customer, not only at the health check: a busy ATM may never be idle
+        # long enough for one, and would hold the unsettled withdrawal for good.
+        self._settle_deferred()
         self._show_idle()
         try:
             self.card_reader.enable_entry()
