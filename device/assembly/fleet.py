@@ -146,6 +146,8 @@ def classify(events: Sequence[tuple[str, dict[str, Any]]]) -> str:
     if "authorised" in names:
         if "reversal_queued" in names:
             return "reversed"
+        if "settlement_deferred" in names:
+            return "settlement deferred"  # settled later, from the dispenser's counters
         return "approved" if "completion_queued" in names else "unsettled"
     for name, fields in events:
         if name in ("authorisation", "pin_verified") and fields.get("code") not in (None, "00"):
