@@ -40,7 +40,7 @@ from device.kiosk.input_map import (
     map_event,
 )
 from device.kiosk.layout import Layout
-from device.kiosk.operator_panel import OperatorPanel, PanelState
+from device.kiosk.operator_panel import CassetteRow, OperatorPanel, PanelState
 from device.kiosk.sounds import Sounds
 
 log = logging.getLogger(__name__)
@@ -280,6 +280,8 @@ class KioskApp:
             return f"not during a customer session ({controller.state})"
         if command == "replenish":
             return self.replenish()
+        if command == "cassette":
+            return self.exchange_cassette(argument)
         if command == "empty_retain_bin":
             return f"{bay.card_reader.empty_retain_bin()} cards taken from the retain bin"
         if command == "load_paper":
@@ -297,6 +299,26 @@ class KioskApp:
         return "cassettes filled; " + ", ".join(
             f"{n}: {count}" for n, count in sorted(full.items())
         )
+
+    def exchange_cassette(self, argument: str) -> str:
+        """One cassette's count changed ("N:+10", "N:-10", "N:empty", "N:full") through the
+        controller's journalled exchange, in supervisor mode."""
+        controller = self.atm.atm
+        if controller.state != "supervisor":
+            return "replenishment needs supervisor mode"
+        number_text, change = argument.split(":", 1)
+        cassettes = {c.number: c for c in self.atm.bay.cash_dispenser.cassettes}
+        cassette = cassettes.get(int(number_text))
+        if cassette is None:
+            return f"no cassette {number_text}"
+        if change == "empty":
+            count = 0
+        elif change == "full":
+            count = cassette.capacity
+        else:
+            count = min(max(cassette.count + int(change), 0), cassette.capacity)
+        controller.replenish({cassette.number: count})
+        return f"cassette {cassette.number}: {cassette.count} -> {count} notes"
 
     def power_failure(self) -> str:
         """Cut the power: drop the ATM as it stands and start a new one on the same state."""
@@ -468,6 +490,15 @@ class KioskApp:
             supervisor=controller.state == "supervisor",
             can_service=controller.state in SERVICE_STATES,
             message=self._panel_message.get(),
+            cassettes=tuple(
+                CassetteRow(
+                    c["number"],
+                    f"{c['number']}: {money_text(c['denomination'], self._currency())}",
+                    c["count"],
+                    c["capacity"],
+                )
+                for c in cash["cassettes"]
+            ),
             journal=self._journal_tail(),
         )
 

@@ -36,6 +36,19 @@ class PanelState:
     can_service: bool  # no customer session: replenishment and clearing are allowed
     message: str = ""
     journal: tuple[str, ...] = field(default_factory=tuple)
+    cassettes: tuple[CassetteRow, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class CassetteRow:
+    number: int
+    label: str  # e.g. "1: EUR 20.00"
+    count: int
+    capacity: int
+
+
+# Per-cassette exchange buttons in supervisor mode: (label, the kiosk's change argument).
+CASSETTE_CHANGES = (("-10", "-10"), ("+10", "+10"), ("Empty", "empty"), ("Full", "full"))
 
 
 class OperatorPanel:
@@ -223,10 +236,37 @@ class OperatorPanel:
             self._text(target, layout, line, top, PANEL_DIM, 14)
             top += 17
         top += 8
+        spots += self._cassettes(target, layout, state, top)
+        top += 24 * len(state.cassettes) + 6
         for _kind, line in state.status_lines:
             if top > 740:
                 break
-            if line.startswith(("  cassette", "  reject", "  retract", "  paper", "  retain")):
+            if line.startswith(("  reject", "  retract", "  paper", "  retain")):
                 self._text(target, layout, line.strip(), top, PANEL_TEXT, 14, 8)
                 top += 16
+        return spots
+
+    def _cassettes(
+        self, target: pygame.Surface, layout: Layout, state: PanelState, top: int
+    ) -> list[Hotspot]:
+        """One row a cassette: its count, and exchange buttons (supervisor mode only)."""
+        panel = layout.panel_rect
+        spots = []
+        text_width = (panel.width - 24) * 2 // 5
+        button_width = (panel.width - 24 - text_width) // len(CASSETTE_CHANGES)
+        for row in state.cassettes:
+            rect = pygame.Rect(panel.left + 12, top, text_width, 21)
+            area = layout.to_window(rect)
+            line = f"{row.label}: {row.count}/{row.capacity}"
+            surface = self.fascia.fitted(line, layout.px(14), area.width, PANEL_TEXT)
+            target.blit(surface, surface.get_rect(midleft=area.midleft))
+            for index, (label, change) in enumerate(CASSETTE_CHANGES):
+                button = pygame.Rect(
+                    panel.left + 12 + text_width + index * button_width, top, button_width - 4, 21
+                )
+                action = Operator("cassette", f"{row.number}:{change}")
+                spots.append(
+                    self._button(target, layout, button, label, BUTTON, action, state.supervisor)
+                )
+            top += 24
         return spots

@@ -200,3 +200,29 @@ def test_an_idle_kiosk_asks_the_card_reader_once_a_frame(
         kiosk.frame()
     assert status.call_count == 10  # one poll a frame, not one per controller step
     assert kiosk.atm.atm.state == "idle"
+
+
+def test_supervisor_sets_each_cassette_count_from_the_panel(kiosk: KioskApp) -> None:
+    customer(kiosk).wait_for_state("idle", 10)
+    key(kiosk, pygame.K_F12)
+    click(kiosk, find(kiosk.hotspots, Operator("tab", "supervisor")))
+    outside = Operator("disabled", "+10")  # exchange buttons are off outside supervisor mode
+    assert any(spot.action == outside for spot in kiosk.hotspots)
+    click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
+    assert kiosk.atm.atm.state == "supervisor"
+    cassettes = {c.number: c for c in kiosk.atm.bay.cash_dispenser.cassettes}
+    first, second = sorted(cassettes)[:2]
+    before = cassettes[first].count
+    click(kiosk, find(kiosk.hotspots, Operator("cassette", f"{first}:-10")))
+    click(kiosk, find(kiosk.hotspots, Operator("cassette", f"{second}:empty")))
+    counts = {c.number: c.count for c in kiosk.atm.bay.cash_dispenser.cassettes}
+    assert counts[first] == before - 10 and counts[second] == 0
+    exchanges = [
+        e.fields["counts"] for e in kiosk.atm.journal.entries() if e.event == "replenished"
+    ]
+    assert exchanges == [{str(first): before - 10}, {str(second): 0}]
+    click(kiosk, find(kiosk.hotspots, Operator("cassette", f"{second}:full")))
+    counts = {c.number: c.count for c in kiosk.atm.bay.cash_dispenser.cassettes}
+    assert counts[second] == cassettes[second].capacity
+    click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
+    customer(kiosk).wait_for_state("idle", 10)
