@@ -117,6 +117,7 @@ class KioskApp:
         self.sounds = Sounds(enabled=sounds)
         self.show_panel = False
         self.panel_tab = "status"
+        self.fault_mode = "persistent"
         self.layout = Layout(self.window.get_size(), self.show_panel)
         self.hotspots: list[Hotspot] = []
         self.running = True
@@ -258,7 +259,12 @@ class KioskApp:
                 bay.clear(target, fault)
                 return f"cleared {target} {fault}"
             return f"armed {target}: " + bay.inject(
-                target, fault, **FAULT_PARAMS.get((target, fault), {})
+                target, fault, mode=self.fault_mode, **FAULT_PARAMS.get((target, fault), {})
+            )
+        if command == "fault_mode":
+            self.fault_mode = argument
+            return f"faults switched on from now fire {argument}" + (
+                "" if argument == "once" else " (until cleared)"
             )
         if command == "host":
             if self.host_switch is None:
@@ -490,6 +496,7 @@ class KioskApp:
             supervisor=controller.state == "supervisor",
             can_service=controller.state in SERVICE_STATES,
             message=self._panel_message.get(),
+            fault_mode=self.fault_mode,
             cassettes=tuple(
                 CassetteRow(
                     c["number"],

@@ -37,6 +37,7 @@ class PanelState:
     message: str = ""
     journal: tuple[str, ...] = field(default_factory=tuple)
     cassettes: tuple[CassetteRow, ...] = field(default_factory=tuple)
+    fault_mode: str = "persistent"  # how the next fault switched on fires: persistent or once
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class CassetteRow:
     capacity: int
 
 
+FAULT_MODES = (("persistent", "New faults stay until cleared"), ("once", "New faults fire once"))
 # Per-cassette exchange buttons in supervisor mode: (label, the kiosk's change argument).
 CASSETTE_CHANGES = (("-10", "-10"), ("+10", "+10"), ("Empty", "empty"), ("Full", "full"))
 
@@ -207,6 +209,18 @@ class OperatorPanel:
                 Operator("power"),
             )
         )
+        top += 32
+        for index, (mode, text) in enumerate(FAULT_MODES):
+            spots.append(
+                self._button(
+                    target,
+                    layout,
+                    pygame.Rect(panel.left + 12 + index * (half + 4), top, half, 24),
+                    text,
+                    BUTTON_GOOD if mode == state.fault_mode else BUTTON,
+                    Operator("fault_mode", mode),
+                )
+            )
         return spots
 
     def _supervisor(

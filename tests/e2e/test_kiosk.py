@@ -226,3 +226,17 @@ def test_supervisor_sets_each_cassette_count_from_the_panel(kiosk: KioskApp) -> 
     assert counts[second] == cassettes[second].capacity
     click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
     customer(kiosk).wait_for_state("idle", 10)
+
+
+def test_a_fault_switched_on_in_once_mode_fires_once_and_is_gone(kiosk: KioskApp) -> None:
+    customer(kiosk).wait_for_state("idle", 10)
+    key(kiosk, pygame.K_F12)
+    click(kiosk, find(kiosk.hotspots, Operator("tab", "faults")))
+    click(kiosk, find(kiosk.hotspots, Operator("fault_mode", "once")))
+    click(kiosk, find(kiosk.hotspots, Operator("fault", "card_reader.link:drop")))
+    assert "drop (once)" in kiosk._panel_message.get()
+    # The idle ATM polls the card reader each frame: the first poll was lost, the driver sent it
+    # again, and the fault is gone (a persistent drop would take the ATM out of service).
+    customer(kiosk).wait_for_state("idle", 10)
+    assert kiosk.atm.bay.list() == []
+    assert kiosk.atm.atm.state == "idle"
