@@ -74,25 +74,27 @@ def recover(
     reason: str = "power failure",
 ) -> list[str]:
     """Settle what a power failure (or a silent dispenser) left open; returns one line per
-    withdrawal, for the operator."""
+    withdrawal, for the operator.
+
+    A withdrawal the dispenser cannot be asked about now is journalled `settlement_deferred` and
+    stays open (see `open_withdrawals`), to be settled when it answers; only counters that answer
+    and still cannot tell make it SUSPECT.
+    """
     report: list[str] = []
-    pending = open_withdrawals(journal)
-    if not pending:
-        return report
-    try:
-        status = dispenser.status()
-    except DriverError as err:
-        status = None
-        log.warning("recovery: dispenser unavailable: %s", err)
-    for withdrawal in pending:
+    for withdrawal in open_withdrawals(journal):
         try:
-            if status is None:
-                raise DriverError("dispenser did not answer")
-            outcome, handed_out = _settle(withdrawal, status, dispenser)
-            status = dispenser.status()
+            outcome, handed_out = _settle(withdrawal, dispenser.status(), dispenser)
         except DriverError as err:
-            outcome, handed_out = "suspect", 0
             log.warning("recovery of %s: %s", withdrawal.stan, err)
+            if "settlement_deferred" not in withdrawal.steps:
+                journal.record(
+                    "settlement_deferred",
+                    stan=withdrawal.stan,
+                    amount=withdrawal.amount,
+                    error=str(err),
+                )
+            report.append(f"STAN {withdrawal.stan}: dispenser not answering, settled when it does")
+            continue
         if outcome == "suspect":
             journal.record(
                 "suspect",

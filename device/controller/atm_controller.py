@@ -28,7 +28,7 @@ from device.controller.ports import (
 )
 from device.drivers.base import DriverError
 from device.journal import Journal, mask_pan
-from device.recovery import recover
+from device.recovery import open_withdrawals, recover
 from device.screens import RenderedScreen, ScreenSet
 
 log = logging.getLogger(__name__)
@@ -270,6 +270,7 @@ class AtmController:
         self.recovery_report = recover(self.journal, self.advices, self.dispenser)
         for line in self.recovery_report:
             log.warning("recovery: %s", line)
+        self._settlement_deferred = bool(open_withdrawals(self.journal))
         self.on_enter_starting()
         return self.recovery_report
 
@@ -431,9 +432,9 @@ class AtmController:
             self.dispenser.status()
         except DriverError:
             return  # still silent: try again between customers
-        self._settlement_deferred = False
         for line in recover(self.journal, self.advices, self.dispenser, "dispenser back"):
             log.warning("deferred settlement: %s", line)
+        self._settlement_deferred = bool(open_withdrawals(self.journal))
         self._settle_advices()
         self.cash_available = self._dispenser_can_pay()
 

@@ -323,3 +323,42 @@ def test_card_reader_power_loss_is_healed_by_initialising_it_again(make_atm: Mak
     assert "card_reader_initialised" in events(atm)
     run(atm, LOGIN)
     assert atm.atm.state == "transaction_menu"
+
+
+def test_a_dispenser_silent_after_a_power_cut_is_settled_once_it_answers(
+    make_atm: MakeAtm, bank_stack: BankStack
+) -> None:
+    atm = make_atm()
+    before = bank_stack.account_balance(ALICE_CHECKING)
+    run(
+        atm,
+        LOGIN
+        + """
+press F1
+wait account_selection
+press F1
+wait amount_entry
+press F2
+wait ejecting_card
+take card
+wait presenting_cash
+""",
+    )
+    state_dir = atm.state_dir
+    atm.stop()  # the power goes while the cash waits at the shutter
+    restarted = make_atm(state_dir, start=False)
+    try:
+        restarted.bay.inject("cash_dispenser", "unresponsive")  # and the dispenser comes back mute
+        report = restarted.start()
+        assert len(report) == 1 and "dispenser not answering" in report[0]
+        run(restarted, "wait idle\n")
+        assert "settlement_deferred" in events(restarted) and "suspect" not in events(restarted)
+        assert not restarted.atm.cash_available and restarted.atm.advices.pending() == []
+        restarted.bay.clear("cash_dispenser")
+        run(restarted, "advance 6\nwait idle\n")
+        assert "reversal_acknowledged" in events(restarted)
+        assert bank_stack.account_balance(ALICE_CHECKING) == before
+        assert restarted.bay.cash_dispenser.status()["retract_bin"] >= 1
+        assert restarted.atm.cash_available
+    finally:
+        restarted.stop()

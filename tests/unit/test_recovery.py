@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from device.advice_queue import AdviceQueue
+from device.drivers.base import DeviceFault
 from device.journal import Journal
 from device.recovery import open_withdrawals, recover
 from tests.unit.test_atm_controller import FakeDispenser
@@ -76,3 +77,27 @@ def test_settled_withdrawals_are_left_alone(journal: Journal, tmp_path: Path) ->
     advices = AdviceQueue(tmp_path / "advices.jsonl")
     assert recover(journal, advices, FakeDispenser()) == []
     assert advices.pending() == []
+
+
+class SilentDispenser(FakeDispenser):
+    def status(self) -> object:
+        raise DeviceFault("did not answer in 3 tries", "")
+
+
+def test_a_silent_dispenser_defers_settlement_until_it_answers(
+    journal: Journal, tmp_path: Path
+) -> None:
+    authorise(journal, "dispense_started", "notes_counted", "presented")
+    advices = AdviceQueue(tmp_path / "advices.jsonl")
+    report = recover(journal, advices, SilentDispenser(notes=95, presented=5))
+    assert report == ["STAN 000007: dispenser not answering, settled when it does"]
+    assert advices.pending() == []
+    assert [e.event for e in journal.entries()][-1] == "settlement_deferred"
+    assert [w.stan for w in open_withdrawals(journal)] == ["000007"]  # not SUSPECT: still open
+    recover(journal, advices, SilentDispenser(notes=95, presented=5))  # still silent
+    assert [e.event for e in journal.entries()].count("settlement_deferred") == 1
+    dispenser = FakeDispenser(notes=95, presented=5)  # it answers: the notes are still there
+    recover(journal, advices, dispenser, "dispenser back")
+    assert dispenser.retracted == 5
+    assert [(a.kind, a.dispensed_amount) for a in advices.pending()] == [("reversal", 0)]
+    assert open_withdrawals(journal) == []
