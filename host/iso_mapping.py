@@ -106,7 +106,12 @@ def _pin(message: Message) -> _PinData:
         management is iso.KeyManagement.DUKPT_AES
     ):
         raise MessageFormatError(f"PIN block format {pin_format} cannot use {management.name}")
-    new_ksn = _ksn(message, "121", management) if message.binary("111") is not None else None
+    if message.binary("111") is None:
+        if message.binary("121") is not None:
+            raise MessageFormatError("field 121: a KSN for a new PIN block that is not there")
+        new_ksn = None
+    else:
+        new_ksn = _ksn(message, "121", management)
     return _PinData(block, pin_format, _ksn(message, "120", management), new_ksn)
 
 

@@ -1082,8 +1082,8 @@ class AtmController:
             retracted_amount = int(retracted.amount)
         except DriverError as err:
             # Nobody can tell now how many notes were taken: neither a completion nor a reversal
-            # would be honest. The dispenser still knows; once it answers again the idle health
-            # check settles from its counters (recovery marks SUSPECT only if they cannot tell).
+            # would be honest. The dispenser still knows; once it answers again the ATM settles
+            # from its counters before the next customer (SUSPECT only if they cannot tell).
             self.journal.record(
                 "settlement_deferred", stan=reply.stan, amount=session.amount, error=str(err)
             )

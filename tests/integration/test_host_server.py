@@ -312,6 +312,7 @@ def test_stop_closes_open_connections(recording_bank: RecordingBank) -> None:
         ("0200", {"53": "0003" + "0" * 12}),  # key management 03 does not exist
         ("0200", {"53": iso.security_control(0, iso.KeyManagement.DUKPT_TDES)}),  # no KSN
         ("0200", {"120": bytes(10)}),  # a KSN with a fixed-key PIN block
+        ("0200", {"121": bytes(10)}),  # a new PIN's KSN without a new PIN block
         (  # an AES KSN cannot go with a TDES format 0 block
             "0200",
             {"53": iso.security_control(0, iso.KeyManagement.DUKPT_AES), "120": bytes(12)},
