@@ -81,6 +81,14 @@ HOST_FAULTS: tuple[HostBehaviour, ...] = (
 SHARES = (("device", 0.25), ("link", 0.15), ("host", 0.15), ("crash", 0.08))
 FIRST_EVENTS = ("host", "crash", "device")  # every run shows these at least once
 CHAOS_HOST_TIMEOUT = 2.0
+# All ATMs of a chaos run share one process, and under the GIL the host's answers queue behind
+# every other ATM's work: the ATMs wait longer the more of them there are, so that a busy
+# machine is not mistaken for a host fault (20 ATMs with 2 s: two thirds "host unavailable").
+CHAOS_HOST_TIMEOUT_PER_ATM = 0.25
+
+
+def chaos_host_timeout(atms: int) -> float:
+    return max(CHAOS_HOST_TIMEOUT, CHAOS_HOST_TIMEOUT_PER_ATM * atms)
 
 
 @dataclass(frozen=True)
@@ -301,7 +309,7 @@ def run_chaos(
         sessions=sessions,
         seed=seed,
         customers=customers,
-        host_timeout=CHAOS_HOST_TIMEOUT,
+        host_timeout=chaos_host_timeout(atms),
         checks_every=checks_every,
     )
     # Kept until the verdict: after a violation the journals, device state files and the bank's

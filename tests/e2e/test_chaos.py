@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from device.assembly.bank_stack import BankStack
-from device.assembly.chaos import CHAOS_HOST_TIMEOUT, ChaosFleet, plan_chaos
+from device.assembly.chaos import ChaosFleet, chaos_host_timeout, plan_chaos
 from device.assembly.fleet import FleetConfig
 
 SEED = 11
@@ -20,7 +20,7 @@ def test_chaos_run_keeps_every_invariant(bank_stack: BankStack, tmp_path: Path) 
         sessions=18,
         seed=SEED,
         customers=6,
-        host_timeout=CHAOS_HOST_TIMEOUT,
+        host_timeout=chaos_host_timeout(3),
         checks_every=3,
     )
     with ChaosFleet(config, bank_stack, tmp_path / "run", out=lines.append) as fleet:
@@ -53,3 +53,8 @@ def test_chaos_plan_is_fixed_by_the_seed() -> None:
     assert first != plan_chaos(3, [5, 5, 5], seed=SEED + 1)
     assert first[0][0].kind == "host" and first[1][0].kind == "crash"
     assert first[2][0].kind == "device"
+
+
+def test_the_atms_wait_longer_for_the_host_the_more_share_the_process() -> None:
+    assert chaos_host_timeout(3) == chaos_host_timeout(8) == 2.0
+    assert chaos_host_timeout(20) == 5.0
