@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from config import iso8583 as iso
 from config.iso8583 import Balance, FieldTable, Message, MessageFormatError, StatementEntry
+from host import dukpt
 from host.messages import HostRequest, HostResponse, RequestKind, ResponseCode
 
 ADVICE_TYPES = frozenset({"0220", "0400", "0420"})
@@ -74,7 +75,10 @@ class _PinData:
     new_ksn: bytes | None = None
 
 
-_KSN_BYTES = {iso.KeyManagement.DUKPT_TDES: 10, iso.KeyManagement.DUKPT_AES: 12}
+_KSN_BYTES = {
+    iso.KeyManagement.DUKPT_TDES: dukpt.TDES_KSN_BYTES,
+    iso.KeyManagement.DUKPT_AES: dukpt.AES_KSN_BYTES,
+}
 
 
 def _ksn(message: Message, field: str, management: iso.KeyManagement) -> bytes | None:
