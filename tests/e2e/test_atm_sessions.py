@@ -26,6 +26,14 @@ wait transaction_menu
 """
 
 
+def cash_at_the_shutter(fast_cash_key: str) -> str:
+    """Log in, withdraw a fast-cash amount from checking, take the card: the cash waits."""
+    return LOGIN + (
+        "press F1\nwait account_selection\npress F1\nwait amount_entry\n"
+        f"press {fast_cash_key}\nwait ejecting_card\ntake card\nwait presenting_cash\n"
+    )
+
+
 def cassette_notes(atm: SimulatedAtm) -> int:
     status = atm.bay.cash_dispenser.status()
     return sum(int(c["count"]) for c in status["cassettes"])
@@ -43,16 +51,8 @@ def test_withdrawal_moves_money_notes_and_journal_together(
     notes_before = cassette_notes(atm)
     run(
         atm,
-        LOGIN
+        cash_at_the_shutter("F3")
         + """
-press F1
-wait account_selection
-press F1
-wait amount_entry
-press F3
-wait ejecting_card
-take card
-wait presenting_cash
 take cash
 wait idle
 """,
@@ -143,16 +143,8 @@ def test_cash_not_taken_is_retracted_and_the_account_untouched(
     before = bank_stack.account_balance(ALICE_CHECKING)
     run(
         atm,
-        LOGIN
+        cash_at_the_shutter("F2")
         + """
-press F1
-wait account_selection
-press F1
-wait amount_entry
-press F2
-wait ejecting_card
-take card
-wait presenting_cash
 leave cash
 advance 31
 wait idle
@@ -231,20 +223,7 @@ def test_reversal_survives_an_atm_restart(
 ) -> None:
     atm = make_atm()
     before = bank_stack.account_balance(ALICE_CHECKING)
-    run(
-        atm,
-        LOGIN
-        + """
-press F1
-wait account_selection
-press F1
-wait amount_entry
-press F2
-wait ejecting_card
-take card
-wait presenting_cash
-""",
-    )
+    run(atm, cash_at_the_shutter("F2"))
     port = bank_stack.server.port
     bank_stack.server.stop()  # the host goes away while the cash waits at the shutter
     run(atm, "advance 31\nwait idle 15\n")
@@ -330,20 +309,7 @@ def test_a_dispenser_silent_after_a_power_cut_is_settled_once_it_answers(
 ) -> None:
     atm = make_atm()
     before = bank_stack.account_balance(ALICE_CHECKING)
-    run(
-        atm,
-        LOGIN
-        + """
-press F1
-wait account_selection
-press F1
-wait amount_entry
-press F2
-wait ejecting_card
-take card
-wait presenting_cash
-""",
-    )
+    run(atm, cash_at_the_shutter("F2"))
     state_dir = atm.state_dir
     atm.stop()  # the power goes while the cash waits at the shutter
     restarted = make_atm(state_dir, start=False)
