@@ -1,5 +1,6 @@
-# Multi-stage build of the ATM simulator. The `production` target runs the bank host.
-FROM python:3.11-slim AS build
+# Image of the ATM simulator. Target `production` (the default) serves the HTTP API on :8000;
+# the same image runs the ISO 8583 host (`atm-sim host serve`) and the worker (`atm-sim worker`).
+FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY config ./config
@@ -7,19 +8,31 @@ COPY device ./device
 COPY host ./host
 COPY peripherals ./peripherals
 COPY scripts ./scripts
-RUN pip install --no-cache-dir build && python -m build --wheel --outdir /wheels
+# The product and every dependency as wheels, so the production stage installs offline.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.11-slim AS production
-RUN useradd --create-home --uid 10001 atm
+FROM python:3.11-slim-bookworm AS production
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ENVIRONMENT=production \
+    LOG_LEVEL=INFO \
+    LOG_FORMAT=json \
+    ATM_SIM_HOME=/home/atm/.atm-sim \
+    STATEMENT_OUTPUT_DIR=/app/statements
+RUN useradd --create-home --uid 10001 --user-group atm
 WORKDIR /app
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/atm_sim-*.whl \
+    && rm -rf /wheels \
+    && mkdir -p /app/statements \
+    && chown 10001:10001 /app/statements
+# The guide's commands run in /app: `alembic upgrade head` reads alembic.ini and the migrations
+# beside it, `python -m scripts.seed_db` the seed script (the package has them too).
 COPY alembic.ini ./
 COPY host/migrations ./host/migrations
-USER atm
-ENV ENVIRONMENT=production \
-    LOG_LEVEL=INFO \
-    ATM_SIM_HOME=/home/atm/.atm-sim
-EXPOSE 8583
-# Migrations run first so a new image upgrades the schema before serving.
-CMD ["sh", "-c", "atm-sim db upgrade && atm-sim host serve --bind 0.0.0.0 --port 8583"]
+COPY scripts ./scripts
+USER 10001
+EXPOSE 8000 8583
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=3)"]
+CMD ["uvicorn", "--factory", "device.assembly.api.app:app_from_environment", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

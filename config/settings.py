@@ -6,8 +6,9 @@ A bad value stops start-up with one line naming the variable and what it accepts
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import yaml
 DEFAULT_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - refused in production
 DEFAULT_PIN_PEPPER = "dev-pin-pepper-change-me"
 ENVIRONMENTS = ("development", "testing", "production")
+TASK_BROKERS = ("auto", "redis", "database")  # auto: Redis when REDIS_URL is set
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("auto", "json", "text")  # auto: text on a terminal, JSON otherwise
 
 
 class SettingsError(ValueError):
@@ -25,9 +28,10 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None = None
-    secret_key: str = DEFAULT_SECRET_KEY
-    pin_pepper: str = DEFAULT_PIN_PEPPER
+    # Secrets stay out of repr: settings objects reach logs and test reports.
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
+    secret_key: str = field(default=DEFAULT_SECRET_KEY, repr=False)
+    pin_pepper: str = field(default=DEFAULT_PIN_PEPPER, repr=False)
     session_timeout_seconds: int = 120
     max_failed_pin_attempts: int = 3
     lockout_duration_seconds: int = 1800
@@ -35,9 +39,13 @@ class Settings:
     daily_transfer_limit: int = 250000
     statement_output_dir: Path = Path("statements")
     log_level: str = "INFO"
+    log_format: str = "auto"
     environment: str = "development"
     bcrypt_rounds: int = 12
     atm_sim_home: Path = Path.home() / ".atm-sim"
+    redis_url: str | None = None
+    statement_bucket: str | None = None
+    task_broker: str = "auto"
 
     @property
     def embedded_database_dir(self) -> Path:
@@ -79,6 +87,26 @@ def _database_url(name: str, raw: str) -> str | None:
     return raw
 
 
+def _redis_url(name: str, raw: str) -> str | None:
+    if not raw:
+        return None
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{name}={raw!r}: expected a redis:// or rediss:// URL, or unset it")
+    return raw
+
+
+def _bucket(name: str, raw: str) -> str | None:
+    if not raw:
+        return None
+    # S3's own naming rule, checked here so a typo stops start-up instead of the first upload.
+    if not (3 <= len(raw) <= 63 and re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", raw)):
+        raise SettingsError(
+            f"{name}={raw!r}: expected an S3 bucket name (3-63 lowercase letters, digits, "
+            "dots, hyphens), or unset it"
+        )
+    return raw
+
+
 def _secret(name: str, raw: str) -> str:
     if len(raw) < 16:
         raise SettingsError(f"{name}: expected at least 16 characters")
@@ -102,9 +130,13 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "DAILY_TRANSFER_LIMIT": ("daily_transfer_limit", _positive_int),
     "STATEMENT_OUTPUT_DIR": ("statement_output_dir", _path),
     "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, upper=True)),
+    "LOG_FORMAT": ("log_format", _choice(LOG_FORMATS)),
     "ENVIRONMENT": ("environment", _choice(ENVIRONMENTS)),
     "BCRYPT_ROUNDS": ("bcrypt_rounds", _bcrypt_rounds),
     "ATM_SIM_HOME": ("atm_sim_home", _path),
+    "REDIS_URL": ("redis_url", _redis_url),
+    "STATEMENT_BUCKET": ("statement_bucket", _bucket),
+    "TASK_BROKER": ("task_broker", _choice(TASK_BROKERS)),
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(_PARSERS)

@@ -1,16 +1,24 @@
 """Store-and-forward advices (reversals and completions): queued durably, removed on host ack.
+An advice is never lost across a restart: the queue is a fsynced file of checksummed JSON lines.
 
-An advice is never lost across a restart: the queue is a fsynced JSON-lines file.
+Line format and reading rules: device/durable_log.py. A failed or short write raises
+DurableWriteError (the journal's JournalWriteError) and the queue takes no more changes.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from device.durable_log import DiskOps, DurableLog, DurableLogCorrupt, DurableWriteError
+
+__all__ = ["Advice", "AdviceQueue", "AdviceQueueCorrupt", "DurableWriteError"]
+
+
+class AdviceQueueCorrupt(DurableLogCorrupt):
+    """A damaged advice line with whole lines after it; the message names FILE:LINE."""
 
 
 @dataclass(frozen=True)
@@ -27,24 +35,27 @@ class Advice:
         return f"{self.kind}:{self.original_stan}"
 
 
+def _is_advice_line(record: dict[str, Any]) -> bool:
+    """A line written before checksums: a plain JSON add or ack."""
+    return record.get("op") in ("add", "ack")
+
+
 class AdviceQueue:
     """Pending advices in the order they were queued, persisted at every change."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, disk: DiskOps | None = None) -> None:
         self.path = path
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = DurableLog(
+            path, legacy=_is_advice_line, corrupt=AdviceQueueCorrupt, disk=disk, keep_open=False
+        )
         self._pending: dict[str, Advice] = {}
         self._replay()
 
     def _replay(self) -> None:
-        if not self.path.exists():
-            return
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line: the write it belongs to never returned
+        # a torn last line belongs to a write that never returned: its change never happened
+        for record in self._log.scan().records:
             if record.get("op") == "add":
                 advice = Advice(**record["advice"])
                 self._pending[advice.key] = advice
@@ -52,12 +63,7 @@ class AdviceQueue:
                 self._pending.pop(record["key"], None)
 
     def _append(self, record: dict[str, object]) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._log.append([record])
 
     def add(self, advice: Advice) -> None:
         with self._lock:
@@ -76,14 +82,3 @@ class AdviceQueue:
     def pending(self) -> list[Advice]:
         with self._lock:
             return list(self._pending.values())
-
-    def forward(self, send: Callable[[Advice], bool]) -> int:
-        """Send each pending advice; `send` returns True when the host acknowledged it.
-
-        Stops at the first failure, so advices reach the host in order. Returns how many left.
-        """
-        for advice in self.pending():
-            if not send(advice):
-                break
-            self.acknowledge(advice.key)
-        return len(self.pending())

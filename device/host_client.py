@@ -17,22 +17,25 @@ from typing import Protocol
 
 from config import iso8583 as iso
 from config.iso8583 import MacError, Message, MessageFormatError
+from device import crash_points
 from device.clock import Clock, SystemClock
-from device.controller.ports import HostReply
-from device.controller.ports import HostUnavailable as PortHostUnavailable
+from device.controller.ports import HostReply, HostUnavailable
 
 log = logging.getLogger(__name__)
 
+# Called with the STAN and transmission time a request will carry, just before it leaves.
+BeforeSend = Callable[[str, dt.datetime], None]
+
 STAN_MAX = 999_999
 WAIT_SLICE_SECONDS = 0.05
-ADVICE_RETRY_CODES = frozenset({"91", "96"})  # the host did not handle it: send it again later
+LAST_STAN_FIELD = "48"  # in the sign-on answer: the last STAN the host recorded from us
 
 
-class HostClientError(PortHostUnavailable):
+class HostClientError(HostUnavailable):
     """The host link failed; a ConnectionError (and what the controller treats as no host)."""
 
 
-class HostUnavailable(HostClientError):
+class HostUnreachable(HostClientError):
     """No connection to the host could be made."""
 
 
@@ -104,6 +107,27 @@ class StanCounter:
             self._last = value
             return f"{value:06d}"
 
+    def resync(self, last_seen: str) -> bool:
+        """Move forward to the host's last STAN if it is ahead of ours; True if it moved.
+
+        After a lost or new state folder the counter restarts at 000001 while the host has seen
+        later STANs of this terminal today. "Ahead" is taken around the 999999 wrap: within
+        half the range after our last STAN. A host STAN behind ours changes nothing.
+        """
+        if len(last_seen) != 6 or not last_seen.isascii() or not last_seen.isdigit():
+            raise StanStoreError(f"the host's last STAN {last_seen[:12]!r} is not 6 digits")
+        seen = int(last_seen)
+        if not 1 <= seen <= STAN_MAX:
+            raise StanStoreError(f"the host's last STAN {last_seen!r} is out of range")
+        with self._lock:
+            distance = (seen - self._last) % STAN_MAX
+            if not 0 < distance <= STAN_MAX // 2:
+                return False
+            if self.path is not None:
+                self._store(seen)
+            self._last = seen
+            return True
+
     def _store(self, value: int) -> None:
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +188,7 @@ class HostClient:
         return self._sock is not None
 
     def connect(self) -> None:
-        """Open the connection, trying a few times with growing pauses; HostUnavailable if not."""
+        """Open the connection, trying a few times with growing pauses; HostUnreachable if not."""
         if self._sock is not None:
             return
         delay = self.backoff
@@ -184,7 +208,7 @@ class HostClient:
             self._decoder = iso.FrameDecoder()
             self._fresh = True
             return
-        raise HostUnavailable(
+        raise HostUnreachable(
             f"host {self.host}:{self.port} unreachable after {self.connect_attempts} tries: {last}"
         ) from last
 
@@ -212,7 +236,12 @@ class HostClient:
         """
         return self._send(mti, fields)[0]
 
-    def _send(self, mti: str, fields: Mapping[str, str | bytes]) -> tuple[Message, dt.datetime]:
+    def _send(
+        self,
+        mti: str,
+        fields: Mapping[str, str | bytes],
+        before_send: BeforeSend | None = None,
+    ) -> tuple[Message, dt.datetime]:
         with self._lock:
             now = self.clock.now()
             message = Message(
@@ -229,6 +258,9 @@ class HostClient:
                 body = iso.encode_message(message, self._mac_key)
             except MessageFormatError as err:
                 raise HostProtocolError(f"cannot build {mti}: {err}") from err
+            if before_send is not None:
+                # The caller writes its intent durably first; if that fails, nothing is sent.
+                before_send(message.text("11") or "", now.replace(microsecond=0))
             try:
                 return self._exchange(message, body), now
             except HostClientError as err:
@@ -242,6 +274,8 @@ class HostClient:
             self._fresh = False
             try:
                 assert self._sock is not None
+                if crash_points.active:
+                    crash_points.reached(f"host.send:{message.mti}")
                 self._sock.sendall(iso.frame(body))
                 return self._await_answer(message)
             except HostClientError:
@@ -251,10 +285,10 @@ class HostClient:
                 if reused and attempt == 1:
                     log.info("host connection was dead (%s); sending again", err)
                     continue
-                raise HostUnavailable(f"host closed the connection: {err}") from err
+                raise HostUnreachable(f"host closed the connection: {err}") from err
             except OSError as err:
                 self.close()
-                raise HostUnavailable(f"host link failed: {err}") from err
+                raise HostUnreachable(f"host link failed: {err}") from err
         raise AssertionError("unreachable")
 
     def _await_answer(self, request: Message) -> Message:
@@ -286,6 +320,8 @@ class HostClient:
             for body in bodies:
                 answer = self._check_answer(body)
                 if answer.mti == expected_mti and answer.text("11") == stan:
+                    if crash_points.active:
+                        crash_points.reached(f"host.receive:{answer.mti}")
                     return answer
                 log.warning("discarding a stale %s stan %s", answer.mti, answer.text("11"))
 
@@ -312,12 +348,22 @@ class HostClient:
     # ----- typed requests (device.controller.ports.HostPort) ----------------------------------
 
     def sign_on(self) -> None:
-        self._network("sign_on")
+        """Sign on; adopt the host's last STAN of this terminal when it is ahead of ours."""
+        answer = self._network("sign_on")
+        last_seen = answer.text(LAST_STAN_FIELD)
+        if last_seen is None:
+            return
+        try:
+            moved = self.stan.resync(last_seen)
+        except StanStoreError as err:
+            raise HostProtocolError(f"sign-on answer unreadable: {err}") from err
+        if moved:
+            log.warning("STAN moved forward to %s, the last one the host recorded", last_seen)
 
     def echo(self) -> None:
         self._network("echo")
 
-    def _network(self, kind: str) -> None:
+    def _network(self, kind: str) -> Message:
         code = iso.field_table().network_code_for(kind)
         answer = self.request("0800", {"70": code})
         response_code = answer.text("39") or ""
@@ -325,6 +371,7 @@ class HostClient:
             raise HostRefused(
                 f"host declined {kind.replace('_', '-')} ({response_code})", response_code
             )
+        return answer
 
     def verify_pin(self, card: Card, pin: EncryptedPin) -> HostReply:
         return self._card_request("0100", "pin_verify", card, pin)
@@ -332,9 +379,23 @@ class HostClient:
     def balance(self, card: Card, pin: EncryptedPin, account: str) -> HostReply:
         return self._card_request("0100", "balance", card, pin, from_account=account)
 
-    def withdraw(self, card: Card, pin: EncryptedPin, account: str, amount: int) -> HostReply:
+    def withdraw(
+        self,
+        card: Card,
+        pin: EncryptedPin,
+        account: str,
+        amount: int,
+        *,
+        before_send: BeforeSend | None = None,
+    ) -> HostReply:
         return self._card_request(
-            "0200", "withdrawal", card, pin, from_account=account, amount=amount
+            "0200",
+            "withdrawal",
+            card,
+            pin,
+            from_account=account,
+            amount=amount,
+            before_send=before_send,
         )
 
     def transfer(
@@ -356,10 +417,10 @@ class HostClient:
     def change_pin(self, card: Card, pin: EncryptedPin, new_pin: EncryptedPin) -> HostReply:
         return self._card_request("0200", "pin_change", card, pin, new_pin=new_pin)
 
-    def complete(self, original_stan: str, transmitted_at: str, amount: int) -> bool:
+    def complete(self, original_stan: str, transmitted_at: str, amount: int) -> str:
         """Completion advice (0220) of a withdrawal: `amount` cents were handed out.
 
-        True when the host handled it (whatever it answered), False to send it again later.
+        Returns the host's response code; 91 or 96 mean it was not handled: send it again later.
         """
         fields = self._advice_fields(original_stan, transmitted_at, amount)
         fields["95"] = iso.replacement_amounts(amount)
@@ -367,7 +428,7 @@ class HostClient:
 
     def reverse(
         self, original_stan: str, transmitted_at: str, amount: int, dispensed_amount: int
-    ) -> bool:
+    ) -> str:
         """Reversal advice (0420) of a withdrawal of `amount`; partial if some cash went out."""
         fields = self._advice_fields(original_stan, transmitted_at, amount)
         if dispensed_amount > 0:
@@ -393,13 +454,9 @@ class HostClient:
             ),
         }
 
-    def _advice(self, mti: str, fields: dict[str, str | bytes]) -> bool:
+    def _advice(self, mti: str, fields: dict[str, str | bytes]) -> str:
         answer = self.request(mti, fields)
-        code = answer.text("39") or ""
-        if code in ADVICE_RETRY_CODES:
-            log.warning("host could not handle %s (%s); will retry", mti, code)
-            return False
-        return True
+        return answer.text("39") or ""
 
     def _card_request(
         self,
@@ -412,6 +469,7 @@ class HostClient:
         to_account: str | None = None,
         amount: int | None = None,
         new_pin: EncryptedPin | None = None,
+        before_send: BeforeSend | None = None,
     ) -> HostReply:
         table = iso.field_table()
         fields: dict[str, str | bytes] = {"49": self.currency}
@@ -439,7 +497,7 @@ class HostClient:
             fields["111"] = new_pin.block
             if new_pin.ksn:
                 fields["121"] = bytes.fromhex(new_pin.ksn)
-        answer, sent_at = self._send(mti, fields)
+        answer, sent_at = self._send(mti, fields, before_send)
         return _reply(answer, sent_at)
 
 

@@ -1,21 +1,35 @@
 """The electronic journal: append-only JSON lines, fsynced at every step of the money path.
-
 Card numbers are masked (first 6, last 4); a PIN or PIN block is refused outright.
+
+Each line carries a CRC-32 that proves it is whole (format and reading rules in
+device/durable_log.py and docs/durable-files.md). A write that fails or is short raises
+JournalWriteError and the journal takes no more entries until `reopen`; a damaged line in the
+middle of the file raises JournalCorrupt naming FILE:LINE; a torn last line is skipped and
+truncated away on the next append.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
+import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from config.iso8583 import mask_pan as mask_pan  # one masking rule for host and ATM
+from device.durable_log import (
+    CRC_KEY,
+    DiskOps,
+    DurableLog,
+    DurableLogCorrupt,
+    DurableWriteError,
+    TornTail,
+)
+
+log = logging.getLogger(__name__)
 
 _CARD_NUMBER = re.compile(r"\d{13,19}")
 _FORBIDDEN_KEYS = frozenset({"pin", "pin_block", "new_pin", "new_pin_block", "track1", "track2"})
@@ -23,6 +37,14 @@ _FORBIDDEN_KEYS = frozenset({"pin", "pin_block", "new_pin", "new_pin_block", "tr
 
 class JournalError(ValueError):
     """A journal entry would hold a secret, or the journal file is unreadable."""
+
+
+#: An entry did not reach the disk whole (short write, full disk, I/O error, read-only folder).
+JournalWriteError = DurableWriteError
+
+
+class JournalCorrupt(DurableLogCorrupt, JournalError):
+    """A damaged journal line with whole lines after it; the message names FILE:LINE."""
 
 
 def _mask_text(text: str) -> str:
@@ -47,56 +69,92 @@ class JournalEntry:
     fields: dict[str, Any]
 
 
-class Journal:
-    """Appends entries; each write reaches the disk before `record` returns."""
+def _is_journal_line(record: dict[str, Any]) -> bool:
+    """A line written before checksums: a plain JSON entry with its seq, time and event."""
+    return (
+        isinstance(record.get("seq"), int)
+        and isinstance(record.get("at"), str)
+        and isinstance(record.get("event"), str)
+    )
 
-    def __init__(self, path: Path, clock_now: Any = None) -> None:
+
+def _entry(record: dict[str, Any]) -> JournalEntry:
+    """The entry of a freshly read record (the record becomes its fields)."""
+    seq, at, event = record.pop("seq"), record.pop("at"), record.pop("event")
+    return JournalEntry(seq, at, event, record)
+
+
+class Journal:
+    """Appends entries; each write reaches the disk before `record` returns, or raises."""
+
+    def __init__(self, path: Path, clock_now: Any = None, *, disk: DiskOps | None = None) -> None:
         self.path = path
         self._now = clock_now or (lambda: dt.datetime.now(dt.UTC))
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._seq = sum(1 for _ in self.entries())
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._log = DurableLog(path, legacy=_is_journal_line, corrupt=JournalCorrupt, disk=disk)
+        self._log.create()
+        self._seq = self._last_seq()
+
+    def _last_seq(self) -> int:
+        scan = self._log.scan()
+        if scan.torn is not None:
+            log.warning("%s", scan.torn.describe(self.path))
+        return max((int(record["seq"]) for record in scan.records), default=0)
+
+    @property
+    def write_error(self) -> JournalWriteError | None:
+        """The failure that stopped the journal, until `reopen`."""
+        return self._log.failure
+
+    @property
+    def torn_tail(self) -> TornTail | None:
+        """The cut last line the file holds now, if any (skipped by `entries`)."""
+        return self._log.scan().torn
 
     def record(self, event: str, **fields: Any) -> JournalEntry:
+        return self.record_many([(event, fields)])[0]
+
+    def record_many(self, events: Iterable[tuple[str, Mapping[str, Any]]]) -> list[JournalEntry]:
+        """Several entries in one write and one fsync: all reach the disk, or none is taken."""
+        cleaned = [(event, self._cleaned(dict(fields))) for event, fields in events]
+        with self._lock:
+            now = self._now().isoformat()
+            entries = [
+                JournalEntry(self._seq + offset, now, event, clean)
+                for offset, (event, clean) in enumerate(cleaned, start=1)
+            ]
+            self._log.append(
+                {**e.fields, "seq": e.seq, "at": e.at, "event": e.event} for e in entries
+            )
+            self._seq += len(entries)
+        return entries
+
+    @staticmethod
+    def _cleaned(fields: dict[str, Any]) -> dict[str, Any]:
         forbidden = _FORBIDDEN_KEYS.intersection(fields)
         if forbidden:
             raise JournalError(f"journal refuses secret field {sorted(forbidden)[0]!r}")
+        if CRC_KEY in fields:
+            raise JournalError(f"journal field name {CRC_KEY!r} is reserved for the checksum")
         if "pan" in fields and fields["pan"] is not None:
             fields["pan"] = mask_pan(str(fields["pan"]))
-        clean = _clean(fields)
-        with self._lock:
-            self._seq += 1
-            entry = JournalEntry(self._seq, self._now().isoformat(), event, clean)
-            line = json.dumps(
-                {"seq": entry.seq, "at": entry.at, "event": event, **clean}, sort_keys=True
-            )
-            os.write(self._fd, (line + "\n").encode())
-            os.fsync(self._fd)
-        return entry
+        clean: dict[str, Any] = _clean(fields)
+        return clean
 
     def entries(self) -> Iterator[JournalEntry]:
-        """Every complete entry; a torn last line (power cut mid-write) is skipped."""
-        try:
-            handle = self.path.open(encoding="utf-8")
-        except FileNotFoundError:
-            return
-        with handle:
-            for line in handle:
-                if not line.endswith("\n"):
-                    return
-                try:
-                    data = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                seq, at, event = data.pop("seq"), data.pop("at"), data.pop("event")
-                yield JournalEntry(seq, at, event, data)
+        """Every whole entry; a torn last line (power cut mid-write) is skipped, damage raises."""
+        for record in self._log.scan().records:
+            yield _entry(record)
 
     def tail(self, count: int) -> list[JournalEntry]:
         return list(self.entries())[-count:]
 
+    def reopen(self) -> None:
+        """After the disk is fixed: take entries again, cutting whatever was not written whole."""
+        with self._lock:
+            self._log.reopen()
+            self._seq = self._last_seq()
+
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._log.close()

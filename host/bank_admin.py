@@ -1,5 +1,5 @@
-"""Bank administration: migrate the schema to head (Alembic) and seed the sample bank from
-config/bank_seed.yaml. Seeding is idempotent: what exists already is left as it is.
+"""Bank administration: migrate the schema to head (Alembic), seed the sample bank from
+config/bank_seed.yaml (idempotently) and report the open withdrawal holds with their age.
 """
 
 from __future__ import annotations
@@ -19,8 +19,17 @@ from config.settings import Settings
 from host import crypto_keys, pin_unit
 from host.crypto_keys import KeyFormatError, TerminalKeys
 from host.database import database_url, make_engine
-from host.models import CUSTOMER_ACCOUNT_KINDS, Account, Card, CardAccount, Customer, Terminal
-from host.service import Posting, post_entry
+from host.ledger import Posting, post_entry
+from host.models import (
+    CUSTOMER_ACCOUNT_KINDS,
+    Account,
+    Card,
+    CardAccount,
+    Customer,
+    Hold,
+    HostTransaction,
+    Terminal,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SEED_FILE = Path(__file__).resolve().parent.parent / "config" / "bank_seed.yaml"
@@ -417,3 +426,101 @@ def seed_bank(settings: Settings, seed_file: Path = SEED_FILE) -> str:
         raise BankAdminError(f"cannot seed the bank: {err}") from err
     finally:
         engine.dispose()
+
+
+# ----- open holds -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenHold:
+    """A withdrawal authorised (its amount held) whose completion or reversal never came."""
+
+    terminal_id: str
+    stan: str
+    transmitted_at: dt.datetime
+    masked_pan: str
+    account: str
+    amount: int  # cents
+    held_since: dt.datetime
+    age_seconds: int
+
+
+def open_holds(
+    engine: sa.Engine, *, now: dt.datetime | None = None, older_than_seconds: float = 0
+) -> list[OpenHold]:
+    """Every hold still `held` and at least `older_than_seconds` old, the oldest first.
+
+    Reading only: the host never releases or posts a hold by itself (docs/host-protocol.md).
+    """
+    if older_than_seconds < 0:
+        raise ValueError("--older-than must be 0 or more seconds")
+    moment = now or _utc_now()
+    cutoff = moment - dt.timedelta(seconds=older_than_seconds)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                Hold.terminal_id,
+                HostTransaction.stan,
+                HostTransaction.transmitted_at,
+                Card.masked_pan,
+                Account.number,
+                Hold.amount,
+                Hold.created_at,
+            )
+            .join(HostTransaction, HostTransaction.id == Hold.host_transaction_id)
+            .join(Account, Account.id == Hold.account_id)
+            .outerjoin(Card, Card.id == HostTransaction.card_id)
+            .where(Hold.status == "held", Hold.created_at <= cutoff)
+            .order_by(Hold.created_at, Hold.id)
+        ).all()
+    return [
+        OpenHold(
+            terminal_id=row.terminal_id,
+            stan=row.stan,
+            transmitted_at=row.transmitted_at,
+            masked_pan=row.masked_pan or "-",
+            account=row.number,
+            amount=row.amount,
+            held_since=row.created_at,
+            age_seconds=max(0, int((moment - row.created_at).total_seconds())),
+        )
+        for row in rows
+    ]
+
+
+def _age(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{days}d {hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+def format_open_holds(holds: list[OpenHold], older_than_seconds: float = 0) -> str:
+    """The hold report as the `atm-sim host holds` command prints it."""
+    if not holds:
+        return f"no open holds older than {older_than_seconds:g} s"
+    lines = [
+        f"{'terminal':<8} {'STAN':<6} {'sent (UTC)':<19} {'card':<19} {'account':<10} "
+        f"{'amount':>12} {'age':>12}"
+    ]
+    for hold in holds:
+        sent = hold.transmitted_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(
+            f"{hold.terminal_id:<8} {hold.stan:<6} {sent:<19} {hold.masked_pan:<19} "
+            f"{hold.account:<10} {_money(hold.amount):>12} {_age(hold.age_seconds):>12}"
+        )
+    total = sum(hold.amount for hold in holds)
+    lines.append(f"{len(holds)} open hold(s), {_money(total)} held")
+    return "\n".join(lines)
+
+
+def holds_report(settings: Settings, older_than_seconds: float = 0) -> str:
+    """The open holds of the bank database the settings name, as printable text."""
+    engine = make_engine(database_url(settings))
+    try:
+        holds = open_holds(engine, older_than_seconds=older_than_seconds)
+    except sa.exc.SQLAlchemyError as err:
+        raise BankAdminError(f"cannot read the holds: {err}") from err
+    finally:
+        engine.dispose()
+    return format_open_holds(holds, older_than_seconds)

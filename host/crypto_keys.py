@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from config.iso8583 import mask_pan as mask_pan  # one masking rule for host and ATM
 from config.settings import Settings
+from host.iso_mapping import is_terminal_id
 from host.models import Terminal
 
 NONCE_BYTES = 12
@@ -128,6 +129,8 @@ def mac_key_lookup(engine: sa.Engine, settings: Settings) -> Callable[[str], byt
     """For the ISO 8583 server: a terminal's MAC key, or None for a terminal the bank lacks."""
 
     def lookup(terminal_id: str) -> bytes | None:
+        if not is_terminal_id(terminal_id):
+            return None  # a NUL or a stray byte must never reach the database driver
         with engine.connect() as conn:
             sealed = conn.scalar(
                 sa.select(Terminal.mac_key_sealed).where(Terminal.terminal_id == terminal_id)

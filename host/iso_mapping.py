@@ -17,6 +17,12 @@ ADVICE_TYPES = frozenset({"0220", "0400", "0420"})
 CARD_TYPES = frozenset({"0100", "0200"})
 PIN_VERIFY = "pin_verify"  # processing code 96: a balance inquiry whose answer shows no balance
 ECHOED = ("3", "4", "7", "11", "41", "49", "70", "102", "103")
+LAST_STAN_FIELD = "48"  # in an 0810 to a sign-on: the last STAN the host recorded from the ATM
+
+
+def is_terminal_id(value: object) -> bool:
+    """Whether a field 41 value can name a terminal: 8 printable ASCII characters."""
+    return isinstance(value, str) and len(value) == 8 and all(" " <= c <= "~" for c in value)
 
 
 def request_kind(message: Message, table: FieldTable) -> str:
@@ -131,7 +137,9 @@ def to_host_request(message: Message, now: dt.datetime, table: FieldTable) -> Ho
     pin = _pin(message)
     amount_text = message.text("4")
     amount = int(amount_text) if amount_text else 0
-    original = message.text("90")
+    original = (
+        iso.parse_original_data_elements(message.text("90") or "") if "90" in message else None
+    )
     replacement = message.text("95")
     if message.mti in CARD_TYPES and pan is None:
         raise MessageFormatError(f"{message.mti}: no card data (field 2 or 35)")
@@ -155,7 +163,11 @@ def to_host_request(message: Message, now: dt.datetime, table: FieldTable) -> Ho
         currency=message.text("49") or "978",
         from_account=_account(message, "102", processing[2:4], table),
         to_account=_account(message, "103", processing[4:6], table),
-        original_stan=iso.parse_original_data_elements(original).stan if original else None,
+        original_stan=original.stan if original else None,
+        # The original went out before its advice: its year is the one nearest the advice's.
+        original_transmitted_at=(
+            iso.parse_transmission_time(original.transmitted, transmitted) if original else None
+        ),
         dispensed_amount=iso.parse_replacement_amounts(replacement) if replacement else None,
     )
 
@@ -214,6 +226,9 @@ def to_iso_response(
         balances = _balances(request, response)
         if balances:
             fields["54"] = iso.encode_balances(balances)
+    signed_on = kind_name == RequestKind.SIGN_ON.value and response.last_stan is not None
+    if signed_on and LAST_STAN_FIELD in rule.allowed:
+        fields[LAST_STAN_FIELD] = response.last_stan or ""
     if "62" in rule.allowed and response.statement:
         entries = [
             StatementEntry(line.posted_at, line.description, line.amount, line.balance_after)

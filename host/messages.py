@@ -66,6 +66,7 @@ class HostRequest:
     from_account: str | None = None  # "checking" / "savings" or an account number
     to_account: str | None = None
     original_stan: str | None = None  # reversal / completion: the withdrawal it refers to
+    original_transmitted_at: dt.datetime | None = None  # field 90: the withdrawal's field 7
     dispensed_amount: int | None = None  # partial reversal / completion: cents handed out
 
     def __repr__(self) -> str:  # never a full card number or a PIN block in a log
@@ -95,6 +96,7 @@ class HostResponse:
     available_balance: int | None = None
     statement: tuple[StatementLine, ...] = field(default_factory=tuple)
     message: str = ""  # a short reason for logs and operators; never a PIN or full PAN
+    last_stan: str | None = None  # sign-on: the terminal's newest STAN the host has recorded
 
     @property
     def approved(self) -> bool:

@@ -162,6 +162,8 @@ class HostTransaction(Base):
         ),
         sa.CheckConstraint("stan ~ '^[0-9]{6}$'", name="stan_digits"),
         sa.CheckConstraint("amount >= 0", name="amount"),
+        # A terminal's newest request (the last STAN told at sign-on) in one index probe.
+        sa.Index("ix_host_transactions_terminal_id_id", "terminal_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
@@ -253,6 +255,41 @@ class DailyUsage(Base):
     day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
     used: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+OPERATOR_ROLES = ("viewer", "operator", "admin")
+
+
+class Operator(Base):
+    """A person who signs in to the HTTP service; the password is kept as bcrypt only."""
+
+    __tablename__ = "operators"
+    __table_args__ = (
+        sa.CheckConstraint(_in("role", OPERATOR_ROLES), name="role"),
+        sa.CheckConstraint("failed_attempts >= 0", name="failed_attempts"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(10))
+    password_hash: Mapped[str] = mapped_column(sa.String(80))
+    failed_attempts: Mapped[int] = mapped_column(sa.Integer)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class OperatorSession(Base):
+    """A signed-in operator's session: its token ends when unused for SESSION_TIMEOUT_SECONDS."""
+
+    __tablename__ = "operator_sessions"
+
+    session_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    operator_id: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("operators.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    last_used_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
 
 
 # The ledger's own backstop, created by the migration: every journal entry sums to zero at commit.

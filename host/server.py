@@ -1,31 +1,45 @@
 """The bank host's ISO 8583 TCP server: length-prefixed, MACed messages in, bank answers out.
 
-One thread per connection: each ATM keeps one connection with at most one request in flight,
-and the bank call blocks on PostgreSQL, so a thread per ATM is simple and never starves others.
+One event loop (selectors) accepts and reads every connection and hands whole frames to a pool
+of worker threads that call the bank, so a silent connection costs a socket, never a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import importlib
 import logging
+import select
+import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from config import iso8583 as iso
 from config.iso8583 import FieldTable, MacError, Message, MessageFormatError
+from config.log_context import bind_log_context
 from config.settings import Settings
 from host import iso_mapping
+from host.iso_mapping import is_terminal_id
 from host.messages import HostRequest, HostResponse, ResponseCode
 
 log = logging.getLogger(__name__)
 
 MacKeyLookup = Callable[[str], "bytes | None"]
-ACCEPT_POLL_SECONDS = 0.2
+TICK_SECONDS = 0.1  # deadlines are checked this often at most
+SEND_TIMEOUT_SECONDS = 5.0  # a peer that reads nothing for this long loses its connection
+MAX_QUEUED_FRAMES = 8  # an ATM has one request in flight; more waiting is a flood
+LISTEN_BACKLOG = 1024
+ACCEPT_PAUSE_SECONDS = 0.2  # out of file descriptors: stop accepting this long
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Authoriser(Protocol):
@@ -40,8 +54,35 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(eq=False)
+class _Connection:
+    """One accepted socket and what the loop and the workers know about it."""
+
+    sock: socket.socket
+    peer: str
+    accepted_at: float
+    last_active: float
+    decoder: iso.FrameDecoder
+    frames: deque[bytes] = field(default_factory=deque)
+    frame_started: float | None = None  # when the frame now arriving began
+    proven: bool = False  # it sent a whole frame with a valid MAC: a genuine terminal
+    busy: bool = False  # a worker is answering its frames; only the loop closes sockets
+    closing: bool = False
+    registered: bool = True
+
+
+_LISTENER = object()
+_WAKE = object()
+
+
 class HostServer:
-    """A TCP server answering ISO 8583 requests with a bank; start() in the background, stop()."""
+    """A TCP server answering ISO 8583 requests with a bank; start() in the background, stop().
+
+    A connection must prove itself (send a whole frame with a valid MAC) within proof_timeout
+    or it is closed. Only unproven connections count against max_unproven; when that many
+    wait, the oldest of them is closed to make room, so a newcomer always gets its chance and
+    proven terminals are never refused.
+    """
 
     def __init__(
         self,
@@ -52,63 +93,78 @@ class HostServer:
         *,
         idle_timeout: float = 300.0,
         frame_timeout: float = 5.0,
-        max_connections: int = 256,
+        proof_timeout: float = 3.0,
+        max_unproven: int = 512,
+        workers: int = 32,
         now: Callable[[], dt.datetime] = _utc_now,
         table: FieldTable | None = None,
     ) -> None:
+        if max_unproven < 1 or workers < 1:
+            raise ValueError("max_unproven and workers must be at least 1")
         self.bank = bank
         self.mac_key_for = terminal_keys_lookup
         self.host = host
         self.port = port
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout
-        self.max_connections = max_connections
+        self.proof_timeout = proof_timeout
+        self.max_unproven = max_unproven
+        self.workers = workers
         self.now = now
         self.table = table or iso.field_table()
+        self._tick = max(0.01, min(TICK_SECONDS, frame_timeout / 4, proof_timeout / 4))
         self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._wake_reader: socket.socket | None = None
+        self._wake_writer: socket.socket | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._idle_workers = threading.Condition(self._lock)
+        self._connections: set[_Connection] = set()
+        self._unproven: dict[_Connection, None] = {}  # in accept order: the oldest first
+        self._close_requests: list[_Connection] = []
+        self._working = 0
+        self._evicted = 0
+        self._accept_paused_until: float | None = None
         self.served = 0  # requests answered, for operators and tests
 
     # ----- life cycle -------------------------------------------------------------------------
 
     def start(self) -> int:
-        """Listen and serve in background threads; return the bound port."""
+        """Listen and serve in the background; return the bound port."""
         try:
-            listener = socket.create_server((self.host, self.port), reuse_port=False)
+            listener = socket.create_server(
+                (self.host, self.port), reuse_port=False, backlog=LISTEN_BACKLOG
+            )
         except OSError as err:
             raise HostServerError(f"cannot listen on {self.host}:{self.port}: {err}") from err
-        listener.settimeout(ACCEPT_POLL_SECONDS)
+        listener.setblocking(False)
         self._listener = listener
         self.port = listener.getsockname()[1]
         self._stopping.clear()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name=f"iso8583-accept-{self.port}", daemon=True
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(listener, selectors.EVENT_READ, _LISTENER)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, _WAKE)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"iso8583-{self.port}")
+        self._loop_thread = threading.Thread(
+            target=self._loop, name=f"iso8583-loop-{self.port}", daemon=True
         )
-        self._accept_thread.start()
+        self._loop_thread.start()
         log.info("ISO 8583 host listening on %s:%d", self.host, self.port)
         return self.port
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop accepting, close every connection and wait for their threads."""
+        """Stop accepting, close every connection and wait for the answers in progress."""
         self._stopping.set()
-        if self._listener is not None:
-            with contextlib.suppress(OSError):  # wakes the blocked accept() on Linux
-                self._listener.shutdown(socket.SHUT_RDWR)
-        if self._accept_thread is not None:
-            self._accept_thread.join(timeout)
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            connections = list(self._connections.items())
-        for conn, _ in connections:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                conn.shutdown(socket.SHUT_RDWR)
-        for _, thread in connections:
-            thread.join(timeout)
+        self._wake()
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout)
+            self._loop_thread = None
 
     def __enter__(self) -> HostServer:
         self.start()
@@ -122,113 +178,346 @@ class HostServer:
         with self._lock:
             return len(self._connections)
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        listener = self._listener
-        while not self._stopping.is_set():
-            try:
-                conn, peer = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as err:
-                if not self._stopping.is_set():
-                    log.error("accept failed: %s", err)
-                    time.sleep(ACCEPT_POLL_SECONDS)
-                continue
-            name = f"{peer[0]}:{peer[1]}"
-            with self._lock:
-                if len(self._connections) >= self.max_connections:
-                    log.warning("%s: refused, already %d connections", name, len(self._connections))
-                    conn.close()
-                    continue
-                thread = threading.Thread(
-                    target=self._serve_connection, args=(conn, name), name=f"iso8583-{name}"
-                )
-                thread.daemon = True
-                self._connections[conn] = thread
-            thread.start()
+    @property
+    def unproven_count(self) -> int:
+        with self._lock:
+            return len(self._unproven)
 
-    # ----- one connection ---------------------------------------------------------------------
+    def _wake(self) -> None:
+        writer = self._wake_writer
+        if writer is not None:
+            with contextlib.suppress(OSError):  # full or closed: the loop is awake or gone
+                writer.send(b"\0")
 
-    def _serve_connection(self, conn: socket.socket, peer: str) -> None:
-        decoder = iso.FrameDecoder(self.table.max_message_bytes)
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # ----- the event loop (one thread: it alone registers and closes sockets) -----------------
+
+    def _loop(self) -> None:
+        assert self._selector is not None
+        selector = self._selector
+        next_sweep = 0.0
         try:
             while not self._stopping.is_set():
-                conn.settimeout(self.frame_timeout if decoder.pending else self.idle_timeout)
-                try:
-                    data = conn.recv(65536)
-                except TimeoutError:
-                    if decoder.pending:
-                        log.warning(
-                            "%s: truncated frame, %s then silence", peer, decoder.describe_pending()
-                        )
+                for key, _ in selector.select(self._tick):
+                    if key.data is _LISTENER:
+                        self._accept_all()
+                    elif key.data is _WAKE:
+                        with contextlib.suppress(OSError):
+                            key.fileobj.recv(4096)  # type: ignore[union-attr]
                     else:
-                        log.info("%s: idle for %.0f s, closing", peer, self.idle_timeout)
-                    return
-                except OSError as err:
-                    if not self._stopping.is_set():
-                        log.info("%s: connection lost: %s", peer, err)
-                    return
-                if not data:
-                    if decoder.pending:
-                        log.warning("%s: closed mid-frame, %s", peer, decoder.describe_pending())
-                    return
-                try:
-                    bodies = decoder.feed(data)
-                except MessageFormatError as err:
-                    log.warning("%s: bad frame, closing: %s", peer, err)
-                    return
-                for body in bodies:
-                    try:
-                        answer = self._answer(body, peer)
-                    except Exception:  # a bug or a dead key store must not kill the server
-                        log.exception("%s: unexpected failure, closing", peer)
-                        return
-                    if answer is None:
-                        return
-                    conn.sendall(iso.frame(answer))
+                        self._read(key.data)
+                with self._lock:
+                    requests, self._close_requests = self._close_requests, []
+                for conn in requests:
+                    self._close(conn)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + self._tick
+        except Exception:  # the loop must not die silently: say why and close everything
+            log.exception("the ISO 8583 event loop failed")
+        finally:
+            self._shut_down()
+
+    def _shut_down(self, timeout: float = 5.0) -> None:
+        assert self._selector is not None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # wakes a worker still sending
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._working and time.monotonic() < deadline:
+                self._idle_workers.wait(deadline - time.monotonic())
+            connections = list(self._connections)
+            self._connections.clear()
+            self._unproven.clear()
+            self._close_requests.clear()
+        for conn in connections:
+            conn.sock.close()
+        self._selector.close()
+        self._selector = None
+        for end in (self._wake_reader, self._wake_writer):
+            if end is not None:
+                end.close()
+        self._wake_reader = self._wake_writer = None
+
+    def _accept_all(self) -> None:
+        assert self._listener is not None and self._selector is not None
+        while True:
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                if err.errno in OUT_OF_DESCRIPTORS:
+                    self._out_of_descriptors(err)
+                elif not self._stopping.is_set():
+                    log.error("accept failed: %s", err)
+                return
+            self._admit(sock, f"{address[0]}:{address[1]}")
+
+    def _out_of_descriptors(self, err: OSError) -> None:
+        assert self._listener is not None and self._selector is not None
+        with self._lock:
+            victim = self._oldest_unproven()
+        if victim is not None:
+            self._close(victim)
+            self._evicted += 1
+            return
+        log.error("accept failed (%s): pausing new connections for %g s", err, ACCEPT_PAUSE_SECONDS)
+        self._selector.unregister(self._listener)
+        self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE_SECONDS
+
+    def _admit(self, sock: socket.socket, peer: str) -> None:
+        assert self._selector is not None
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):  # the peer may be gone already
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        now = time.monotonic()
+        conn = _Connection(sock, peer, now, now, iso.FrameDecoder(self.table.max_message_bytes))
+        with self._lock:
+            victim = self._oldest_unproven() if len(self._unproven) >= self.max_unproven else None
+            self._connections.add(conn)
+            self._unproven[conn] = None
+        if victim is not None:
+            self._close(victim)
+            self._evicted += 1
+        self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _oldest_unproven(self) -> _Connection | None:
+        """The connection to close to make room (lock held): the oldest one not being answered."""
+        fallback = None
+        for conn in self._unproven:
+            if not conn.busy:
+                return conn
+            fallback = fallback or conn
+        return fallback
+
+    def _read(self, conn: _Connection) -> None:
+        if conn.closing:
+            self._close(conn)
+            return
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError as err:
-            log.info("%s: connection lost while answering: %s", peer, err)
+            log.info("%s: connection lost: %s", conn.peer, err)
+            self._close(conn)
+            return
+        if not data:
+            if conn.decoder.pending:
+                log.warning("%s: closed mid-frame, %s", conn.peer, conn.decoder.describe_pending())
+            self._close(conn)
+            return
+        now = time.monotonic()
+        conn.last_active = now
+        try:
+            bodies = conn.decoder.feed(data)
+        except MessageFormatError as err:
+            log.warning("%s: bad frame, closing: %s", conn.peer, err)
+            self._close(conn)
+            return
+        if not conn.decoder.pending:
+            conn.frame_started = None
+        elif bodies or conn.frame_started is None:
+            conn.frame_started = now
+        if bodies:
+            self._queue(conn, bodies)
+
+    def _queue(self, conn: _Connection, bodies: list[bytes]) -> None:
+        """Queue whole frames for a worker; start one unless one is answering this connection."""
+        assert self._pool is not None
+        with self._lock:
+            flooded = len(conn.frames) + len(bodies) > MAX_QUEUED_FRAMES
+            start = not flooded and not conn.busy
+            if not flooded:
+                conn.frames.extend(bodies)
+                conn.busy = True
+        if flooded:
+            log.warning("%s: more than %d requests waiting, closing", conn.peer, MAX_QUEUED_FRAMES)
+            self._close(conn)
+        elif start:
+            self._pool.submit(self._work, conn)
+
+    def _close(self, conn: _Connection) -> None:
+        """Close a connection now, or as soon as the worker answering it is done."""
+        assert self._selector is not None
+        with self._lock:
+            conn.closing = True
+            self._unproven.pop(conn, None)
+            busy = conn.busy
+            if not busy:
+                self._connections.discard(conn)
+        if conn.registered:
+            conn.registered = False
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(conn.sock)
+        if not busy:
+            conn.sock.close()
+
+    def _sweep(self, now: float) -> None:
+        assert self._selector is not None and self._listener is not None
+        if self._accept_paused_until is not None and now >= self._accept_paused_until:
+            self._accept_paused_until = None
+            self._selector.register(self._listener, selectors.EVENT_READ, _LISTENER)
+        truncated: list[_Connection] = []
+        unproven: list[_Connection] = []
+        idle: list[_Connection] = []
+        with self._lock:
+            for conn in self._connections:
+                if conn.busy or conn.closing:
+                    continue
+                if conn.frame_started is not None and now - conn.frame_started > self.frame_timeout:
+                    truncated.append(conn)
+                elif not conn.proven and now - conn.accepted_at > self.proof_timeout:
+                    (truncated if conn.decoder.pending else unproven).append(conn)
+                elif conn.proven and now - conn.last_active > self.idle_timeout:
+                    idle.append(conn)
+            evicted, self._evicted = self._evicted, 0
+        for conn in truncated:
+            log.warning(
+                "%s: truncated frame, %s then silence", conn.peer, conn.decoder.describe_pending()
+            )
+            self._close(conn)
+        for conn in idle:
+            log.info("%s: idle for %.0f s, closing", conn.peer, self.idle_timeout)
+            self._close(conn)
+        for conn in unproven:
+            self._close(conn)
+        # One line per sweep, not per socket: a flood of silent connections must not flood the log.
+        if len(unproven) == 1:
+            log.info(
+                "%s: no valid MACed message within %g s, closing",
+                unproven[0].peer,
+                self.proof_timeout,
+            )
+        elif unproven:
+            log.info(
+                "closed %d connections that sent no valid MACed message within %g s",
+                len(unproven),
+                self.proof_timeout,
+            )
+        if evicted:
+            log.warning(
+                "closed the %d oldest unproven connection(s): at most %d may wait for their "
+                "first MACed message",
+                evicted,
+                self.max_unproven,
+            )
+
+    # ----- workers: answer the frames of one connection, in order -----------------------------
+
+    def _work(self, conn: _Connection) -> None:
+        with self._lock:
+            self._working += 1
+        try:
+            while True:
+                with self._lock:
+                    if conn.closing or not conn.frames:
+                        break
+                    body = conn.frames.popleft()
+                try:
+                    # A copy: the terminal id bound for this message's log lines ends with it.
+                    answer, genuine = copy_context().run(self._answer, body, conn.peer)
+                except Exception:  # a bug or a dead key store must not kill the server
+                    log.exception("%s: unexpected failure, closing", conn.peer)
+                    answer, genuine = None, False
+                if genuine:
+                    with self._lock:
+                        conn.proven = True
+                        self._unproven.pop(conn, None)
+                if answer is None or not self._send(conn, iso.frame(answer)):
+                    with self._lock:
+                        conn.closing = True
+                    break
+                conn.last_active = time.monotonic()
         finally:
             with self._lock:
-                self._connections.pop(conn, None)
-            conn.close()
+                conn.busy = False
+                if conn.closing:
+                    self._close_requests.append(conn)
+                self._working -= 1
+                self._idle_workers.notify_all()
+            if conn.closing:
+                self._wake()
 
-    def _answer(self, body: bytes, peer: str) -> bytes | None:
-        """The encoded answer to one message, or None to close the connection."""
+    def _send(self, conn: _Connection, data: bytes) -> bool:
+        """Send a whole answer on the non-blocking socket; False if the peer is gone or stuck."""
+        view = memoryview(data)
+        deadline = time.monotonic() + SEND_TIMEOUT_SECONDS
+        poller: select.poll | None = None
+        while view:
+            try:
+                view = view[conn.sock.send(view) :]
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as err:
+                log.info("%s: connection lost while answering: %s", conn.peer, err)
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("%s: reads no answers, closing", conn.peer)
+                return False
+            if poller is None:
+                poller = select.poll()  # poll, not select: descriptors above 1024 are normal here
+                poller.register(conn.sock, select.POLLOUT)
+            poller.poll(remaining * 1000)
+        return True
+
+    def _answer(self, body: bytes, peer: str) -> tuple[bytes | None, bool]:
+        """The encoded answer to one message (None: close the connection), and whether the
+        message carried a valid MAC (the connection then belongs to a genuine terminal)."""
         try:
             message = iso.decode_message(body, self.table, check=False)
         except MessageFormatError as err:
             log.warning("%s: malformed message, closing: %s", peer, err)
-            return None
+            return None, False
         rule = self.table.messages.get(message.mti)
         if rule is None or rule.response is None:
             log.warning("%s: message type %r is not a request, closing", peer, message.mti)
-            return None
+            return None, False
         terminal = message.fields.get("41")
-        key = self.mac_key_for(terminal) if isinstance(terminal, str) else None
+        # Checked before the key store is asked: a NUL byte must never reach the database.
+        if not is_terminal_id(terminal):
+            log.warning(
+                "%s: %s refused (63): field 41 %r is not 8 printable ASCII characters",
+                peer,
+                message.mti,
+                terminal,
+            )
+            return self._error(message, ResponseCode.SECURITY_VIOLATION, None, peer), False
+        assert isinstance(terminal, str)
+        bind_log_context(terminal_id=terminal)
+        key = self.mac_key_for(terminal)
         if key is None:
             log.warning("%s: %s from unknown terminal %r refused", peer, message.mti, terminal)
-            return self._error(message, ResponseCode.SECURITY_VIOLATION, None, peer)
+            return self._error(message, ResponseCode.SECURITY_VIOLATION, None, peer), False
         try:
             iso.verify_mac(body, message, key)
         except MacError as err:
             log.warning("%s: %s", peer, err)
-            return self._error(message, ResponseCode.SECURITY_VIOLATION, key, peer)
+            return self._error(message, ResponseCode.SECURITY_VIOLATION, key, peer), False
         try:
             iso.check_message(message, self.table)
             kind = iso_mapping.request_kind(message, self.table)
             request = iso_mapping.to_host_request(message, self.now(), self.table)
         except MessageFormatError as err:
             log.warning("%s: %s %s format error: %s", peer, terminal, message.mti, err)
-            return self._error(message, ResponseCode.FORMAT_ERROR, key, peer)
+            return self._error(message, ResponseCode.FORMAT_ERROR, key, peer), True
         started = time.perf_counter()
         try:
             response = self.bank.handle(request)
         except Exception:
             log.exception("%s: the bank failed on %s %s", peer, terminal, message.mti)
-            return self._error(message, ResponseCode.SYSTEM_MALFUNCTION, key, peer)
+            return self._error(message, ResponseCode.SYSTEM_MALFUNCTION, key, peer), True
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.info(
             "%s %s stan=%s pc=%s pan=%s -> %s (%.1f ms)%s",
@@ -246,9 +535,9 @@ class HostServer:
             encoded = iso.encode_message(answer, key, self.table)
         except MessageFormatError as err:
             log.error("%s: cannot encode the answer to %s: %s", peer, message.mti, err)
-            return self._error(message, ResponseCode.SYSTEM_MALFUNCTION, key, peer)
+            return self._error(message, ResponseCode.SYSTEM_MALFUNCTION, key, peer), True
         self._count_served()
-        return encoded
+        return encoded, True
 
     def _error(
         self, message: Message, code: ResponseCode, key: bytes | None, peer: str

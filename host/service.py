@@ -9,7 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,16 +20,16 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from host import crypto_keys, dukpt, pin_unit
+from host.iso_mapping import is_terminal_id
+from host.ledger import InsufficientFunds, Posting, ledger_lines, post_entry
 from host.messages import HostRequest, HostResponse, RequestKind, ResponseCode, StatementLine
 from host.models import (
-    CUSTOMER_ACCOUNT_KINDS,
     Account,
     Card,
     CardAccount,
     DailyUsage,
     Hold,
     HostTransaction,
-    JournalEntry,
     JournalLine,
     Terminal,
 )
@@ -49,6 +49,14 @@ CARD_KINDS = frozenset(
     }
 )
 ADVICE_KINDS = frozenset({RequestKind.COMPLETION, RequestKind.REVERSAL})
+# Network messages claim no STAN: an ATM that lost its STAN file must still be able to sign on.
+NETWORK_KINDS = frozenset({RequestKind.SIGN_ON, RequestKind.ECHO})
+# A completion or reversal of a withdrawal already settled that way, under a new STAN: its row
+# keeps the STAN and the answer, under its own kind, so each withdrawal has one settling record.
+REPEAT_KINDS = {
+    RequestKind.COMPLETION: "completion_repeat",
+    RequestKind.REVERSAL: "reversal_repeat",
+}
 RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
 ATTEMPTS = 3
 
@@ -66,81 +74,6 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-# ----- the ledger ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Posting:
-    """One line of a journal entry: `amount` cents onto the account's ledger balance (+ credit)."""
-
-    account_id: int
-    amount: int
-    memo: str
-    available_change: int | None = None  # None: the available balance moves by `amount` too
-
-
-def post_entry(
-    session: Session,
-    *,
-    posted_at: dt.datetime,
-    kind: str,
-    description: str,
-    postings: Sequence[Posting],
-    host_transaction_id: int | None = None,
-) -> dict[int, tuple[int, int]]:
-    """Post a balanced entry; return each account's (ledger, available) balance after it.
-
-    Accounts are updated in the order given (callers keep one lock order: customer accounts by
-    id, then bank accounts). A customer account whose available balance would go below zero
-    raises Declined(51); the CHECK constraints and the balanced-entry trigger are the backstop.
-    """
-    if sum(p.amount for p in postings) != 0:
-        raise ValueError(f"{kind} entry does not balance")
-    entry_id = session.scalar(
-        sa.insert(JournalEntry)
-        .values(
-            posted_at=posted_at,
-            kind=kind,
-            description=description[:80],
-            host_transaction_id=host_transaction_id,
-        )
-        .returning(JournalEntry.id)
-    )
-    balances: dict[int, tuple[int, int]] = {}
-    for posting in postings:
-        available = posting.amount if posting.available_change is None else posting.available_change
-        row = session.execute(
-            sa.update(Account)
-            .where(
-                Account.id == posting.account_id,
-                sa.or_(
-                    Account.kind.not_in(CUSTOMER_ACCOUNT_KINDS),
-                    Account.available_balance + available >= 0,
-                ),
-            )
-            .values(
-                ledger_balance=Account.ledger_balance + posting.amount,
-                available_balance=Account.available_balance + available,
-            )
-            .returning(Account.ledger_balance, Account.available_balance)
-            .execution_options(synchronize_session=False)
-        ).one_or_none()
-        if row is None:
-            raise Declined(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
-        if posting.amount:
-            session.execute(
-                sa.insert(JournalLine).values(
-                    entry_id=entry_id,
-                    account_id=posting.account_id,
-                    amount=posting.amount,
-                    balance_after=row.ledger_balance,
-                    memo=posting.memo[:40],
-                )
-            )
-        balances[posting.account_id] = (row.ledger_balance, row.available_balance)
-    return balances
-
-
 # ----- what one request needs ------------------------------------------------------------------
 
 
@@ -154,6 +87,7 @@ class _Record:
     account_id: int | None = None
     amount: int = 0
     original_id: int | None = None
+    kind: str | None = None  # set when the request turns out to be a repeat (REPEAT_KINDS)
 
 
 @dataclass(frozen=True)
@@ -165,23 +99,45 @@ class _LinkedAccount:
     currency: str
 
 
+def _utc(at: dt.datetime) -> dt.datetime:
+    return (at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
 def _business_date(request: HostRequest) -> dt.date:
-    at = request.transmitted_at
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.UTC)
-    return at.astimezone(dt.UTC).date()
+    return _utc(request.transmitted_at).date()
+
+
+def _printable(text: object, longest: int) -> bool:
+    return isinstance(text, str) and 0 < len(text) <= longest and all(" " <= c <= "~" for c in text)
+
+
+def _digits(text: object, length: int) -> bool:
+    return isinstance(text, str) and len(text) == length and text.isascii() and text.isdigit()
 
 
 def _shape_problem(request: HostRequest) -> str | None:
     """Why a request cannot be served at all (answered 30), or None."""
     if not isinstance(request.kind, RequestKind):
         return "unknown request kind"
-    if not (len(request.stan) == 6 and request.stan.isascii() and request.stan.isdigit()):
+    # Checked before any database access: a NUL byte or a stray character never reaches SQL.
+    if not _digits(request.stan, 6):
         return "the STAN must be 6 digits"
-    if not 1 <= len(request.terminal_id) <= 8:
-        return "the terminal id must be 1 to 8 characters"
+    if not is_terminal_id(request.terminal_id):
+        return "the terminal id must be 8 printable ASCII characters"
     if not isinstance(request.transmitted_at, dt.datetime):
         return "no transmission time"
+    if not _digits(request.currency, 3):
+        return "the currency must be 3 digits"
+    if request.expiry is not None and not _digits(request.expiry, 4):
+        return "the expiry must be 4 digits (YYMM)"
+    for name in ("from_account", "to_account"):
+        value = getattr(request, name)
+        if value is not None and not _printable(value, 34):
+            return f"{name} must be 1 to 34 printable ASCII characters"
+    if request.original_transmitted_at is not None and not isinstance(
+        request.original_transmitted_at, dt.datetime
+    ):
+        return "the original transmission time must be a time"
     for name in ("amount", "dispensed_amount"):
         value = getattr(request, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -204,10 +160,8 @@ def _shape_problem(request: HostRequest) -> str | None:
             request.new_pin_ksn is None
         ):
             return "the old and new PIN blocks must both be under DUKPT or both under fixed keys"
-    if request.kind in ADVICE_KINDS:
-        original = request.original_stan or ""
-        if not (len(original) == 6 and original.isascii() and original.isdigit()):
-            return "a completion or reversal needs the original STAN (6 digits)"
+    if request.kind in ADVICE_KINDS and not _digits(request.original_stan, 6):
+        return "a completion or reversal needs the original STAN (6 digits)"
     return None
 
 
@@ -299,6 +253,8 @@ class Bank:
                 return HostResponse(
                     ResponseCode.SECURITY_VIOLATION, request.stan, message="unknown terminal"
                 )
+            if request.kind in NETWORK_KINDS:
+                return self._network(session, request, terminal, now)
             claimed = self._claim(session, request, now)
             if isinstance(claimed, HostResponse):
                 return claimed
@@ -308,9 +264,22 @@ class Bank:
     # ----- idempotency --------------------------------------------------------------------------
 
     def _digest(self, request: HostRequest) -> bytes:
-        # What makes a resend "the same request"; PIN blocks stay out of it on purpose.
+        """What makes a resend "the same request": every field the ATM sent.
+
+        An ATM resends a request byte for byte (same PIN block, same field 7 time); a STAN
+        reused after the ATM lost its state comes with another time or PIN block, and must not
+        be answered with the first request's answer. Only this keyed digest is stored.
+        """
+
+        def time(at: dt.datetime | None) -> str:
+            return "" if at is None else _utc(at).isoformat()
+
+        def octets(value: bytes | None) -> str:
+            return "" if value is None else value.hex()
+
         parts = (
             request.kind.value,
+            time(request.transmitted_at),
             request.pan or "",
             request.expiry or "",
             str(request.amount),
@@ -318,7 +287,13 @@ class Bank:
             request.from_account or "",
             request.to_account or "",
             request.original_stan or "",
+            time(request.original_transmitted_at),
             "" if request.dispensed_amount is None else str(request.dispensed_amount),
+            "" if request.pin_block_format is None else str(request.pin_block_format),
+            octets(request.pin_block),
+            octets(request.pin_ksn),
+            octets(request.new_pin_block),
+            octets(request.new_pin_ksn),
         )
         return hmac.new(self._digest_key, "\x1f".join(parts).encode(), hashlib.sha256).digest()
 
@@ -381,10 +356,43 @@ class Bank:
                 account_id=record.account_id,
                 amount=record.amount,
                 original_id=record.original_id,
+                **({} if record.kind is None else {"kind": record.kind}),
             )
             .execution_options(synchronize_session=False)
         )
         return response
+
+    # ----- network messages -------------------------------------------------------------------
+
+    def _network(
+        self, session: Session, request: HostRequest, terminal: Terminal, now: dt.datetime
+    ) -> HostResponse:
+        """Sign-on and echo: answered without claiming their STAN (nothing to replay)."""
+        if request.kind is RequestKind.ECHO:
+            return HostResponse(ResponseCode.APPROVED, request.stan)
+        terminal.last_sign_on_at = now
+        return HostResponse(
+            ResponseCode.APPROVED,
+            request.stan,
+            message="signed on",
+            last_stan=self.last_stan(session, terminal.terminal_id),
+        )
+
+    @staticmethod
+    def last_stan(session: Session, terminal_id: str) -> str | None:
+        """The STAN of the newest request the host recorded from a terminal, any day, or None.
+
+        A blocked original is left out: its STAN came inside a reversal, not as a request.
+        """
+        return session.scalar(
+            sa.select(HostTransaction.stan)
+            .where(
+                HostTransaction.terminal_id == terminal_id,
+                HostTransaction.kind != BLOCKED_ORIGINAL,
+            )
+            .order_by(HostTransaction.id.desc())
+            .limit(1)
+        )
 
     # ----- dispatch ---------------------------------------------------------------------------
 
@@ -397,11 +405,6 @@ class Bank:
         now: dt.datetime,
     ) -> HostResponse:
         kind = request.kind
-        if kind is RequestKind.SIGN_ON:
-            terminal.last_sign_on_at = now
-            return HostResponse(ResponseCode.APPROVED, request.stan, message="signed on")
-        if kind is RequestKind.ECHO:
-            return HostResponse(ResponseCode.APPROVED, request.stan)
         if kind is RequestKind.REVERSAL:
             return self._reversal(session, request, record, now)
         try:
@@ -422,6 +425,10 @@ class Bank:
                 return self._pin_change(session, request, card, keys)
         except Declined as declined:
             return HostResponse(declined.code, request.stan, message=declined.message)
+        except InsufficientFunds:
+            return HostResponse(
+                ResponseCode.INSUFFICIENT_FUNDS, request.stan, message="insufficient funds"
+            )
 
     # ----- card and PIN -----------------------------------------------------------------------
 
@@ -438,8 +445,14 @@ class Bank:
         pan = request.pan or ""
         if not (12 <= len(pan) <= 19 and pan.isascii() and pan.isdigit()):
             raise Declined(ResponseCode.INVALID_CARD, "no valid card number")
+        # The card row stays locked until the answer is committed: the PIN checks of one card
+        # run one after another, each seeing the count and lock the previous one left, so at
+        # most MAX_FAILED_PIN_ATTEMPTS guesses are judged per lockout however many arrive.
         card = session.scalar(
-            sa.select(Card).where(Card.pan_hash == crypto_keys.pan_digest(self.settings, pan))
+            sa.select(Card)
+            .where(Card.pan_hash == crypto_keys.pan_digest(self.settings, pan))
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
         if card is None:
             raise Declined(ResponseCode.INVALID_CARD, "unknown card")
@@ -709,16 +722,7 @@ class Bank:
         account = self._resolve(session, card, request.from_account)
         record.account_id = account.id
         rows = session.execute(
-            sa.select(
-                JournalEntry.posted_at,
-                JournalLine.memo,
-                JournalLine.amount,
-                JournalLine.balance_after,
-            )
-            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
-            .where(JournalLine.account_id == account.id)
-            .order_by(JournalLine.id.desc())
-            .limit(MINI_STATEMENT_LINES)
+            ledger_lines(account.id).order_by(JournalLine.id.desc()).limit(MINI_STATEMENT_LINES)
         ).all()
         lines = tuple(StatementLine(*row) for row in reversed(rows))
         ledger, available = self._balances(session, account.id)
@@ -761,7 +765,25 @@ class Bank:
     def _original(
         self, session: Session, request: HostRequest, record: _Record
     ) -> HostTransaction | None:
-        """The withdrawal a completion or reversal names: same terminal, today or yesterday."""
+        """The withdrawal a completion or reversal names.
+
+        With field 90's original transmission time: the one with that STAN and time from the
+        same terminal, however many days ago (a late advice still finds its hold). Without it:
+        the STAN of the same terminal today or yesterday.
+        """
+        if request.original_transmitted_at is not None:
+            return session.scalar(
+                sa.select(HostTransaction)
+                .where(
+                    HostTransaction.terminal_id == request.terminal_id,
+                    HostTransaction.stan == request.original_stan,
+                    HostTransaction.transmitted_at == request.original_transmitted_at,
+                    HostTransaction.kind.in_([RequestKind.WITHDRAWAL.value, BLOCKED_ORIGINAL]),
+                    HostTransaction.id != record.id,
+                )
+                .order_by(HostTransaction.id.desc())
+                .limit(1)
+            )
         return session.scalar(
             sa.select(HostTransaction)
             .where(
@@ -848,7 +870,7 @@ class Bank:
         record.original_id = original.id
         record.account_id = hold.account_id
         if hold.status == "completed":
-            record.amount = hold.posted_amount
+            record.kind = REPEAT_KINDS[RequestKind.COMPLETION]
             return self._advice_response(session, request, hold, "already completed")
         if hold.status == "reversed":
             raise Declined(ResponseCode.INVALID_TRANSACTION, "the withdrawal was reversed")
@@ -895,7 +917,7 @@ class Bank:
         record.account_id = hold.account_id
         dispensed = min(request.dispensed_amount or 0, hold.amount)
         if hold.status == "reversed":
-            record.amount = hold.amount - hold.posted_amount
+            record.kind = REPEAT_KINDS[RequestKind.REVERSAL]
             return self._advice_response(session, request, hold, "already reversed")
         if hold.status == "held":
             self._settle(session, hold, record, request, dispensed, now)
@@ -936,18 +958,25 @@ class Bank:
             request.original_stan,
             message="this request was reversed before it arrived",
         )
-        claimed = False
-        # The original was sent at or before its reversal: today, or yesterday near midnight.
-        for days_back in (0, 1):
+        if request.original_transmitted_at is not None:
+            # Field 90 tells when the original was sent: block exactly that key.
+            keys = [(_utc(request.original_transmitted_at).date(), request.original_transmitted_at)]
+        else:
+            # The original was sent at or before its reversal: today, or yesterday near midnight.
+            keys = [
+                (record.business_date - dt.timedelta(days=days_back), request.transmitted_at)
+                for days_back in (0, 1)
+            ]
+        for index, (business_date, transmitted_at) in enumerate(keys):
             inserted = session.scalar(
                 pg_insert(HostTransaction)
                 .values(
                     terminal_id=request.terminal_id,
                     stan=request.original_stan,
-                    business_date=record.business_date - dt.timedelta(days=days_back),
+                    business_date=business_date,
                     kind=BLOCKED_ORIGINAL,
                     request_digest=None,
-                    transmitted_at=request.transmitted_at,
+                    transmitted_at=transmitted_at,
                     received_at=now,
                     amount=request.amount,
                     original_id=record.id,
@@ -957,8 +986,6 @@ class Bank:
                 .on_conflict_do_nothing(constraint="uq_host_transactions_idempotency")
                 .returning(HostTransaction.id)
             )
-            if days_back == 0:
-                claimed = inserted is not None
-                if not claimed:
-                    return False
-        return claimed
+            if index == 0 and inserted is None:
+                return False
+        return True

@@ -17,6 +17,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 
 from config.settings import Settings
 from host.database import database_url, make_engine
+from host.ledger import ledger_lines
 from host.models import CUSTOMER_ACCOUNT_KINDS, Account, Customer, JournalEntry, JournalLine
 
 
@@ -68,16 +69,7 @@ def read_statement(
         ).one_or_none()
         if account is None:
             raise StatementError(f"no customer account {account_number!r}")
-        lines = (
-            sa.select(
-                JournalEntry.posted_at,
-                JournalLine.memo,
-                JournalLine.amount,
-                JournalLine.balance_after,
-            )
-            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
-            .where(JournalLine.account_id == account.id)
-        )
+        lines = ledger_lines(account.id)
         before = conn.execute(
             lines.where(JournalEntry.posted_at < _day_start(start))
             .order_by(JournalLine.id.desc())

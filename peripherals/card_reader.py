@@ -5,10 +5,7 @@ Speaks the framed protocol of peripherals/wire/card_reader.py; customers insert 
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +16,9 @@ from typing import Any, ClassVar
 from peripherals.cards import TrackDamage, TrackReadError, WalletCard, damage_stripe, load_wallet
 from peripherals.cards import read_stripe as decode_stripe
 from peripherals.emulator import Clock, Emulator
+from peripherals.fault_catalogue import fault_names
 from peripherals.faults import Fault, FaultMode
+from peripherals.state_file import StateDisk, StateFileError, read_state, write_state
 from peripherals.wire import card_reader as wire
 from peripherals.wire.card_reader import (
     CardCommand,
@@ -59,17 +58,7 @@ POSITIONS: Mapping[MediaState, CardPosition] = {
     MediaState.JAMMED: CardPosition.JAMMED,
 }
 
-FAULTS = frozenset(
-    {
-        "unreadable_track",  # params: track (2), damage (parity)
-        "jam",
-        "card_too_short",
-        "card_too_long",
-        "retain_bin_full",
-        "card_pulled_out",
-        "power_down",
-    }
-)
+FAULTS = fault_names("card_reader")  # and their parameters: peripherals/fault_catalogue.py
 
 
 @dataclass
@@ -88,6 +77,7 @@ class CardReaderEmulator(Emulator):
     FAULTS = FAULTS
 
     REPLY_ACK_TIMEOUT: ClassVar[float] = 0.3  # seconds to wait for the host's ACK of a reply
+    state_disk: StateDisk | None = None  # the os calls of the retain bin's saves; tests fail them
 
     def __init__(
         self,
@@ -231,6 +221,14 @@ class CardReaderEmulator(Emulator):
             log.info("card %s taken at the gate", card.masked_pan)
             return card
 
+    def remove_card(self) -> str | None:
+        """The operator opens the reader and takes out whatever card is in it (at the gate,
+        inside or jammed); returns its masked number, or None if it was empty."""
+        with self.lock:
+            card, self._card = self._card, None
+            self._state = MediaState.NONE
+            return card.masked_pan if card is not None else None
+
     def empty_retain_bin(self) -> int:
         """The operator empties the retain bin; returns how many cards were in it."""
         with self.lock:
@@ -331,7 +329,7 @@ class CardReaderEmulator(Emulator):
         self.faults.command_seen()
         try:
             command = wire.decode_command(text)
-        except wire.CodecError:
+        except wire.CardReaderCodecError:
             return wire.refusal(text)
         if self.faults.take("power_down") is not None:
             self._initialised = False
@@ -507,27 +505,19 @@ class CardReaderEmulator(Emulator):
         if path is None or not path.exists():
             return
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            retained = data["retained"]
-            if not isinstance(retained, list) or not all(isinstance(x, str) for x in retained):
-                raise ValueError("retained: expected a list of masked card numbers")
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise CardReaderConfigError(f"{path}: unreadable retain bin state: {err}") from err
+            retained = read_state(path, "retain bin state").get("retained")
+        except StateFileError as err:
+            raise CardReaderConfigError(str(err)) from err
+        if not isinstance(retained, list) or not all(isinstance(x, str) for x in retained):
+            raise CardReaderConfigError(
+                f"{path}: unreadable retain bin state: retained: expected a list of masked "
+                "card numbers"
+            )
         self._retained = retained
 
     def _save_state(self) -> None:
         path = self._state_file()
         if path is None:
             return
-        partial = path.with_suffix(".json.part")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with partial.open("w", encoding="utf-8") as out:
-                json.dump({"retained": self._retained}, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, path)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            log.warning("card reader: retain bin count not saved: %s", err)
+        # StateWriteError leaves the previous file; the reader stops rather than forget a card
+        write_state(path, {"retained": self._retained}, self.state_disk)

@@ -20,22 +20,13 @@ from peripherals.cassettes import (
     parse_cassette_load,
 )
 from peripherals.emulator import Clock, Emulator
+from peripherals.fault_catalogue import fault_names
 from peripherals.wire import cash_dispenser as wire
 from peripherals.wire.cash_dispenser import Cmd, ErrorCode
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEVICE_RETRANSMITS = 3  # a reply the host NAKs is sent again at most this many times
 OVER_REJECT_LIMIT = 10  # more rejected notes than this in one dispense stops it
-
-FAULT_NAMES = (
-    "jam",  # after_notes=N: N notes reach the stacker, the next one sticks in the transport
-    "double_pick",  # count=K (1), cassette=C (any): K double picks go to reject, picked again
-    "cassette_missing",  # cassette=C (1): the cassette is out while the fault is armed
-    "cassette_empty",  # cassette=C (1): its empty sensor is on while the fault is armed
-    "shutter_jam",  # the shutter does not open on present
-    "notes_not_taken",  # take_cash() does nothing: the customer walks away
-    "unresponsive",  # commands get no ACK and no reply
-)
 
 
 @dataclass(frozen=True)
@@ -65,7 +56,7 @@ class CashDispenserEmulator(Emulator):
     """A cash dispenser speaking the LCDM-2000 protocol and its extensions (see the docs)."""
 
     NAME = "cash_dispenser"
-    FAULTS = frozenset(FAULT_NAMES)
+    FAULTS = fault_names(NAME)  # and their parameters: peripherals/fault_catalogue.py
     ROM_VERSION: ClassVar[str] = "ATMCDM01"
 
     def __init__(
@@ -284,7 +275,7 @@ class CashDispenserEmulator(Emulator):
     def _execute(self, frame: wire.Frame) -> wire.Reply:
         try:
             command = wire.decode_command(frame)
-        except wire.CodecError:
+        except wire.DispenserCodecError:
             kind = wire.REPLY_TYPES.get(frame.cmd)
             if kind is None:
                 return wire.UndefinedReply(ErrorCode.UNDEFINED_COMMAND, frame.cmd)

@@ -1,13 +1,11 @@
 """Cassettes, bins and where every note is: the cash model of the emulated dispenser.
 
 A cassette load comes from YAML; the note ledger keeps counts and counters in the device's own
-state file, rewritten atomically (temp file, fsync, rename) after every note movement.
+checksummed state file (peripherals/state_file.py), rewritten atomically after every movement.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -17,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from peripherals.state_file import StateDisk, StateFileError, read_state, write_state
 from peripherals.wire.cash_dispenser import CASSETTE_SLOTS, COUNTER_NAMES
 
 STATE_FILE_NAME = "cash_dispenser_state.json"
@@ -163,21 +162,6 @@ def load_cassette_file(path: Path) -> CassetteLoad:
     return parse_cassette_load(document, str(path))
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` by `data` so that a crash leaves either the old or the new file."""
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 class NoteLedger:
     """Every note of the dispenser: in a cassette or in one of PLACES, per cassette number.
 
@@ -185,7 +169,14 @@ class NoteLedger:
     the method returns, together with `device` (the emulator's own persistent fields).
     """
 
-    def __init__(self, cassettes: tuple[Cassette, ...], state_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        cassettes: tuple[Cassette, ...],
+        state_file: Path | None = None,
+        *,
+        disk: StateDisk | None = None,
+    ) -> None:
+        self.disk = disk  # the os calls of `save` (None: the real ones); tests fail them
         self.cassettes: dict[int, Cassette] = {c.number: Cassette(**asdict(c)) for c in cassettes}
         self.places: dict[str, dict[int, int]] = {place: {} for place in PLACES}
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
@@ -193,22 +184,27 @@ class NoteLedger:
         self.state_file = state_file
 
     @classmethod
-    def open(cls, load: CassetteLoad, state_dir: Path | None) -> NoteLedger:
+    def open(
+        cls, load: CassetteLoad, state_dir: Path | None, *, disk: StateDisk | None = None
+    ) -> NoteLedger:
         """The ledger of a device: resumed from its state file if there is one, else `load`."""
         if state_dir is None:
             return cls(load.cassettes)
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / STATE_FILE_NAME
         if path.exists():
-            return cls.restore(path)
-        ledger = cls(load.cassettes, path)
+            ledger = cls.restore(path)
+            ledger.disk = disk
+            return ledger
+        ledger = cls(load.cassettes, path, disk=disk)
         ledger.save()
         return ledger
 
     @classmethod
     def restore(cls, path: Path) -> NoteLedger:
+        """The ledger saved in `path`; CassetteConfigError if the file is damaged."""
         try:
-            state = json.loads(path.read_text(encoding="utf-8"))
+            state = read_state(path, "dispenser state")
             if state.get("version") != STATE_VERSION:
                 raise CassetteConfigError(f"{path}: state version {state.get('version')!r}")
             load = parse_cassette_load({"cassettes": state["cassettes"]}, str(path))
@@ -227,6 +223,8 @@ class NoteLedger:
             if not isinstance(device, dict):
                 raise CassetteConfigError(f"{path}: device: expected a mapping")
             ledger.device = device
+        except StateFileError as err:
+            raise CassetteConfigError(str(err)) from err
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             if isinstance(err, CassetteConfigError):
                 raise
@@ -234,6 +232,7 @@ class NoteLedger:
         return ledger
 
     def save(self) -> None:
+        """Write the whole ledger; StateWriteError leaves the previous state file in place."""
         if self.state_file is None:
             return
         state = {
@@ -245,7 +244,7 @@ class NoteLedger:
             "counters": self.counters,
             "device": self.device,
         }
-        write_atomically(self.state_file, json.dumps(state, indent=1, sort_keys=True).encode())
+        write_state(self.state_file, state, self.disk)
 
     # ----- reading -------------------------------------------------------------------------
 

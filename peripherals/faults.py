@@ -1,14 +1,24 @@
 """Fault injection for one device or link: which faults are armed, and when they fire.
 
-A fault is one-shot (fires once), persistent (fires until cleared) or triggered on the Nth command.
+A fault is one-shot (fires once), persistent (fires until cleared) or triggered on the Nth command;
+its parameters are checked against peripherals.fault_catalogue before it is armed.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from peripherals.fault_catalogue import (
+    FaultParam,
+    catalogue_kind,
+    fault_params,
+    missing_params,
+    param_problem,
+)
 
 
 class FaultError(ValueError):
@@ -34,12 +44,24 @@ class Fault:
         return f"{self.name} ({self.mode.value}{extra}{'; ' + args if args else ''})"
 
 
-class FaultSet:
-    """The armed faults of one target. Thread-safe: the operator arms, the device consults."""
+Accepted = Mapping[str, Mapping[str, FaultParam]]
 
-    def __init__(self, target: str, known: frozenset[str]) -> None:
+
+class FaultSet:
+    """The armed faults of one target. Thread-safe: the operator arms, the device consults.
+
+    `accepted` gives each fault's parameters; by default the catalogue's entry for the target
+    ("pin_pad", or the links' for "pin_pad.link"). A fault it does not list takes none.
+    """
+
+    def __init__(
+        self, target: str, known: frozenset[str], accepted: Accepted | None = None
+    ) -> None:
         self.target = target
         self.known = known
+        self.accepted: Accepted = (
+            accepted if accepted is not None else fault_params(catalogue_kind(target)) or {}
+        )
         self._armed: dict[str, Fault] = {}
         self._commands_seen = 0
         self._lock = threading.Lock()
@@ -63,12 +85,28 @@ class FaultSet:
                 f"{self.target}: fault mode {mode!r} is not one of "
                 f"{', '.join(m.value for m in FaultMode)}"
             ) from None
-        if fault_mode is FaultMode.ON_COMMAND and on_command < 1:
+        if fault_mode is FaultMode.ON_COMMAND and (
+            isinstance(on_command, bool) or not isinstance(on_command, int) or on_command < 1
+        ):
             raise FaultError(f"{self.target}: {name} on_command needs a command number >= 1")
+        self.check_params(name, params)
         with self._lock:
             fault = Fault(name, fault_mode, self._commands_seen + on_command, dict(params))
             self._armed[name] = fault
             return fault
+
+    def check_params(self, name: str, params: Mapping[str, Any]) -> None:
+        """Refuse a parameter the fault does not take, or a value it cannot use: one line
+        naming the fault and what it accepts (a misspelt `after_note` would otherwise be
+        ignored and the fault fire with its default)."""
+        accepted = self.accepted.get(name, {})
+        for key, value in params.items():
+            problem = param_problem(accepted, name, key, value)
+            if problem is not None:
+                raise FaultError(f"{self.target}: {problem}")
+        missing = missing_params(accepted, name, params)
+        if missing is not None:
+            raise FaultError(f"{self.target}: {missing}")
 
     def clear(self, name: str | None = None) -> None:
         with self._lock:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from peripherals.emulator import Clock, Emulator
-from peripherals.pin_crypto import dukpt_aes, dukpt_tdes, tr31
+from peripherals.fault_catalogue import PIN_PAD_KEYS, fault_names
+from peripherals.pin_crypto import DukptError, dukpt_aes, dukpt_tdes, tr31
 from peripherals.pin_crypto.key_check_value import Algorithm, key_check_value
 from peripherals.pin_crypto.pin_block import AES_FORMATS, TDES_FORMATS, encrypt_pin_block
 from peripherals.wire import pin_pad as wire
@@ -22,7 +23,7 @@ from peripherals.wire.pin_pad import ErrorCode, KeySource, Mode, Slot
 
 log = logging.getLogger(__name__)
 
-KEYS = (*"0123456789", "enter", "cancel", "clear", "backspace", *wire.FUNCTION_KEYS)
+KEYS = PIN_PAD_KEYS
 STUCK_KEY_FAULT = "key_stuck"
 
 
@@ -149,7 +150,7 @@ class PinPadEmulator(Emulator):
     """An encrypted PIN pad with a 0-9 keypad, enter, cancel, clear, backspace and F1..F8."""
 
     NAME = "pin_pad"
-    FAULTS = frozenset({"tamper", STUCK_KEY_FAULT, "unresponsive"})
+    FAULTS = fault_names(NAME)  # and their parameters: peripherals/fault_catalogue.py
 
     def __init__(
         self,
@@ -384,7 +385,7 @@ class PinPadEmulator(Emulator):
             if scheme == "tdes":
                 return dukpt_tdes.next_ksn(ksn)
             return dukpt_aes.next_ksn(ksn)
-        except (dukpt_tdes.DukptError, dukpt_aes.DukptError):
+        except DukptError:
             raise DeviceError(ErrorCode.DUKPT_EXHAUSTED) from None
 
     def _fixed_key(self, fmt: int) -> bytes:
@@ -461,7 +462,7 @@ class PinPadEmulator(Emulator):
         try:
             command = wire.decode_command(text)
             return wire.Reply(code, wire.OK, self._run(command))
-        except wire.CodecError as err:
+        except wire.PinPadCodecError as err:
             reply_to = code if code in wire.COMMAND_CODES else "ST"
             if err.code is ErrorCode.UNKNOWN_COMMAND:
                 log.info("pin pad: unknown command %r", code)

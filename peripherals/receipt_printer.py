@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from peripherals.emulator import Clock, Emulator
+from peripherals.fault_catalogue import fault_names
 from peripherals.faults import FaultMode
 from peripherals.receipt_render import (
     Element,
@@ -72,15 +74,15 @@ class _Job:
     band: PrintedImage | None = None  # ESC * bands gathered into one image
 
 
-#: Faults that are device states (they hold while armed); "once" and "on_command" ones latch.
-STATE_FAULTS = ("paper_near_end", "paper_out", "jam", "cover_open", "unresponsive")
+RECEIPT_PNG = re.compile(r"receipt-(\d+)\.png")
 
 
 class ReceiptPrinterEmulator(Emulator):
     """An 80 mm thermal receipt printer speaking ESC/POS, with a paper roll of finite length."""
 
     NAME = "receipt_printer"
-    FAULTS = frozenset(STATE_FAULTS)
+    # Faults that are device states (they hold while armed); "once" and "on_command" ones latch.
+    FAULTS = fault_names(NAME)
 
     MAX_RECEIPTS: ClassVar[int] = 500
     MAX_ELEMENTS: ClassVar[int] = 5000  # one receipt longer than this is torn off uncut
@@ -116,7 +118,7 @@ class ReceiptPrinterEmulator(Emulator):
         self._graphic: escpos.RasterImage | None = None
         self._latched: set[str] = set()
         self._receipts: deque[Receipt] = deque(maxlen=self.MAX_RECEIPTS)
-        self._printed = 0
+        self._png_number: int | None = None  # the last receipt-NNNNN.png taken; None: not read
 
     @classmethod
     def from_config(
@@ -393,7 +395,6 @@ class ReceiptPrinterEmulator(Emulator):
         elements = tuple(self._job.elements)
         self._job.elements = []
         png = render_png(elements, self.columns, cut=cut)
-        self._printed += 1
         stored: bytes | Path = png
         if self.state_dir is not None:
             stored = self._write_png(png)
@@ -401,14 +402,35 @@ class ReceiptPrinterEmulator(Emulator):
 
     def _write_png(self, png: bytes) -> bytes | Path:
         assert self.state_dir is not None
-        path = self.state_dir / f"receipt-{self._printed:05d}.png"
-        partial = path.with_suffix(".png.part")
+        path: Path | None = None
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            path = self._reserve_png_path()
+            partial = path.with_suffix(".png.part")
             partial.write_bytes(png)
             os.replace(partial, path)
         except OSError:
-            with contextlib.suppress(OSError):
-                partial.unlink()
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.with_suffix(".png.part").unlink()
+                with contextlib.suppress(OSError):
+                    path.unlink()
             return png  # a full disk must not lose the receipt: keep it in memory
         return path
+
+    def _reserve_png_path(self) -> Path:
+        """A new receipt-NNNNN.png, numbered on from the highest already in the folder, created
+        empty so that no other writer takes it: an ATM restarted on the same folder never
+        overwrites the receipts of its earlier runs."""
+        assert self.state_dir is not None
+        if self._png_number is None:
+            found = (RECEIPT_PNG.fullmatch(name) for name in os.listdir(self.state_dir))
+            self._png_number = max((int(m.group(1)) for m in found if m), default=0)
+        while True:
+            self._png_number += 1
+            path = self.state_dir / f"receipt-{self._png_number:05d}.png"
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                continue
+            return path

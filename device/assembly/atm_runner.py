@@ -10,19 +10,38 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from config.log_context import log_context
 from config.settings import Settings
 from device.assembly.atm_home import atm_state_dir
-from device.assembly.customer_script import ScriptError, parse_script, run_action
+from device.assembly.customer_script import Action, ScriptError, parse_script, run_action
 from device.assembly.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
 from device.clock import Clock, SystemClock, VirtualClock
 from device.screens import RenderedScreen
-from peripherals.harness.profile import DEFAULT_PROFILE, ProfileError, load_profile
+from peripherals.cards import WalletError, load_wallet
+from peripherals.harness.profile import DEFAULT_PROFILE, AtmProfile, ProfileError, load_profile
 
 
 def _show(out: TextIO, screen: RenderedScreen) -> None:
     body = " | ".join(screen.text().splitlines())
     out.write(f"screen {screen.name}: {body}\n")
     out.flush()
+
+
+def _card_problem(profile: AtmProfile, actions: list[Action], script: str) -> str:
+    """Why the script's cards cannot be inserted (unreadable wallet, a card not in it), or ""."""
+    wallet_path = profile.devices["card_reader"].settings.get("wallet")
+    try:
+        wallet = load_wallet(Path(wallet_path)) if wallet_path else {}
+    except WalletError as err:
+        return str(err)
+    for action in actions:
+        if action.verb == "insert" and action.args[0] not in wallet:
+            known = ", ".join(sorted(wallet)) or "none"
+            return (
+                f"{script}: line {action.line}: no card {action.args[0]!r} in the wallet; "
+                f"cards: {known}"
+            )
+    return ""
 
 
 def run_atm(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -46,6 +65,11 @@ def run_atm(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdo
     except (OSError, ScriptError) as err:
         print(f"atm-sim: {args.script or 'stdin'}: {err}", file=sys.stderr)
         return 2
+    problem = _card_problem(profile, actions, str(args.script or "stdin"))
+    if problem:
+        # Found before the ATM is built: a refused run leaves no state folders behind.
+        print(f"atm-sim: {problem}", file=sys.stderr)
+        return 2
     clock: Clock = VirtualClock() if args.virtual_clock else SystemClock()
     state_dir = args.state_dir or atm_state_dir(settings, profile.terminal_id)
     atm = SimulatedAtm(
@@ -55,7 +79,8 @@ def run_atm(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdo
         clock=clock,
         session_timeout_seconds=settings.session_timeout_seconds,
     )
-    with atm:
+    # One ATM in this process: its log lines carry its terminal id.
+    with log_context(terminal_id=profile.terminal_id), atm:
         for name, url in atm.bay.urls().items():
             out.write(f"device {name} on {url}\n")
         for line in atm.atm.recovery_report:

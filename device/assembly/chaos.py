@@ -1,11 +1,16 @@
 """The fleet under random faults: device and link faults through each bay, host faults through
 a proxy per ATM, power cuts mid-session with a restart on the same state; invariants checked.
+
+Customers arrive with gaps of virtual time, and the bank reads the latest of the ATMs' virtual
+clocks, so lockouts end and days turn over; an engineer empties the retain bins at each check.
 """
 
 from __future__ import annotations
 
 import binascii
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 import random
 import shutil
@@ -23,6 +28,7 @@ from device.assembly.fleet import (
     CrashNow,
     Fleet,
     FleetConfig,
+    FleetError,
     SessionDriver,
     SessionPlan,
     SessionResult,
@@ -32,11 +38,14 @@ from device.assembly.fleet import (
     last_seq,
     run_directory,
 )
+from device.assembly.invariants import Check
 from device.assembly.scenarios.host_faults import HostBehaviour, HostFaultProxy
 from device.assembly.simulated_atm import HostAddress
 from device.clock import VirtualClock
 
 log = logging.getLogger(__name__)
+
+BankClock = Callable[[], dt.datetime]
 
 # (target, fault, params, mode): faults a device shows for one session, cleared after it.
 DEVICE_FAULTS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
@@ -80,6 +89,18 @@ HOST_FAULTS: tuple[HostBehaviour, ...] = (
 # Shares of the kinds of trouble a session meets; the rest of the sessions go well.
 SHARES = (("device", 0.25), ("link", 0.15), ("host", 0.15), ("crash", 0.08))
 FIRST_EVENTS = ("host", "crash", "device")  # every run shows these at least once
+# Virtual seconds between two customers at one ATM (exponential, capped): time for a PIN lockout
+# (1800 s) to end and for the daily limits to start again on a new day in a long run.
+ARRIVAL_MEAN_SECONDS = 90.0
+ARRIVAL_MAX_SECONDS = 900.0
+# Generated customers per session when the run is not told: enough that few of them reach their
+# daily limit or an empty account, so most sessions move money.
+SESSIONS_PER_CUSTOMER = 10
+MIN_CUSTOMERS = 20
+# The run's own throwaway bank hashes PINs at this cost at most: at the default 12 each card
+# request spends about 0.2 s of CPU on bcrypt, and on a busy machine most sessions would then
+# end "host unavailable" instead of exercising the money path.
+CHAOS_BCRYPT_ROUNDS = 4
 CHAOS_HOST_TIMEOUT = 2.0
 # All ATMs of a chaos run share one process, and under the GIL the host's answers queue behind
 # every other ATM's work: the ATMs wait longer the more of them there are, so that a busy
@@ -89,6 +110,10 @@ CHAOS_HOST_TIMEOUT_PER_ATM = 0.25
 
 def chaos_host_timeout(atms: int) -> float:
     return max(CHAOS_HOST_TIMEOUT, CHAOS_HOST_TIMEOUT_PER_ATM * atms)
+
+
+def chaos_customers(sessions: int) -> int:
+    return max(MIN_CUSTOMERS, sessions // SESSIONS_PER_CUSTOMER)
 
 
 @dataclass(frozen=True)
@@ -162,13 +187,19 @@ class ChaosFleet(Fleet):
         super().__init__(*args, **kwargs)
         self.proxies: list[HostFaultProxy] = []
         self.events: list[list[ChaosEvent]] = []
+        self.arrivals: list[random.Random] = []
         self.applied: Counter[str] = Counter()
         self.kinds_applied: Counter[str] = Counter()
         self.reboots: Counter[str] = Counter()  # out of service after the faults were cleared
+        self.cards_retrieved = 0  # from the retain bins, at the engineer's visits
+        # Every ATM's virtual clock starts now, so the bank's time never goes back when it
+        # starts following them.
+        self.epoch = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        self._bank_clocks: tuple[BankClock, BankClock] | None = None
 
     def make_slot(self, index: int, terminal_id: str) -> AtmSlot:
         assert self.population is not None
-        clock = VirtualClock()
+        clock = VirtualClock(self.epoch)
         proxy = HostFaultProxy(
             ("127.0.0.1", self.bank.server.port),
             clock=clock,
@@ -187,10 +218,32 @@ class ChaosFleet(Fleet):
             clock=clock,
         )
 
+    def __enter__(self) -> ChaosFleet:
+        super().__enter__()
+        # The bank on the ATMs' time: a lockout ends, daily limits start again on a new day.
+        bank = self.bank
+        self._bank_clocks = (bank.bank.clock, bank.server.now)
+        bank.bank.clock = self.fleet_now
+        bank.server.now = self.fleet_now
+        return self
+
     def __exit__(self, *exc: object) -> None:
+        if self._bank_clocks is not None:
+            self.bank.bank.clock, self.bank.server.now = self._bank_clocks
+            self._bank_clocks = None
         super().__exit__(*exc)
         for proxy in self.proxies:
             proxy.stop()
+
+    def fleet_now(self) -> dt.datetime:
+        """The bank's time: the latest of the ATMs' virtual clocks (each ATM's clock moves on
+        its own between checks, where all are brought to the latest)."""
+        return max((slot.clock.now() for slot in self.slots), default=self.epoch)
+
+    def _align_clocks(self) -> None:
+        latest = max(slot.clock.monotonic() for slot in self.slots)
+        for slot in self.slots:
+            slot.clock.advance(latest - slot.clock.monotonic())
 
     def run(self) -> Any:
         assert self.population is not None
@@ -200,7 +253,17 @@ class ChaosFleet(Fleet):
             for i in range(config.atms)
         ]
         self.events = plan_chaos(config.atms, per_atm, config.seed)
+        self.arrivals = [random.Random(f"arrivals:{config.seed}:{i}") for i in range(config.atms)]
         return super().run()
+
+    def checkpoint(self, label: str, *, final: bool = False) -> list[Check]:
+        """The engineer's round before the check: every ATM on the latest time, retain bins
+        emptied through the card readers' operator API (a full bin would refuse captures)."""
+        self._align_clocks()
+        for slot in self.slots:
+            with contextlib.suppress(ValueError, RuntimeError):
+                self.cards_retrieved += int(slot.atm.bay.card_reader.empty_retain_bin())
+        return super().checkpoint(label, final=final)
 
     # ----- one session under a fault -----------------------------------------------------------
 
@@ -208,6 +271,8 @@ class ChaosFleet(Fleet):
         index = self.slots.index(slot)
         event = self.events[index][number]
         proxy = self.proxies[index]
+        gap = self.arrivals[index].expovariate(1 / ARRIVAL_MEAN_SECONDS)
+        slot.clock.advance(min(gap, ARRIVAL_MAX_SECONDS))
         start_seq = last_seq(slot.atm)
         started = time.monotonic()
         crashed = False
@@ -277,8 +342,12 @@ class ChaosFleet(Fleet):
                 slot.sim.bay.clear()
 
     def settle_all(self) -> int:
+        """Faults cleared and host up; an ATM still out of service is restarted (it could not
+        settle a deferred withdrawal otherwise); then every ATM settles what it can."""
         for slot, proxy in zip(self.slots, self.proxies, strict=True):
             self._heal(slot, proxy)
+            with contextlib.suppress(FleetError):
+                self._reboot_if_out_of_service(slot)
         return super().settle_all()
 
     def report_notes(self) -> list[str]:
@@ -290,6 +359,12 @@ class ChaosFleet(Fleet):
             f"{reason}"
             for reason, n in sorted(self.reboots.items())
         ]
+        if self.slots:
+            hours = self.slots[0].clock.monotonic() / 3600
+            notes.append(
+                f"virtual time {hours:.1f} h from {self.epoch:%Y-%m-%d %H:%M} UTC; "
+                f"{self.cards_retrieved} card(s) taken from the retain bins"
+            )
         return notes
 
 
@@ -299,16 +374,19 @@ def run_chaos(
     atms: int,
     sessions: int,
     seed: int,
-    customers: int = 20,
+    customers: int | None = None,
     checks_every: int = 5,
     out: Callable[[str], None] = print,
 ) -> int:
     """`atm-sim chaos`: 0 when every invariant held at every check, 1 otherwise."""
+    settings = dataclasses.replace(
+        settings, bcrypt_rounds=min(settings.bcrypt_rounds, CHAOS_BCRYPT_ROUNDS)
+    )
     config = FleetConfig(
         atms=atms,
         sessions=sessions,
         seed=seed,
-        customers=customers,
+        customers=chaos_customers(sessions) if customers is None else customers,
         host_timeout=chaos_host_timeout(atms),
         checks_every=checks_every,
     )
@@ -316,7 +394,10 @@ def run_chaos(
     # data directory are what a person reads to find out what happened.
     with run_directory(keep=True) as run_dir:
         with fleet_bank(settings, run_dir) as bank:
-            out(f"chaos: {atms} ATMs, {sessions} sessions, seed {seed}")
+            out(
+                f"chaos: {atms} ATMs, {sessions} sessions, seed {seed}, "
+                f"{config.customers} generated customers, bcrypt cost {settings.bcrypt_rounds}"
+            )
             with ChaosFleet(config, bank, run_dir, out=out) as fleet:
                 report = fleet.run()
         out("summary:")

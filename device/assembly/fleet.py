@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from config.log_format import configure_logging
 from config.settings import Settings
 from device.assembly.bank_stack import BankStack
 from device.assembly.customers import Population, SimCustomer, atm_profile, prepare_population
@@ -36,10 +37,12 @@ from device.assembly.invariants import (
     Baseline,
     Check,
     DispenserCash,
+    Settling,
     Snapshot,
     Suspect,
     check_all,
     dispenser_cash,
+    journal_settling,
     journal_suspects,
     read_bank,
 )
@@ -59,6 +62,10 @@ HEALTH_CHECK_SECONDS = 5.0  # the controller's own interval, on its clock
 FLEET_SETTLE_SECONDS = 0.01
 STALL_REPEATS = 4
 STALL_ADVANCE_SECONDS = 30.0  # a stalled session moves on to the ATM's inactivity timeout
+# Health checks an idle ATM gets to send its advices and settle a deferred withdrawal before a
+# check; the first one normally suffices once the host and the dispenser answer again.
+SETTLE_HEALTH_CHECKS = 24
+PROGRESS_SECONDS = 30.0  # a progress line at least this often (and at every tenth of the run)
 INPUT_STATES = (
     "pin_entry",
     "transaction_menu",
@@ -396,14 +403,27 @@ class AtmSlot:
                     else HEALTH_CHECK_SECONDS
                 )
 
-    def drain_advices(self, seconds: float = 20.0) -> int:
-        """Let the ATM send its stored advices (it does at each idle health check)."""
+    def settling(self) -> list[Settling]:
+        """Withdrawals this ATM has not finished settling: advice queued, or deferred."""
+        sim = self.atm
+        return journal_settling(self.terminal_id, sim.journal.entries(), sim.atm.advices.pending())
+
+    def drain_advices(
+        self, seconds: float = 20.0, health_checks: int = SETTLE_HEALTH_CHECKS
+    ) -> int:
+        """Let the ATM send its stored advices and settle what it deferred (it does both at each
+        idle health check, once the host and the dispenser answer); returns how many
+        withdrawals are still settling when `seconds` of real time or `health_checks` pass."""
         sim = self.atm
         deadline = time.monotonic() + seconds
-        while sim.atm.advices.pending() and time.monotonic() < deadline:
+        left = self.settling()
+        for _ in range(health_checks):
+            if not left or time.monotonic() >= deadline:
+                break
             self.clock.advance(HEALTH_CHECK_SECONDS)
             sim.settle()
-        return len(sim.atm.advices.pending())
+            left = self.settling()
+        return len(left)
 
 
 # ----- the run ------------------------------------------------------------------------------------
@@ -429,6 +449,7 @@ class FleetReport:
     setup_seconds: float = 0.0
     notes: list[str] = dataclasses.field(default_factory=list)
     violations: list[str] = dataclasses.field(default_factory=list)
+    checks_run: int = 0
 
     @property
     def ok(self) -> bool:
@@ -455,7 +476,11 @@ class FleetReport:
             f"(setup {self.setup_seconds:.1f} s)",
             f"session latency p50 {self.latency(50):.2f} s, p95 {self.latency(95):.2f} s, "
             f"p99 {self.latency(99):.2f} s",
-            "outcomes: " + ", ".join(f"{name} {n}" for name, n in sorted(self.outcomes().items())),
+            "outcomes: "
+            + ", ".join(
+                f"{name} {n} ({100 * n / count:.0f} %)"
+                for name, n in sorted(self.outcomes().items())
+            ),
         ]
         lines.append(
             "slowest: "
@@ -469,7 +494,56 @@ class FleetReport:
         lines += [check.line() for check in self.checks]
         lines += [f"SUSPECT {line}" for line in self.suspects]
         lines += [f"VIOLATION {line}" for line in self.violations]
+        lines.append(self.verdict())
         return lines
+
+    def verdict(self) -> str:
+        """The last word of a run: every invariant held at every check, or how many failed."""
+        checks = f"{self.checks_run} check(s)" if self.checks_run else "the final check"
+        failed = self.violations or [c.line() for c in self.checks if not c.ok]
+        if not failed:
+            return f"every invariant held at {checks}"
+        return f"VIOLATIONS: {len(failed)} failed check(s) over {checks}; see the lines above"
+
+
+class Progress:
+    """Progress lines while a run goes: sessions done, sessions per second, time left; one at
+    every tenth of the run and at least every PROGRESS_SECONDS of real time."""
+
+    def __init__(self, total: int, started: float, out: Callable[[str], None]) -> None:
+        self.total = total
+        self.started = started
+        self.out = out
+        self.every = max(1, total // 10)
+        self._last = started
+        self._lock = threading.Lock()
+
+    def line(self, done: int, now: float) -> str:
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        left = (self.total - done) / rate if rate else 0.0
+        share = 100 * done // max(self.total, 1)
+        return (
+            f"progress: {done}/{self.total} sessions ({share} %), {rate:.2f} sessions/s, "
+            f"{_duration(elapsed)} so far, about {_duration(left)} left"
+        )
+
+    def session_done(self, done: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if done % self.every and now - self._last < PROGRESS_SECONDS:
+                return
+            self._last = now
+        self.out(self.line(done, now))
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 class Fleet:
@@ -496,6 +570,8 @@ class Fleet:
         self.errors: Counter[str] = Counter()  # exceptions the ATM application let out
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._progress: Progress | None = None
+        self.checks_run = 0
         self.setup_seconds = 0.0
 
     @property
@@ -561,6 +637,7 @@ class Fleet:
         rounds = max(len(p) for p in plans) if plans else 0
         step = config.checks_every or rounds or 1
         started = time.monotonic()
+        self._progress = Progress(config.sessions, started, self.out)
         done = 0
         for first in range(0, rounds, step):
             batches = [p[first : first + step] for p in plans]
@@ -579,6 +656,7 @@ class Fleet:
             self.setup_seconds,
             self.report_notes(),
             list(self.violations),
+            self.checks_run,
         )
 
     def report_notes(self) -> list[str]:
@@ -593,8 +671,8 @@ class Fleet:
             with self._lock:
                 self.results.append(result)
                 count = len(self.results)
-            if count % max(1, self.config.sessions // 10) == 0:
-                self.out(f"progress: {count}/{self.config.sessions} sessions")
+            if self._progress is not None:
+                self._progress.session_done(count)
 
     def run_session(self, slot: AtmSlot, plan: SessionPlan, number: int) -> SessionResult:
         started = time.monotonic()
@@ -647,15 +725,17 @@ class Fleet:
             self.bank.engine, settings.daily_withdrawal_limit, settings.daily_transfer_limit
         )
         dispensers = tuple(dispenser_cash(s.terminal_id, s.dispenser()) for s in self.slots)
-        suspects = tuple(
-            suspect
-            for s in self.slots
-            for suspect in journal_suspects(s.terminal_id, s.atm.journal.entries())
-        )
-        return Snapshot(bank, dispensers, suspects)
+        suspects: list[Suspect] = []
+        settling: list[Settling] = []
+        for s in self.slots:
+            entries = list(s.atm.journal.entries())
+            suspects += journal_suspects(s.terminal_id, entries)
+            settling += journal_settling(s.terminal_id, entries, s.atm.atm.advices.pending())
+        return Snapshot(bank, dispensers, tuple(suspects), tuple(settling))
 
     def settle_all(self) -> int:
-        """Every ATM back to idle with its advices sent; returns how many advices are left."""
+        """Every ATM back to idle with its advices sent and deferred withdrawals settled, as far
+        as a few health checks go; returns how many withdrawals are still settling."""
         assert self._pool is not None
 
         def settle(slot: AtmSlot) -> int:
@@ -670,14 +750,29 @@ class Fleet:
         return sum(self._pool.map(settle, self.slots))
 
     def checkpoint(self, label: str, *, final: bool = False) -> list[Check]:
-        left = self.settle_all()
-        checks = check_all(self.snapshot(), self.baseline)
-        if left:
-            checks.append(Check("advices delivered", f"{left} advice(s) still queued", False))
-        self.out(f"invariants {label}:")
-        for check in checks:
-            self.out(f"  {check.line()}")
-        self.violations += [f"{label}: {c.line()}" for c in checks if not c.ok]
+        """Check every invariant once the ATMs are idle and have settled what they could.
+
+        What is still settling then (an advice the host has not acknowledged, a withdrawal
+        deferred until the dispenser answers) is counted in the figures for exactly what it
+        handed out; at the final check it is a violation. A passing check is one line; each
+        failed check is a line of its own starting with VIOLATION.
+        """
+        self.settle_all()
+        checks = check_all(self.snapshot(), self.baseline, final=final)
+        self.checks_run += 1
+        failed = [c for c in checks if not c.ok]
+        if final:
+            self.out(f"invariants {label}:")
+            for check in checks:
+                self.out(f"  {check.line()}")
+        elif not failed:
+            settling = next(c for c in checks if c.name == "withdrawals settled")
+            self.out(f"invariants {label}: all {len(checks)} hold ({settling.figure})")
+        else:
+            self.out(f"invariants {label}: {len(failed)} of {len(checks)} FAILED")
+        for check in failed:
+            self.out(f"VIOLATION {label}: {check.name}: {check.figure}")
+        self.violations += [f"{label}: {c.line()}" for c in failed]
         if final:
             self.checks = checks
         return checks
@@ -794,6 +889,7 @@ class FleetShard(Fleet):
                 for x in journal_suspects(s.terminal_id, s.atm.journal.entries())
             ],
             "advices_left": left,
+            "settling": [dataclasses.asdict(x) for s in self.slots for x in s.settling()],
             "errors": dict(self.errors),
             "restarts": sum(s.restarts for s in self.slots),
             "setup_seconds": self.setup_seconds,
@@ -913,10 +1009,9 @@ def run_sharded(
     results = [SessionResult(**r) for s in shards for r in s["results"]]
     dispensers = tuple(DispenserCash(**d) for s in shards for d in s["dispensers"])
     suspects = tuple(Suspect(**x) for s in shards for x in s["suspects"])
-    checks = check_all(Snapshot(read_bank(bank.engine, *limits), dispensers, suspects), baseline)
-    left = sum(int(s["advices_left"]) for s in shards)
-    if left:
-        checks.append(Check("advices delivered", f"{left} advice(s) still queued", False))
+    settling = tuple(Settling(**x) for s in shards for x in s["settling"])
+    snapshot = Snapshot(read_bank(bank.engine, *limits), dispensers, suspects, settling)
+    checks = check_all(snapshot, baseline)
     out("invariants final:")
     for check in checks:
         out(f"  {check.line()}")
@@ -944,7 +1039,7 @@ def run_sharded(
 
 
 def shard_main(spec_file: str) -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "ERROR"))
+    configure_logging(os.environ.get("LOG_LEVEL", "ERROR"), os.environ.get("LOG_FORMAT", "auto"))
     spec = ShardSpec(**json.loads(Path(spec_file).read_text(encoding="utf-8")))
     with FleetShard(spec) as shard:
         result = shard.run_shard()
@@ -1009,11 +1104,12 @@ def run_fleet(
     atms: int,
     sessions: int,
     seed: int,
-    customers: int = 20,
+    customers: int | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
     """`atm-sim fleet`: 0 when every invariant holds, 1 otherwise."""
-    config = FleetConfig(atms=atms, sessions=sessions, seed=seed, customers=customers)
+    generated = FleetConfig.customers if customers is None else customers
+    config = FleetConfig(atms=atms, sessions=sessions, seed=seed, customers=generated)
     with run_directory() as run_dir, fleet_bank(settings, run_dir) as bank:
         out(
             f"fleet: {atms} ATMs, {sessions} sessions, seed {seed}; bank on port {bank.server.port}"

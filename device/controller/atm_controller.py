@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 
 from transitions import Machine, MachineError
 
-from device.advice_queue import Advice, AdviceQueue
+from device.advice_queue import AdviceQueue
 from device.clock import Clock
 from device.controller.ports import (
     CardData,
@@ -26,9 +27,9 @@ from device.controller.ports import (
     PinPadPort,
     ReceiptPrinterPort,
 )
+from device.controller.settlement import Settlement
 from device.drivers.base import DriverError
-from device.journal import Journal, mask_pan
-from device.recovery import open_withdrawals, recover
+from device.journal import Journal, JournalWriteError, mask_pan
 from device.screens import RenderedScreen, ScreenSet
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,9 @@ class AtmController:
         self._last_input = 0.0
         self._asking_more_time = False
         self._next_health_check = 0.0
-        self._settlement_deferred = False
+        self.settlement = Settlement(journal, advices, dispenser, host)
+        self.card_stuck = False  # a card neither returned nor retained: the operator removes it
+        self.write_failure = ""  # the journal or advice queue could not be written
         self.recovery_report: list[str] = []
         self._eject_screen = "ejecting_card"
         self._other_amount = False
@@ -267,12 +270,38 @@ class AtmController:
 
         Returns what recovery did, one line per withdrawal it settled.
         """
-        self.recovery_report = recover(self.journal, self.advices, self.dispenser)
-        for line in self.recovery_report:
-            log.warning("recovery: %s", line)
-        self._settlement_deferred = bool(open_withdrawals(self.journal))
-        self.on_enter_starting()
+        try:
+            self.recovery_report = self.settlement.recover()
+            for line in self.recovery_report:
+                log.warning("recovery: %s", line)
+            self._put_away_leftovers()
+            self.on_enter_starting()
+        except JournalWriteError as err:
+            self._halt(err)
         return self.recovery_report
+
+    def _put_away_leftovers(self) -> None:
+        """After a power cut: notes cut short in the transport or stacker go to reject, and a
+        card found inside belongs to nobody now: it is retained, never used for a new session."""
+        with contextlib.suppress(DriverError):
+            self.settlement.put_away_loose_notes()
+        try:
+            media = self.card_reader.status().media
+        except DriverError:
+            return
+        if media in ("inside", "gate", "jammed"):
+            self.journal.record("card_found_at_start", media=media)
+            self._retain_or_hold_card(media)
+
+    def _retain_or_hold_card(self, media: str) -> None:
+        try:
+            if media == "jammed":
+                raise DriverError("the card is jammed in the reader")
+            self.card_reader.capture()
+            self.journal.record("card_captured", reason="left in the reader")
+        except DriverError as err:
+            self.card_stuck = True
+            self.journal.record("card_stuck", error=str(err))
 
     def step(self) -> None:
         """Poll the devices once, act on what they report, and run due timers."""
@@ -289,6 +318,28 @@ class AtmController:
             self._device_failure(err)
         except HostUnavailable as err:
             log.warning("host unavailable: %s", err)
+        except JournalWriteError as err:
+            self._halt(err)
+
+    def _halt(self, err: OSError) -> None:
+        """A journal or advice write failed: stop at once, out of service, nothing more done.
+
+        The file's tail is unknown, so nothing is journalled; recovery at the next start settles
+        from what did reach the disk and from the dispenser's own report."""
+        log.error("out of service: %s", err)
+        self.write_failure = f"journal cannot be written: {err}"
+        self.out_of_service_reason = self.write_failure
+        self._clear_deadline()
+        if self.state != "out_of_service":
+            self.machine.set_state("out_of_service")
+        if self.session is not None:
+            with contextlib.suppress(DriverError):
+                self.card_reader.eject()  # the card moves no money: give it back if it can
+        self.session = None
+        with contextlib.suppress(DriverError):
+            self.card_reader.disable_entry()
+        self.show("out_of_service", reason=self.out_of_service_reason)
+        self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
 
     def _device_failure(self, err: DriverError) -> None:
         log.warning("device failure in %s: %s", self.state, err)
@@ -313,6 +364,8 @@ class AtmController:
 
     def _health_problem(self, *, sign_on: bool = False) -> str:
         """Why the ATM cannot serve customers now; "" if it can. Also sets degraded modes."""
+        if self.write_failure:
+            return self.write_failure  # until a restart reopens the journal
         try:
             reader = self.card_reader.status()
             if not getattr(reader, "initialised", True):
@@ -324,6 +377,11 @@ class AtmController:
                 return "card reader jammed"
         except DriverError as err:
             return f"card reader: {err}"
+        if self.card_stuck:
+            if reader.media != "none":
+                return "a card is left in the reader: remove it in supervisor mode"
+            self.card_stuck = False  # the operator cleared the reader (or the card was pulled)
+            self.journal.record("card_gone")
         try:
             pad = self.pin_pad.status()
             if getattr(pad, "tampered", False) or not getattr(pad, "keys_loaded", True):
@@ -342,7 +400,7 @@ class AtmController:
         return ""
 
     def _dispenser_can_pay(self) -> bool:
-        if self._settlement_deferred:
+        if self.settlement.deferred:
             return False  # the notes of a withdrawal still unsettled may lie at the shutter
         try:
             status = self.dispenser.status()
@@ -386,6 +444,24 @@ class AtmController:
         self.journal.record("replenished", counts={str(k): v for k, v in counts.items()})
         self.show("supervisor", message="Cassettes replenished")
 
+    def purge_dispenser(self) -> int:
+        """Put every loose note (transport and stacker) into the reject bin, from supervisor mode
+        only; returns the notes moved. Clears a pick cut short by a power cut or a jam."""
+        if self.state != "supervisor":
+            raise SupervisorError("a purge needs supervisor mode")
+        moved = self.dispenser.purge()
+        self.journal.record("purged", notes=moved, reason="operator")
+        self.show("supervisor", message=f"{moved} notes purged to the reject bin")
+        return moved
+
+    def card_removed(self) -> None:
+        """The operator took out a card the reader could neither return nor retain."""
+        if self.state != "supervisor":
+            raise SupervisorError("removing a card needs supervisor mode")
+        self.card_stuck = False
+        self.journal.record("card_removed_by_operator")
+        self.show("supervisor", message="Card removed")
+
     def close_supervisor(self) -> bool:
         """Back to service: the ATM runs its self-test again (devices may have been cleared)."""
         return self.fire("leave_supervisor")
@@ -425,56 +501,17 @@ class AtmController:
         self.fire("recover")
 
     def _settle_deferred(self) -> None:
-        """Settle the withdrawals left open while the dispenser did not answer, once it does."""
-        if not self._settlement_deferred:
-            return
-        try:
-            self.dispenser.status()
-        except DriverError:
-            return  # still silent: try again between customers
-        for line in recover(self.journal, self.advices, self.dispenser, "dispenser back"):
-            log.warning("deferred settlement: %s", line)
-        self._settlement_deferred = bool(open_withdrawals(self.journal))
-        self._settle_advices()
-        self.cash_available = self._dispenser_can_pay()
+        if self.settlement.deferred:
+            self.settlement.settle_deferred()
+            self.cash_available = self._dispenser_can_pay()
 
     def _settle_advices(self) -> None:
-        def send(advice: Advice) -> bool:
-            try:
-                if advice.kind == "completion":
-                    return self.host.complete(
-                        advice.original_stan, advice.transmitted_at, advice.dispensed_amount
-                    )
-                return self.host.reverse(
-                    advice.original_stan,
-                    advice.transmitted_at,
-                    advice.amount,
-                    advice.dispensed_amount,
-                )
-            except HostUnavailable:
-                return False
-
-        before = {a.key for a in self.advices.pending()}
-        self.advices.forward(send)
-        after = {a.key for a in self.advices.pending()}
-        for key in sorted(before - after):
-            kind, stan = key.split(":", 1)
-            self.journal.record(f"{kind}_acknowledged", stan=stan)
+        self.settlement.forward()
 
     def _queue_advice(self, kind: str, reply: HostReply, amount: int, handed_out: int) -> None:
-        advice = Advice(
-            kind=kind,
-            original_stan=reply.stan,
-            transmitted_at=reply.transmitted_at.isoformat(),
-            amount=amount,
-            dispensed_amount=handed_out,
-            reason=self.state,
+        self.settlement.queue(
+            kind, reply.stan, reply.transmitted_at, amount, handed_out, self.state
         )
-        self.advices.add(advice)
-        self.journal.record(
-            f"{kind}_queued", stan=reply.stan, amount=amount, dispensed_amount=handed_out
-        )
-        self._settle_advices()
 
     # ----- idle -----------------------------------------------------------------------------
 
@@ -484,6 +521,9 @@ class AtmController:
         # Before the next customer, not only at the health check: a busy ATM may never be idle
         # long enough for one, and would hold the unsettled withdrawal for good.
         self._settle_deferred()
+        if self.card_stuck:
+            self._go_out_of_service(self._health_problem())
+            return
         self._show_idle()
         try:
             self.card_reader.enable_entry()
@@ -839,7 +879,9 @@ class AtmController:
         card, pin, kind = session.card, session.pin, session.transaction
         try:
             if kind == "withdrawal":
-                reply = self.host.withdraw(card, pin, session.account, session.amount)
+                reply = self.host.withdraw(
+                    card, pin, session.account, session.amount, before_send=self._journal_request
+                )
             elif kind == "balance":
                 reply = self.host.balance(card, pin, session.account)
             elif kind == "transfer":
@@ -881,6 +923,19 @@ class AtmController:
             self.fire("dispense")
             return
         self._show_result(kind, reply)
+
+    def _journal_request(self, stan: str, transmitted_at: dt.datetime) -> None:
+        """The withdrawal's intent, durable before its 0200 leaves: a crash during the round trip
+        leaves a STAN that recovery reverses blind (the host may have put a hold on it)."""
+        assert self.session is not None
+        self.journal.record(
+            "withdrawal_requested",
+            stan=stan,
+            amount=self.session.amount,
+            account=self.session.account,
+            transmitted_at=transmitted_at.isoformat(),
+            terminal=self.config.terminal_id,
+        )
 
     def _decline(self, code: str) -> None:
         reasons = {
@@ -987,14 +1042,10 @@ class AtmController:
     def _abandon_cash(self, reply: HostReply, reason: str) -> None:
         """Notes that will not be presented go to the reject bin; the host gets a reversal."""
         assert self.session is not None
-        log.warning("withdrawal %s abandoned: %s", reply.stan, reason)
-        try:
-            purged = self.dispenser.purge()
-            self.journal.record("purged", stan=reply.stan, notes=purged)
-        except DriverError as err:
-            self.journal.record("purge_failed", stan=reply.stan, error=str(err))
+        self.settlement.abandon_cash(
+            reply.stan, reply.transmitted_at, self.session.amount, reason, self.state
+        )
         self.cash_available = self._dispenser_can_pay()
-        self._queue_advice("reversal", reply, self.session.amount, 0)
         self.session.staged_amount = 0
 
     def on_enter_ejecting_card(self) -> None:
@@ -1046,6 +1097,7 @@ class AtmController:
         session = self.session
         assert session is not None and session.withdrawal is not None
         reply = session.withdrawal
+        self.journal.record("present_started", stan=reply.stan, amount=session.staged_amount)
         try:
             result = self.dispenser.present()
             if not result.ok:
@@ -1077,6 +1129,7 @@ class AtmController:
         assert session is not None and session.withdrawal is not None
         reply = session.withdrawal
         session.staged_amount = 0
+        self.journal.record("retract_started", stan=reply.stan, amount=session.amount)
         try:
             retracted = self.dispenser.retract()
             retracted_amount = int(retracted.amount)
@@ -1087,7 +1140,7 @@ class AtmController:
             self.journal.record(
                 "settlement_deferred", stan=reply.stan, amount=session.amount, error=str(err)
             )
-            self._settlement_deferred = True
+            self.settlement.deferred = True
             session.receipt.append("CASH NOT TAKEN - UNDER REVIEW")
             self.cash_available = False
             self.fire("print_receipt")
@@ -1107,6 +1160,9 @@ class AtmController:
     def on_enter_printing(self) -> None:
         session = self.session
         assert session is not None
+        if not session.want_receipt:
+            self.fire("close")  # the customer chose to go on without one
+            return
         self.show("printing")
         lines = [
             self.clock.now().strftime("%Y-%m-%d %H:%M:%S"),
@@ -1131,6 +1187,10 @@ class AtmController:
             self.journal.record("card_captured", pan=self.session.card.pan)
         except DriverError as err:
             self.journal.record("capture_failed", error=str(err))
+            # Neither returned nor retained: serving the next customer would start a session
+            # on this card (and lock it with their PIN attempts). Out of service until removed.
+            self.card_stuck = True
+            self.journal.record("card_stuck", pan=self.session.card.pan, error=str(err))
         self._set_deadline(2.0, lambda: self.fire("close"))
 
     def on_enter_closing(self) -> None:

@@ -134,7 +134,7 @@ class CardReaderDriver(SerialDriver):
         reply = self._positive(wire.status_request())
         try:
             data = wire.StatusData.decode(reply.data)
-        except wire.CodecError as err:
+        except wire.CardReaderCodecError as err:
             raise CardReaderError(f"card reader: bad status reply: {err}", "", str(err)) from err
         condition = data.condition
         return CardReaderStatus(
@@ -297,7 +297,7 @@ class CardReaderDriver(SerialDriver):
         self.write(bytes((wire.ACK,)))
         try:
             reply = wire.decode_reply(frame.text)
-        except wire.CodecError as err:
+        except wire.CardReaderCodecError as err:
             raise CardReaderError(
                 f"card reader: reply to {command.label()} does not decode: {err}", "", str(err)
             ) from err

@@ -205,7 +205,7 @@ class CashDispenserDriver(SerialDriver):
                     self.write(bytes([wire.ACK]))
                     try:
                         reply = wire.decode_reply(event)
-                    except wire.CodecError as err:
+                    except wire.DispenserCodecError as err:
                         raise DispenserError(f"{self.url}: bad reply: {err}", "protocol") from err
                     if reply.cmd != command.CMD:
                         continue  # a late reply to an earlier command
@@ -231,7 +231,7 @@ class CashDispenserDriver(SerialDriver):
                 )
             try:
                 return wire.as_reply(kind, reply)
-            except wire.CodecError as err:
+            except wire.DispenserCodecError as err:
                 raise DispenserError(f"{self.url}: {err}", "protocol") from err
         raise DeviceTimeout(
             f"{self.url}: cash dispenser did not answer command 0x{command.CMD:02X} "

@@ -74,7 +74,7 @@ class PinPadDriver(SerialDriver):
         data = self._command(wire.Status(), check_tamper=False)
         try:
             status = wire.decode_status(data)
-        except wire.CodecError as err:
+        except wire.PinPadCodecError as err:
             raise PinPadError(f"{self.url}: bad status reply: {err}") from err
         return PinPadStatus(
             mode=status.mode.value,
@@ -119,7 +119,7 @@ class PinPadDriver(SerialDriver):
                 pan, pin_block_format, min_length, max_length, timeout_seconds
             )
             wire.encode_command(command)
-        except wire.CodecError as err:
+        except wire.PinPadCodecError as err:
             raise PinPadError(f"{self.url}: {err}", ErrorCode.BAD_PARAMETER.value) from err
         self._command(command)
 
@@ -127,7 +127,7 @@ class PinPadDriver(SerialDriver):
         data = self._command(wire.GetPinBlock())
         try:
             block = wire.decode_pin_block(data)
-        except wire.CodecError as err:
+        except wire.PinPadCodecError as err:
             raise PinPadError(f"{self.url}: bad PIN block reply: {err}") from err
         return EncryptedPinBlock(block.block, block.pin_block_format, block.ksn)
 
@@ -159,7 +159,7 @@ class PinPadDriver(SerialDriver):
     def _kcv(self, data: str) -> str:
         try:
             return wire.decode_key_check_value(data)
-        except wire.CodecError as err:
+        except wire.PinPadCodecError as err:
             raise PinPadError(f"{self.url}: {err}") from err
 
     def _read_now(self) -> bytes:
@@ -190,7 +190,7 @@ class PinPadDriver(SerialDriver):
                 self._events.append(wire.decode_event(text))
             else:
                 self._replies.append(wire.decode_reply(text))
-        except wire.CodecError as err:
+        except wire.PinPadCodecError as err:
             log.warning("%s: PIN pad frame not understood: %s", self.url, err)
 
     def _reply_to(self, code: str) -> wire.Reply | None:
@@ -208,7 +208,7 @@ class PinPadDriver(SerialDriver):
         self._controls.clear()
         try:
             frame = wire.encode_frame(wire.encode_command(command))
-        except ValueError as err:  # CodecError too: nothing that cannot be framed is sent
+        except ValueError as err:  # PinPadCodecError too: nothing that cannot be framed is sent
             raise PinPadError(f"{self.url}: {command.code}: {err}", "E1") from err
         reply = self._exchange(command.code, frame)
         if reply.ok:

@@ -204,7 +204,9 @@ class KioskApp:
             if self.reading is not None and action.key == "cancel":
                 self.reading = None
                 return
-            self._pressed.set(action.key, PRESSED_SECONDS)
+            if not (action.key.isdigit() and bay.pin_pad.mode == "pin_entry"):
+                # A digit key drawn pressed during PIN entry would show the PIN to the room.
+                self._pressed.set(action.key, PRESSED_SECONDS)
             self.sounds.click()
             bay.pin_pad.press(action.key)
         elif isinstance(action, InsertCard):
@@ -290,6 +292,16 @@ class KioskApp:
             return self.exchange_cassette(argument)
         if command == "empty_retain_bin":
             return f"{bay.card_reader.empty_retain_bin()} cards taken from the retain bin"
+        if command == "purge":
+            if controller.state != "supervisor":
+                return "a purge needs supervisor mode"
+            return f"{controller.purge_dispenser()} notes purged to the reject bin"
+        if command == "remove_card":
+            if controller.state != "supervisor":
+                return "removing a card needs supervisor mode"
+            removed = bay.card_reader.remove_card()
+            controller.card_removed()
+            return f"card {removed} removed from the reader" if removed else "no card was inside"
         if command == "load_paper":
             bay.receipt_printer.load_paper()
             return "new paper roll loaded"
@@ -676,7 +688,9 @@ def run_script(
         say(f"> {action}")
         run_action(customer, action)
         if screenshots is not None:
-            saved.append(kiosk.screenshot(screenshots / f"{number:02d}-{_slug(str(action))}.png"))
+            # str(action) shows typed digits as stars: the file name never carries a PIN.
+            name = _slug(str(action).replace("*", "x"))
+            saved.append(kiosk.screenshot(screenshots / f"{number:02d}-{name}.png"))
     return saved
 
 

@@ -233,6 +233,8 @@ class OperatorPanel:
             (mode, Operator("supervisor"), True),
             ("Replenish: fill cassettes, empty bins", Operator("replenish"), state.can_service),
             ("Empty the card retain bin", Operator("empty_retain_bin"), state.can_service),
+            ("Purge loose notes to the reject bin", Operator("purge"), state.supervisor),
+            ("Remove a card stuck in the reader", Operator("remove_card"), state.supervisor),
             ("Load a new paper roll", Operator("load_paper"), state.can_service),
             ("Clear every device and link fault", Operator("clear_faults"), True),
         ]

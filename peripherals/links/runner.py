@@ -11,13 +11,14 @@ import threading
 import time
 
 from peripherals.emulator import Emulator
+from peripherals.fault_catalogue import LINK, fault_names
 from peripherals.faults import FaultSet
 from peripherals.links.endpoint import Endpoint, LinkClosed
 from peripherals.links.registry import LIVE, THREAD_PREFIX
 
 log = logging.getLogger(__name__)
 
-LINK_FAULTS = frozenset({"drop", "delay", "corrupt", "split", "disconnect"})
+LINK_FAULTS = fault_names(LINK)  # and their parameters: peripherals/fault_catalogue.py
 BITS_PER_BYTE = 10
 SPLIT_GAP_SECONDS = 0.05
 
@@ -152,6 +153,9 @@ class LinkRunner:
                 return
             if data:
                 self._last_traffic = time.monotonic()
+                # On a link, each chunk the driver sends is a command: an `on_command` fault
+                # counts them, and would never fire if nothing did.
+                self.faults.command_seen()
                 pieces, gap = self._apply(data)
                 for i, piece in enumerate(pieces):
                     if i:

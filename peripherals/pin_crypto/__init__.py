@@ -2,3 +2,8 @@
 
 Pure functions over bytes, built on the `cryptography` package; no I/O and no logging.
 """
+
+
+class DukptError(ValueError):
+    """A DUKPT key or KSN of the wrong length, or a transaction counter past its end (TDES and
+    AES alike)."""

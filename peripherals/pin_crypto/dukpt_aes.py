@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from peripherals.pin_crypto import ciphers
+from peripherals.pin_crypto import DukptError, ciphers
 
 KSN_BYTES = 12
 INITIAL_KEY_ID_BYTES = 8
@@ -29,10 +29,6 @@ class KeyUsage(IntEnum):
     DATA_BOTH = 0x3002
     KEY_DERIVATION = 0x8000
     INITIAL_KEY = 0x8001
-
-
-class DukptError(ValueError):
-    """A key or KSN of the wrong length, or a counter past its end."""
 
 
 def _check_key(key: bytes) -> None:

@@ -5,7 +5,7 @@ A KSN is 10 bytes: key set ID and device ID (59 bits) and a 21-bit transaction c
 
 from __future__ import annotations
 
-from peripherals.pin_crypto import ciphers
+from peripherals.pin_crypto import DukptError, ciphers
 
 KSN_BYTES = 10
 COUNTER_BITS = 21
@@ -13,10 +13,6 @@ COUNTER_MASK = (1 << COUNTER_BITS) - 1
 MAX_ONE_BITS = 10  # a device uses only counters with at most ten bits set
 KEY_MASK = bytes.fromhex("C0C0C0C000000000C0C0C0C000000000")
 PIN_VARIANT = bytes.fromhex("00000000000000FF00000000000000FF")
-
-
-class DukptError(ValueError):
-    """A BDK, key or KSN of the wrong length, or a counter past its end."""
 
 
 def _check(bdk_or_key: bytes, ksn: bytes) -> None:

@@ -29,7 +29,7 @@ NEGATIVE_MARK = ord("N")
 FIRMWARE_ID = b"ATMSIM-ICT 1.0"
 
 
-class CodecError(ValueError):
+class CardReaderCodecError(ValueError):
     """A frame text that is not a valid command or reply of this protocol."""
 
 
@@ -41,7 +41,7 @@ def crc16(data: bytes) -> int:
 def build_frame(text: bytes) -> bytes:
     """STX, big-endian length, text, big-endian CRC over STX..text."""
     if not 1 <= len(text) <= MAX_TEXT:
-        raise CodecError(f"frame text of {len(text)} bytes: expected 1..{MAX_TEXT}")
+        raise CardReaderCodecError(f"frame text of {len(text)} bytes: expected 1..{MAX_TEXT}")
     head = bytes((STX,)) + len(text).to_bytes(2, "big") + text
     return head + crc16(head).to_bytes(2, "big")
 
@@ -316,7 +316,7 @@ def move_card(to: MoveTo) -> CardCommand:
 
 def read_track(track: int) -> CardCommand:
     if track not in (1, 2, 3):
-        raise CodecError(f"track {track!r}: expected 1, 2 or 3")
+        raise CardReaderCodecError(f"track {track!r}: expected 1, 2 or 3")
     return CardCommand(Command.READ_TRACK, str(track))
 
 
@@ -371,7 +371,7 @@ Reply = PositiveReply | NegativeReply
 def _ascii(text: bytes, start: int, end: int, what: str) -> str:
     piece = text[start:end]
     if len(piece) != end - start or any(b < 0x20 or b > 0x7E for b in piece):
-        raise CodecError(f"{what}: expected {end - start} printable ASCII characters")
+        raise CardReaderCodecError(f"{what}: expected {end - start} printable ASCII characters")
     return piece.decode("ascii")
 
 
@@ -380,20 +380,20 @@ def _command_code(text: bytes) -> Command:
     try:
         return Command(cm)
     except ValueError:
-        raise CodecError(f"unknown command code {cm!r}") from None
+        raise CardReaderCodecError(f"unknown command code {cm!r}") from None
 
 
 def decode_command(text: bytes) -> CardCommand:
-    """A command frame's text as a CardCommand; CodecError if it is not one.
+    """A command frame's text as a CardCommand; CardReaderCodecError if it is not one.
 
     The emulator answers a command that does not decode with `refusal(text)`.
     """
     if len(text) < 3 or text[0] != COMMAND_MARK:
-        raise CodecError("a command text starts with 'C' and has at least cm and pm")
+        raise CardReaderCodecError("a command text starts with 'C' and has at least cm and pm")
     command = _command_code(text)
     parameter = _ascii(text, 2, 3, "parameter")
     if parameter not in _PARAMETERS[command]:
-        raise CodecError(f"command {command.value!r}: bad parameter {parameter!r}")
+        raise CardReaderCodecError(f"command {command.value!r}: bad parameter {parameter!r}")
     return CardCommand(command, parameter, bytes(text[3:]))
 
 
@@ -414,20 +414,22 @@ def refusal(text: bytes) -> bytes | None:
 
 
 def decode_reply(text: bytes) -> Reply:
-    """A reply frame's text as a PositiveReply or NegativeReply; CodecError if it is neither."""
+    """A reply frame's text as a PositiveReply or NegativeReply, or CardReaderCodecError."""
     if len(text) < 5 or text[0] not in (POSITIVE_MARK, NEGATIVE_MARK):
-        raise CodecError("a reply text starts with 'P' or 'N' and has cm, pm and two status bytes")
+        raise CardReaderCodecError(
+            "a reply text starts with 'P' or 'N' and has cm, pm and two status bytes"
+        )
     command = _command_code(text)
     parameter = _ascii(text, 2, 3, "parameter")
     code = _ascii(text, 3, 5, "status")
     if text[0] == NEGATIVE_MARK:
         if len(text) != 5:
-            raise CodecError("a negative reply carries no data after e1 e0")
+            raise CardReaderCodecError("a negative reply carries no data after e1 e0")
         return NegativeReply(command, parameter, code)
     try:
         position = CardPosition(code)
     except ValueError:
-        raise CodecError(f"unknown card position {code!r}") from None
+        raise CardReaderCodecError(f"unknown card position {code!r}") from None
     return PositiveReply(command, parameter, position, bytes(text[5:]))
 
 
@@ -451,5 +453,7 @@ class StatusData:
     @classmethod
     def decode(cls, data: bytes) -> StatusData:
         if len(data) != 3 or data[:1] not in (b"0", b"1"):
-            raise CodecError("status data: expected a retain bin flag 0/1 and a 2-character code")
+            raise CardReaderCodecError(
+                "status data: expected a retain bin flag 0/1 and a 2-character code"
+            )
         return cls(data[:1] == b"1", _ascii(data, 1, 3, "status condition"))

@@ -29,7 +29,7 @@ LCDM_MAX_NOTES = 60  # the LCDM single-cassette commands take 1..60 notes
 CASSETTE_SLOTS = 4
 
 
-class CodecError(ValueError):
+class DispenserCodecError(ValueError):
     """Bytes that are not a valid message of this protocol."""
 
 
@@ -112,7 +112,7 @@ def error_code(value: int) -> ErrorCode:
     try:
         return ErrorCode(value)
     except ValueError:
-        raise CodecError(f"unknown error byte 0x{value:02X}") from None
+        raise DispenserCodecError(f"unknown error byte 0x{value:02X}") from None
 
 
 # ----- framing --------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def bcc(data: Iterable[int]) -> int:
 def encode_frame(start: int, cmd: int, data: bytes = b"") -> bytes:
     """start ID STX CMD data ETX BCC."""
     if len(data) > MAX_DATA:
-        raise CodecError(f"data of {len(data)} bytes is longer than {MAX_DATA}")
+        raise DispenserCodecError(f"data of {len(data)} bytes is longer than {MAX_DATA}")
     body = bytes([start, DEVICE_ID, STX, cmd]) + data + bytes([ETX])
     return body + bytes([bcc(body)])
 
@@ -348,14 +348,14 @@ class FrameReader:
 
 def _digits(value: int, width: int, what: str) -> bytes:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**width:
-        raise CodecError(f"{what} {value!r} does not fit {width} decimal digits")
+        raise DispenserCodecError(f"{what} {value!r} does not fit {width} decimal digits")
     return b"%0*d" % (width, value)
 
 
 def _number(data: bytes, start: int, width: int, what: str) -> int:
     field_bytes = data[start : start + width]
     if len(field_bytes) != width or not all(0x30 <= b <= 0x39 for b in field_bytes):
-        raise CodecError(
+        raise DispenserCodecError(
             f"{what}: expected {width} ASCII digits at byte {start}, got {field_bytes!r}"
         )
     return int(field_bytes)
@@ -367,12 +367,12 @@ def _char(data: bytes, at: int, choices: Mapping[str, str], what: str) -> str:
     for name, code in choices.items():
         if code == letter:
             return name
-    raise CodecError(f"{what}: unknown code {letter!r} at byte {at}")
+    raise DispenserCodecError(f"{what}: unknown code {letter!r} at byte {at}")
 
 
 def _length(data: bytes, expected: int, what: str) -> None:
     if len(data) != expected:
-        raise CodecError(f"{what}: expected {expected} data bytes, got {len(data)}")
+        raise DispenserCodecError(f"{what}: expected {expected} data bytes, got {len(data)}")
 
 
 # ----- commands (host to device) --------------------------------------------------------------
@@ -487,7 +487,9 @@ class DispenseMix(Command):
 
     def data(self) -> bytes:
         if len(self.counts) != CASSETTE_SLOTS:
-            raise CodecError(f"dispense mix: need {CASSETTE_SLOTS} counts, got {len(self.counts)}")
+            raise DispenserCodecError(
+                f"dispense mix: need {CASSETTE_SLOTS} counts, got {len(self.counts)}"
+            )
         return _digits(self.sequence, 2, "sequence") + b"".join(
             _digits(count, 2, f"cassette {i + 1} count") for i, count in enumerate(self.counts)
         )
@@ -515,7 +517,9 @@ class Exchange(Command):
 
     def data(self) -> bytes:
         if len(self.counts) != CASSETTE_SLOTS:
-            raise CodecError(f"exchange: need {CASSETTE_SLOTS} counts, got {len(self.counts)}")
+            raise DispenserCodecError(
+                f"exchange: need {CASSETTE_SLOTS} counts, got {len(self.counts)}"
+            )
         return (b"1" if self.empty_bins else b"0") + b"".join(
             UNCHANGED if count is None else _digits(count, 4, f"cassette {i + 1} count")
             for i, count in enumerate(self.counts)
@@ -525,7 +529,7 @@ class Exchange(Command):
     def parse(cls, data: bytes) -> Command:
         _length(data, 1 + 4 * CASSETTE_SLOTS, cls.__name__)
         if data[:1] not in (b"0", b"1"):
-            raise CodecError(f"exchange: empty-bins flag {data[:1]!r} is not '0' or '1'")
+            raise DispenserCodecError(f"exchange: empty-bins flag {data[:1]!r} is not '0' or '1'")
         counts: list[int | None] = []
         for i in range(CASSETTE_SLOTS):
             start = 1 + 4 * i
@@ -557,10 +561,10 @@ COMMAND_TYPES: Mapping[int, type[Command]] = {
 
 
 def decode_command(frame: Frame) -> Command:
-    """The typed command of a frame; CodecError for an unknown command or bad data."""
+    """The typed command of a frame; DispenserCodecError for an unknown command or bad data."""
     kind = COMMAND_TYPES.get(frame.cmd)
     if kind is None:
-        raise CodecError(f"undefined command 0x{frame.cmd:02X}")
+        raise DispenserCodecError(f"undefined command 0x{frame.cmd:02X}")
     return kind.parse(frame.data)
 
 
@@ -688,13 +692,13 @@ class RomVersionReply(Reply):
     def data(self) -> bytes:
         raw = self.version.encode("ascii", "replace")
         if not all(_printable(b) for b in raw):
-            raise CodecError(f"ROM version {self.version!r} is not printable ASCII")
+            raise DispenserCodecError(f"ROM version {self.version!r} is not printable ASCII")
         return raw
 
     @classmethod
     def parse(cls, cmd: int, data: bytes) -> Reply:
         if not all(_printable(b) for b in data):
-            raise CodecError(f"ROM version {data!r} is not printable ASCII")
+            raise DispenserCodecError(f"ROM version {data!r} is not printable ASCII")
         return cls(ErrorCode.GOOD, data.decode("ascii"))
 
 
@@ -821,7 +825,7 @@ class DispenseMixReply(Reply):
 
     def data(self) -> bytes:
         if len(self.cassettes) != CASSETTE_SLOTS:
-            raise CodecError(f"dispense mix reply: need {CASSETTE_SLOTS} cassette slots")
+            raise DispenserCodecError(f"dispense mix reply: need {CASSETTE_SLOTS} cassette slots")
         return (
             _digits(self.sequence, 2, "sequence")
             + (b"1" if self.repeated else b"0")
@@ -834,7 +838,7 @@ class DispenseMixReply(Reply):
     def parse(cls, cmd: int, data: bytes) -> Reply:
         _length(data, cls.LENGTH, cls.__name__)
         if data[2:3] not in (b"0", b"1"):
-            raise CodecError(f"dispense mix reply: repeated flag {data[2:3]!r}")
+            raise DispenserCodecError(f"dispense mix reply: repeated flag {data[2:3]!r}")
         return cls(
             error_code(data[3]),
             _number(data, 0, 2, "sequence"),
@@ -937,7 +941,7 @@ class CountersReply(Reply):
 
     def data(self) -> bytes:
         if len(self.values) != len(COUNTER_NAMES):
-            raise CodecError(f"counters: need {len(COUNTER_NAMES)} values")
+            raise DispenserCodecError(f"counters: need {len(COUNTER_NAMES)} values")
         return bytes([self.error]) + b"".join(
             _digits(value, 8, name) for name, value in zip(COUNTER_NAMES, self.values, strict=True)
         )
@@ -970,7 +974,7 @@ class CassetteInfo:
 
     def data(self) -> bytes:
         if len(self.currency) != 3 or not self.currency.isdigit():
-            raise CodecError(f"currency {self.currency!r} is not 3 digits")
+            raise DispenserCodecError(f"currency {self.currency!r} is not 3 digits")
         return (
             _digits(self.number, 1, "cassette number")
             + CASSETTE_STATES[self.state].encode()
@@ -1018,7 +1022,7 @@ class ExtStatusReply(Reply):
 
     def data(self) -> bytes:
         if len(self.cassettes) > CASSETTE_SLOTS:
-            raise CodecError(f"at most {CASSETTE_SLOTS} cassettes")
+            raise DispenserCodecError(f"at most {CASSETTE_SLOTS} cassettes")
         return (
             bytes([self.error])
             + (b"0" if self.device_ok else b"1")
@@ -1040,13 +1044,17 @@ class ExtStatusReply(Reply):
     @classmethod
     def parse(cls, cmd: int, data: bytes) -> Reply:
         if len(data) < cls.HEAD:
-            raise CodecError(f"extended status: {len(data)} data bytes, need {cls.HEAD} or more")
+            raise DispenserCodecError(
+                f"extended status: {len(data)} data bytes, need {cls.HEAD} or more"
+            )
         count = _number(data, 53, 1, "cassette count")
         if count > CASSETTE_SLOTS:
-            raise CodecError(f"extended status: {count} cassettes, at most {CASSETTE_SLOTS}")
+            raise DispenserCodecError(
+                f"extended status: {count} cassettes, at most {CASSETTE_SLOTS}"
+            )
         _length(data, cls.HEAD + count * CassetteInfo.LENGTH, cls.__name__)
         if data[1:2] not in (b"0", b"1"):
-            raise CodecError(f"extended status: device flag {data[1:2]!r}")
+            raise DispenserCodecError(f"extended status: device flag {data[1:2]!r}")
         return cls(
             error_code(data[0]),
             data[1:2] == b"0",
@@ -1090,12 +1098,12 @@ def decode_reply(frame: Frame) -> Reply:
         return UndefinedReply(ErrorCode.UNDEFINED_COMMAND, frame.cmd)
     kind = REPLY_TYPES.get(frame.cmd)
     if kind is None:
-        raise CodecError(f"reply to unknown command 0x{frame.cmd:02X}")
+        raise DispenserCodecError(f"reply to unknown command 0x{frame.cmd:02X}")
     return kind.parse(frame.cmd, frame.data)
 
 
 def as_reply(kind: type[R], reply: Reply) -> R:
-    """`reply` as the expected type, or CodecError (the device answered something else)."""
+    """`reply` as the expected type, or DispenserCodecError (the device answered something else)."""
     if not isinstance(reply, kind):
-        raise CodecError(f"expected {kind.__name__}, got {type(reply).__name__}")
+        raise DispenserCodecError(f"expected {kind.__name__}, got {type(reply).__name__}")
     return reply

@@ -233,7 +233,7 @@ PIN_FORMATS = (0, 1, 3, 4)
 PIN_LENGTHS = range(4, 13)
 
 
-class CodecError(ValueError):
+class PinPadCodecError(ValueError):
     """Text that is no valid command, reply or event; `code` is the error code to answer with."""
 
     def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_PARAMETER) -> None:
@@ -315,12 +315,12 @@ def _slot(text: str) -> Slot:
     try:
         return Slot(text)
     except ValueError:
-        raise CodecError(f"unknown key slot {text!r}", ErrorCode.UNKNOWN_SLOT) from None
+        raise PinPadCodecError(f"unknown key slot {text!r}", ErrorCode.UNKNOWN_SLOT) from None
 
 
 def _number(text: str, what: str) -> int:
     if not (text.isascii() and text.isdigit()):
-        raise CodecError(f"{what} {text!r} is not a number")
+        raise PinPadCodecError(f"{what} {text!r} is not a number")
     return int(text)
 
 
@@ -334,14 +334,14 @@ def encode_command(command: Command) -> str:
             return f"PF{fmt}{source.value}"
         case StartPinEntry(pan, fmt, low, high, seconds):
             if not (0 <= fmt <= 9 and 0 <= low <= 99 and 0 <= high <= 99 and 0 <= seconds <= 999):
-                raise CodecError("PIN entry parameters do not fit their fields")
+                raise PinPadCodecError("PIN entry parameters do not fit their fields")
             return f"PE{fmt}{low:02d}{high:02d}{seconds:03d}{pan}"
         case _:
             return command.code
 
 
 def decode_command(text: str) -> Command:
-    """The command in a frame's text; CodecError (with the code to answer) if it is none."""
+    """The command in a frame's text; PinPadCodecError (with the code to answer) if it is none."""
     code, rest = text[:2], text[2:]
     simple: dict[str, Command] = {
         "ST": Status(),
@@ -352,31 +352,31 @@ def decode_command(text: str) -> Command:
     }
     if code in simple:
         if rest:
-            raise CodecError(f"{code} takes no data")
+            raise PinPadCodecError(f"{code} takes no data")
         return simple[code]
     if code == "LK":
         block = rest[2:]
         if not block or not block.isalnum():
-            raise CodecError("LK needs a slot and an alphanumeric key block")
+            raise PinPadCodecError("LK needs a slot and an alphanumeric key block")
         return LoadKey(_slot(rest[:2]), block)
     if code == "KC":
         if len(rest) != 2:
-            raise CodecError("KC needs a 2-character slot")
+            raise PinPadCodecError("KC needs a 2-character slot")
         return ReadKeyCheckValue(_slot(rest))
     if code == "PF":
         if len(rest) != 2:
-            raise CodecError("PF needs a format digit and a key source letter")
+            raise PinPadCodecError("PF needs a format digit and a key source letter")
         try:
             source = KeySource(rest[1])
         except ValueError:
-            raise CodecError(f"unknown key source {rest[1]!r}") from None
+            raise PinPadCodecError(f"unknown key source {rest[1]!r}") from None
         return SelectPinBlock(_number(rest[0], "format"), source)
     if code == "PE":
         if len(rest) < 8:
-            raise CodecError("PE needs format, min, max, timeout and PAN")
+            raise PinPadCodecError("PE needs format, min, max, timeout and PAN")
         pan = rest[8:]
         if not (pan.isascii() and pan.isdigit()):
-            raise CodecError("the PAN is digits only", ErrorCode.PAN_INVALID)
+            raise PinPadCodecError("the PAN is digits only", ErrorCode.PAN_INVALID)
         return StartPinEntry(
             pan=pan,
             pin_block_format=_number(rest[0], "format"),
@@ -384,7 +384,7 @@ def decode_command(text: str) -> Command:
             max_length=_number(rest[3:5], "maximum length"),
             timeout_seconds=_number(rest[5:8], "timeout"),
         )
-    raise CodecError(f"unknown command {code!r}", ErrorCode.UNKNOWN_COMMAND)
+    raise PinPadCodecError(f"unknown command {code!r}", ErrorCode.UNKNOWN_COMMAND)
 
 
 @dataclass(frozen=True)
@@ -411,14 +411,14 @@ def encode_reply(reply: Reply) -> str:
 def decode_reply(text: str) -> Reply:
     command, status, data = text[:2], text[2:4], text[4:]
     if command not in COMMAND_CODES:
-        raise CodecError(f"reply to unknown command {command!r}")
+        raise PinPadCodecError(f"reply to unknown command {command!r}")
     if status != OK:
         try:
             ErrorCode(status)
         except ValueError:
-            raise CodecError(f"reply status {status!r} is neither 00 nor E0..EF") from None
+            raise PinPadCodecError(f"reply status {status!r} is neither 00 nor E0..EF") from None
         if data:
-            raise CodecError("an error reply carries no data")
+            raise PinPadCodecError("an error reply carries no data")
     return Reply(command, status, data)
 
 
@@ -437,7 +437,7 @@ KEY_SOURCE_CODES = {"fixed": "F", "dukpt_tdes": "T", "dukpt_aes": "A"}
 
 def _flag(char: str) -> bool:
     if char not in ("0", "1"):
-        raise CodecError(f"flag {char!r} is not 0 or 1")
+        raise PinPadCodecError(f"flag {char!r} is not 0 or 1")
     return char == "1"
 
 
@@ -450,11 +450,11 @@ def encode_status(status: StatusData) -> str:
 
 def decode_status(data: str) -> StatusData:
     if len(data) != 6:
-        raise CodecError(f"status data {data!r} is not 6 characters")
+        raise PinPadCodecError(f"status data {data!r} is not 6 characters")
     modes = {code: mode for mode, code in MODE_CODES.items()}
     sources = {code: name for name, code in KEY_SOURCE_CODES.items()}
     if data[0] not in modes or data[5] not in sources:
-        raise CodecError(f"status data {data!r} has an unknown mode or key source")
+        raise PinPadCodecError(f"status data {data!r} has an unknown mode or key source")
     return StatusData(
         mode=modes[data[0]],
         keys_loaded=_flag(data[1]),
@@ -480,24 +480,24 @@ def encode_pin_block(data: PinBlockData) -> str:
 
 def decode_pin_block(data: str) -> PinBlockData:
     if not data:
-        raise CodecError("empty PIN block reply")
+        raise PinPadCodecError("empty PIN block reply")
     fmt = _number(data[0], "format")
     size = 32 if fmt == 4 else 16
     block_hex, ksn = data[1 : 1 + size], data[1 + size :]
     try:
         block = bytes.fromhex(block_hex)
     except ValueError:
-        raise CodecError("PIN block is not hexadecimal") from None
+        raise PinPadCodecError("PIN block is not hexadecimal") from None
     if len(block) * 2 != size or len(ksn) not in (0, 20, 24):
-        raise CodecError("PIN block or KSN has the wrong length")
+        raise PinPadCodecError("PIN block or KSN has the wrong length")
     if ksn and not all(c in "0123456789ABCDEF" for c in ksn):
-        raise CodecError("KSN is not upper-case hexadecimal")
+        raise PinPadCodecError("KSN is not upper-case hexadecimal")
     return PinBlockData(fmt, block, ksn or None)
 
 
 def decode_key_check_value(data: str) -> str:
     if len(data) != 6 or not all(c in "0123456789ABCDEF" for c in data):
-        raise CodecError(f"key check value {data!r} is not 6 hex digits")
+        raise PinPadCodecError(f"key check value {data!r} is not 6 hex digits")
     return data
 
 
@@ -528,13 +528,13 @@ class KeyEvent:
 
     def __post_init__(self) -> None:
         if self.kind not in _EVENT_CODES:
-            raise CodecError(f"unknown event kind {self.kind!r}")
+            raise PinPadCodecError(f"unknown event kind {self.kind!r}")
         if self.kind == "digit" and not (len(self.value) == 1 and self.value in "0123456789*"):
-            raise CodecError(f"digit event value {self.value!r} is not a digit or '*'")
+            raise PinPadCodecError(f"digit event value {self.value!r} is not a digit or '*'")
         if self.kind == "function" and self.value not in FUNCTION_KEYS:
-            raise CodecError(f"function key {self.value!r} is not F1..F8")
+            raise PinPadCodecError(f"function key {self.value!r} is not F1..F8")
         if self.kind not in ("digit", "function") and self.value:
-            raise CodecError(f"a {self.kind} event has no value")
+            raise PinPadCodecError(f"a {self.kind} event has no value")
 
 
 def is_event(text: str) -> bool:
@@ -548,6 +548,6 @@ def encode_event(event: KeyEvent) -> str:
 
 def decode_event(text: str) -> KeyEvent:
     if not is_event(text) or len(text) < 3 or text[2] not in _EVENT_KINDS:
-        raise CodecError(f"{text!r} is not an event")
+        raise PinPadCodecError(f"{text!r} is not an event")
     kind, value = _EVENT_KINDS[text[2]], text[3:]
     return KeyEvent(kind, f"F{value}" if kind == "function" else value)

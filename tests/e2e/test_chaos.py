@@ -4,11 +4,23 @@ fault proxy and a power cut mid-session; every money invariant holds at every ch
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from device.assembly.bank_stack import BankStack
 from device.assembly.chaos import ChaosFleet, chaos_host_timeout, plan_chaos
-from device.assembly.fleet import FleetConfig
+from device.assembly.fleet import (
+    FleetConfig,
+    SessionDriver,
+    SessionPlan,
+    classify,
+    journal_since,
+    last_seq,
+)
+from host.models import Card
+from peripherals.cards import mask_pan
 
 SEED = 11
 
@@ -58,3 +70,60 @@ def test_chaos_plan_is_fixed_by_the_seed() -> None:
 def test_the_atms_wait_longer_for_the_host_the_more_share_the_process() -> None:
     assert chaos_host_timeout(3) == chaos_host_timeout(8) == 2.0
     assert chaos_host_timeout(20) == 5.0
+
+
+def test_the_bank_follows_the_atms_virtual_time_so_a_lockout_ends(
+    bank_stack: BankStack, tmp_path: Path
+) -> None:
+    config = FleetConfig(atms=1, sessions=1, seed=SEED, customers=0, host_timeout=2.0)
+    with ChaosFleet(config, bank_stack, tmp_path / "run", out=lambda _: None) as fleet:
+        (slot,) = fleet.slots
+        assert fleet.population is not None
+        alice = fleet.population.customers[0]
+        # Three wrong PINs at 12:00 on the ATM's clock lock the card for 1800 s of it.
+        with bank_stack.engine.begin() as conn:
+            conn.execute(
+                sa.update(Card)
+                .where(Card.masked_pan == mask_pan(alice.pan))
+                .values(
+                    failed_pin_attempts=3,
+                    status="locked",
+                    locked_until=fleet.epoch + dt.timedelta(seconds=1800),
+                )
+            )
+        plan = SessionPlan(alice, "balance", "checking")
+
+        def session() -> str:
+            start = last_seq(slot.atm)
+            SessionDriver(slot.atm, plan).run()
+            return classify(journal_since(slot.atm, start))
+
+        assert session() in ("declined 75", "captured")  # the ATM may keep a locked card
+        slot.clock.advance(1800)
+        assert session() == "approved"
+        assert bank_stack.bank.clock() == slot.clock.now() > fleet.epoch + dt.timedelta(hours=0.5)
+    # The bank is back on its own clock once the run is over.
+    assert abs(bank_stack.bank.clock() - dt.datetime.now(dt.UTC)) < dt.timedelta(seconds=60)
+
+
+def test_the_engineer_empties_the_retain_bins_at_each_check(
+    bank_stack: BankStack, tmp_path: Path
+) -> None:
+    config = FleetConfig(atms=1, sessions=1, seed=SEED, customers=0, host_timeout=2.0)
+    lines: list[str] = []
+    with ChaosFleet(config, bank_stack, tmp_path / "run", out=lines.append) as fleet:
+        (slot,) = fleet.slots
+        assert fleet.population is not None
+        sim = slot.atm
+        sim.insert_card(fleet.population.customers[0].card_id)
+        sim.press("cancel")  # back out at the PIN: the card comes to the gate
+        sim.run_until(lambda: sim.bay.card_reader.state.value == "gate", 5.0, "card at gate")
+        # Nobody takes it: the ATM pulls it in after its card-take timeout.
+        sim.advance(120)
+        sim.settle()
+        reader = sim.bay.card_reader
+        assert reader.retained_count == 1
+        fleet.checkpoint("after 1 sessions")
+        assert reader.retained_count == 0
+        assert fleet.cards_retrieved == 1
+    assert lines[-1].startswith("invariants after 1 sessions: all 8 hold")

@@ -240,3 +240,22 @@ def test_a_fault_switched_on_in_once_mode_fires_once_and_is_gone(kiosk: KioskApp
     customer(kiosk).wait_for_state("idle", 10)
     assert kiosk.atm.bay.list() == []
     assert kiosk.atm.atm.state == "idle"
+
+
+def test_supervisor_purges_loose_notes_and_removes_a_stuck_card(kiosk: KioskApp) -> None:
+    customer(kiosk).wait_for_state("idle", 10)
+    key(kiosk, pygame.K_F12)
+    click(kiosk, find(kiosk.hotspots, Operator("tab", "supervisor")))
+    click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
+    assert kiosk.atm.atm.state == "supervisor"
+    click(kiosk, find(kiosk.hotspots, Operator("purge")))
+    assert "purged to the reject bin" in kiosk._panel_message.get()
+    kiosk.atm.bay.card_reader.insert_card("alice")  # entry is off: the card waits at the gate
+    kiosk.atm.atm.card_stuck = True  # as after an eject and a capture that both failed
+    click(kiosk, find(kiosk.hotspots, Operator("remove_card")))
+    assert kiosk.atm.bay.card_reader.status()["media"] == "none"
+    assert not kiosk.atm.atm.card_stuck
+    events = [e.event for e in kiosk.atm.journal.entries()]
+    assert "purged" in events and "card_removed_by_operator" in events
+    click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
+    customer(kiosk).wait_for_state("idle", 10)

@@ -43,12 +43,12 @@ def test_withdrawal_round_trip(client: HostClient, bank_engine: sa.Engine, pin_f
     assert wrong.response_code == "55"
     withdrawal = client.withdraw(CARD, pin, "checking", 5000)
     assert withdrawal.approved and withdrawal.available_balance == 245000
-    assert client.complete(withdrawal.stan, withdrawal.transmitted_at.isoformat(), 3000)
+    assert client.complete(withdrawal.stan, withdrawal.transmitted_at.isoformat(), 3000) == "00"
     assert balances(bank_engine, "10000001") == (247000, 247000)
     statement = client.mini_statement(CARD, pin, "checking")
     assert [line["amount"] for line in statement.statement] == [250000, -3000]
     second = client.withdraw(CARD, pin, "checking", 2000)
-    assert client.reverse(second.stan, second.transmitted_at.isoformat(), 2000, 500)
+    assert client.reverse(second.stan, second.transmitted_at.isoformat(), 2000, 500) == "00"
     assert balances(bank_engine, "10000001") == (246500, 246500)
     assert ledger_problems(bank_engine) == []
 

@@ -14,14 +14,13 @@ import pytest
 from config import iso8583 as iso
 from config.iso8583 import Message
 from device.clock import VirtualClock
-from device.controller.ports import CardData, PinBlock
-from device.controller.ports import HostUnavailable as PortHostUnavailable
+from device.controller.ports import CardData, HostUnavailable, PinBlock
 from device.host_client import (
     HostClient,
     HostProtocolError,
     HostRefused,
     HostTimeout,
-    HostUnavailable,
+    HostUnreachable,
     StanCounter,
     StanStoreError,
 )
@@ -115,9 +114,9 @@ def test_advices_name_the_original_and_the_cash_handed_out(
 ) -> None:
     original = client.withdraw(CARD, PIN, "checking", 8000)
     sent_at = original.transmitted_at.isoformat()
-    assert client.reverse(original.stan, sent_at, 8000, 3000) is True
-    assert client.reverse(original.stan, sent_at, 8000, 0) is True
-    assert client.complete(original.stan, sent_at, 8000) is True
+    assert client.reverse(original.stan, sent_at, 8000, 3000) == "00"
+    assert client.reverse(original.stan, sent_at, 8000, 0) == "00"
+    assert client.complete(original.stan, sent_at, 8000) == "00"
     partial, full, completion = bank.requests[1:]
     assert (partial.kind.value, partial.original_stan, partial.amount) == (
         "reversal",
@@ -127,7 +126,7 @@ def test_advices_name_the_original_and_the_cash_handed_out(
     assert (partial.dispensed_amount, full.dispensed_amount) == (3000, None)
     assert (completion.kind.value, completion.dispensed_amount) == ("completion", 8000)
     bank.code = ResponseCode.SYSTEM_MALFUNCTION
-    assert client.reverse(original.stan, sent_at, 8000, 0) is False  # to be sent again
+    assert client.reverse(original.stan, sent_at, 8000, 0) == "96"  # to be sent again
 
 
 def test_stan_counter_wraps_and_survives_a_restart(tmp_path: Path) -> None:
@@ -147,10 +146,10 @@ def test_no_host_is_host_unavailable_after_backing_off() -> None:
         port = placeholder.getsockname()[1]
     pauses: list[float] = []
     client = HostClient("127.0.0.1", port, "ATM00001", MAC_KEY, sleep=pauses.append)
-    with pytest.raises(HostUnavailable, match="after 3 tries") as caught:
+    with pytest.raises(HostUnreachable, match="after 3 tries") as caught:
         client.sign_on()
     assert pauses == [0.2, 0.4]
-    assert isinstance(caught.value, PortHostUnavailable)  # what the controller catches
+    assert isinstance(caught.value, HostUnavailable)  # what the controller catches
     assert isinstance(caught.value, ConnectionError)
 
 

@@ -384,7 +384,7 @@ def test_a_withdrawal_and_its_completion_move_the_money_once(
         assert reply.approved and reply.available_balance == 244000
         assert balances(bank_engine, "10000001") == (250000, 244000)  # held, not yet posted
         sent_at = reply.transmitted_at.isoformat()
-        assert client.complete(reply.stan, sent_at, 6000) is True
+        assert client.complete(reply.stan, sent_at, 6000) == "00"
     assert balances(bank_engine, "10000001") == (244000, 244000)
     assert ledger_problems(bank_engine) == []
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import errno
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +17,7 @@ from device.clock import VirtualClock
 from device.controller.atm_controller import AtmController, ControllerConfig, SupervisorError
 from device.controller.ports import CardData, HostReply, HostUnavailable, PinBlock
 from device.drivers.base import DeviceFault
-from device.journal import Journal
+from device.journal import Journal, JournalWriteError
 from device.screens import DEFAULT_SCREENS, load_screens
 
 PAN = "4761739001010010"
@@ -98,14 +99,18 @@ class FakeDispenser:
     rejected: int = 0
     jam: bool = False
     taken_flag: bool = False
+    transport: int = 0
+    last_outcome: str = "none"
 
     def status(self) -> Any:
         cassette = SimpleNamespace(number=1, denomination=1000, count=self.notes, state="ok")
         return SimpleNamespace(
             cassettes=[cassette],
-            device_ok=True,
+            device_ok=not self.transport,
             stacker_notes=self.stacker,
             presented_notes=self.presented,
+            transport_notes=self.transport,
+            last_outcome=self.last_outcome,
         )
 
     def dispense(self, notes: dict[int, int], *, transaction: int) -> Any:
@@ -118,21 +123,25 @@ class FakeDispenser:
 
     def present(self) -> Any:
         self.presented, self.stacker = self.stacker, 0
+        self.last_outcome = "presented"
         return SimpleNamespace(ok=True, presented_amount=self.presented * 1000, error=None)
 
     def taken(self) -> bool:
         if self.taken_flag and self.presented:
             self.customer += self.presented
             self.presented = 0
-        return self.taken_flag
+            self.last_outcome = "taken"
+        return self.last_outcome == "taken" or (self.taken_flag and not self.presented)
 
     def retract(self) -> Any:
         count, self.presented = self.presented, 0
         self.retracted += count
+        if count:
+            self.last_outcome = "retracted"
         return SimpleNamespace(notes=count, amount=count * 1000)
 
     def purge(self) -> int:
-        count, self.stacker = self.stacker, 0
+        count, self.stacker, self.transport = self.stacker + self.transport, 0, 0
         self.rejected += count
         return count
 
@@ -189,7 +198,17 @@ class FakeHost:
     def balance(self, card: CardData, pin: PinBlock, account: str) -> HostReply:
         return self._reply("00")
 
-    def withdraw(self, card: CardData, pin: PinBlock, account: str, amount: int) -> HostReply:
+    def withdraw(
+        self,
+        card: CardData,
+        pin: PinBlock,
+        account: str,
+        amount: int,
+        *,
+        before_send: Callable[[str, dt.datetime], None] | None = None,
+    ) -> HostReply:
+        if before_send is not None:
+            before_send(f"{self.stan + 1:06d}", dt.datetime(2026, 11, 28, tzinfo=dt.UTC))
         if amount > self.funds:
             return self._reply("51")
         reply = self._reply("00")
@@ -205,19 +224,19 @@ class FakeHost:
     def change_pin(self, card: CardData, pin: PinBlock, new_pin: PinBlock) -> HostReply:
         return self._reply("00")
 
-    def complete(self, original_stan: str, transmitted_at: str, amount: int) -> bool:
+    def complete(self, original_stan: str, transmitted_at: str, amount: int) -> str:
         if self.down:
             raise HostUnavailable("down")
         self.completions.append((original_stan, amount))
         self.funds -= amount
-        return True
+        return "00"
 
-    def reverse(self, stan: str, transmitted_at: str, amount: int, dispensed: int) -> bool:
+    def reverse(self, stan: str, transmitted_at: str, amount: int, dispensed: int) -> str:
         if self.down:
             raise HostUnavailable("down")
         self.reversals.append((stan, dispensed))
         self.funds -= dispensed
-        return True
+        return "00"
 
 
 def plan_notes(amount: int, cassettes: Any) -> dict[int, int] | None:
@@ -472,7 +491,7 @@ def test_supervisor_replenishes_between_customers_only(rig: Rig) -> None:
 def test_withdrawal_reply_lost_is_reversed_blind_and_the_card_returned(rig: Rig) -> None:
     rig.insert_card_and_pin()
 
-    def lost(card: CardData, pin: PinBlock, account: str, amount: int) -> HostReply:
+    def lost(card: CardData, pin: PinBlock, account: str, amount: int, **_: Any) -> HostReply:
         error = HostUnavailable("no answer within 30 s")
         error.stan, error.transmitted_at = "000042", dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
         raise error
@@ -514,7 +533,7 @@ def test_cash_left_while_the_dispenser_is_silent_is_settled_once_it_answers(
     assert rig.host.reversals == [] and rig.host.completions == []  # still silent: still open
     mocker.stopall()  # the dispenser answers again
     if customer_took_the_notes:  # the shutter is empty and the dispenser saw them go
-        rig.dispenser.taken_flag = True
+        rig.dispenser.last_outcome = "taken"
         rig.dispenser.customer += rig.dispenser.presented
         rig.dispenser.presented = 0
     if next_customer_at_once:  # a busy ATM: no idle health check before the session ends
@@ -534,3 +553,127 @@ def test_cash_left_while_the_dispenser_is_silent_is_settled_once_it_answers(
         assert rig.host.completions == []
     assert rig.atm.cash_available
     assert "suspect" not in rig.events()
+
+
+def fail_journal_at(rig: Rig, mocker: Any, event: str) -> None:
+    """The journal's write of `event` fails (full disk): JournalWriteError, as Journal raises."""
+    record = rig.journal.record
+
+    def failing(name: str, **fields: Any) -> Any:
+        if name == event:
+            raise JournalWriteError(rig.journal.path, "no space left on device", errno.ENOSPC)
+        return record(name, **fields)
+
+    mocker.patch.object(rig.journal, "record", side_effect=failing)
+
+
+def withdraw_fifty(rig: Rig) -> None:
+    rig.insert_card_and_pin()
+    rig.press("F1")
+    rig.press("F1")
+    rig.press("F2")
+
+
+def test_a_failed_intent_write_stops_before_the_request_leaves(rig: Rig, mocker: Any) -> None:
+    fail_journal_at(rig, mocker, "withdrawal_requested")
+    withdraw_fifty(rig)
+    assert rig.atm.state == "out_of_service"
+    assert rig.host.holds == {}  # the 0200 never left
+    assert rig.dispenser.notes == 100 and rig.dispenser.stacker == 0
+    assert rig.reader.media == "gate"  # the card is given back
+    assert "journal cannot be written" in rig.atm.out_of_service_reason
+    rig.run(3, advance=6)
+    assert rig.atm.state == "out_of_service"  # until a restart reopens the journal
+
+
+def test_a_failed_dispense_intent_write_dispenses_nothing(rig: Rig, mocker: Any) -> None:
+    fail_journal_at(rig, mocker, "dispense_started")
+    withdraw_fifty(rig)
+    assert rig.atm.state == "out_of_service"
+    assert (rig.dispenser.notes, rig.dispenser.stacker, rig.dispenser.presented) == (100, 0, 0)
+    mocker.stopall()
+    # The next start settles the approved withdrawal from the journal: a reversal, nothing out.
+    assert rig.atm.settlement.recover() == ["STAN 000003: reversal, 0 of 5000 cents handed out"]
+    assert rig.host.reversals == []
+    rig.atm.settlement.forward()
+    assert rig.host.reversals == [("000003", 0)]
+
+
+def test_a_failed_present_intent_write_keeps_the_shutter_closed(rig: Rig, mocker: Any) -> None:
+    fail_journal_at(rig, mocker, "present_started")
+    withdraw_fifty(rig)
+    rig.reader.media = "none"
+    rig.run(3)
+    assert rig.atm.state == "out_of_service"
+    assert rig.dispenser.presented == 0 and rig.dispenser.customer == 0
+
+
+def test_a_card_neither_returned_nor_retained_keeps_the_atm_out_of_service(
+    rig: Rig, mocker: Any
+) -> None:
+    rig.insert_card_and_pin()
+    mocker.patch.object(rig.reader, "eject", side_effect=DeviceFault("jammed", "10"))
+    mocker.patch.object(rig.reader, "capture", side_effect=DeviceFault("retain bin full", "40"))
+    rig.press("F8")  # cancel: eject fails, capture fails, the card stays inside
+    rig.run(5, advance=1.0)
+    assert rig.atm.state == "out_of_service"
+    assert "card" in rig.atm.out_of_service_reason
+    rig.run(5, advance=6.0)
+    assert rig.atm.state == "out_of_service"  # never a new session on the card left inside
+    assert rig.events().count("card_read") == 1
+    assert rig.atm.open_supervisor()
+    rig.reader.media = "none"
+    rig.atm.card_removed()
+    assert rig.atm.close_supervisor()
+    assert rig.atm.state == "idle"
+
+
+def test_a_card_found_inside_at_start_is_retained_not_served(tmp_path: Path) -> None:
+    clock, journal = VirtualClock(), Journal(tmp_path / "journal.jsonl")
+    reader = FakeCardReader()
+    reader.media = "inside"  # the power went while a customer's card was in
+    atm = AtmController(
+        card_reader=reader,
+        pin_pad=FakePinPad(),
+        dispenser=FakeDispenser(),
+        printer=FakePrinter(),
+        host=FakeHost(),
+        journal=journal,
+        advices=AdviceQueue(tmp_path / "advices.jsonl"),
+        screens=load_screens(DEFAULT_SCREENS),
+        clock=clock,
+        config=ControllerConfig(terminal_id="ATM00001"),
+        plan_notes=plan_notes,
+    )
+    atm.start()
+    atm.step()
+    assert reader.captured == 1 and atm.state == "idle"
+    assert [e.event for e in journal.entries()][:2] == ["card_found_at_start", "card_captured"]
+    journal.close()
+
+
+def test_no_receipt_after_the_customer_chose_to_go_on_without_one(rig: Rig) -> None:
+    rig.printer.paper = "out"
+    rig.insert_card_and_pin()
+    rig.press("F1")  # withdrawal
+    assert rig.atm.screen.name == "receipt_unavailable"
+    rig.press("F4")  # continue without a receipt
+    rig.press("F1")
+    rig.press("F2")
+    rig.printer.paper = "adequate"  # paper loaded meanwhile: still no receipt, as answered
+    rig.reader.media = "none"
+    rig.run(2)
+    rig.dispenser.taken_flag = True
+    rig.run(5, advance=0.5)
+    assert rig.host.completions == [("000003", 5000)]
+    assert rig.printer.receipts == []
+
+
+def test_supervisor_purges_notes_left_in_the_transport(rig: Rig) -> None:
+    rig.dispenser.transport = 1
+    with pytest.raises(SupervisorError):
+        rig.atm.purge_dispenser()
+    assert rig.atm.open_supervisor()
+    assert rig.atm.purge_dispenser() == 1
+    assert rig.atm.close_supervisor()
+    assert rig.atm.state == "idle" and rig.atm.cash_available

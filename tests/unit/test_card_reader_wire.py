@@ -107,13 +107,13 @@ def test_refusals_echo_cm_and_pm() -> None:
     "text", [b"", b"C", b"C1", b"X10", b"C9" + b"0", b"C19", b"C6\x00", b"C\xff0"]
 )
 def test_bad_command_texts(text: bytes) -> None:
-    with pytest.raises(wire.CodecError):
+    with pytest.raises(wire.CardReaderCodecError):
         wire.decode_command(text)
 
 
 @pytest.mark.parametrize("text", [b"P10", b"P1099", b"N1000x", b"Q1000", b"P9000", b"P10\x0100"])
 def test_bad_reply_texts(text: bytes) -> None:
-    with pytest.raises(wire.CodecError):
+    with pytest.raises(wire.CardReaderCodecError):
         wire.decode_reply(text)
 
 
@@ -121,7 +121,7 @@ def test_status_data() -> None:
     assert StatusData(True, "14").encode() == b"114"
     assert StatusData.decode(b"0B0") == StatusData(False, "B0")
     for bad in (b"", b"2", b"000x", b"x00"):
-        with pytest.raises(wire.CodecError):
+        with pytest.raises(wire.CardReaderCodecError):
             StatusData.decode(bad)
 
 
@@ -193,9 +193,9 @@ def test_a_cut_off_frame_expires_after_the_inter_byte_timeout() -> None:
 
 def test_build_frame_limits() -> None:
     assert len(wire.build_frame(b"x" * wire.MAX_TEXT)) == wire.MAX_FRAME
-    with pytest.raises(wire.CodecError):
+    with pytest.raises(wire.CardReaderCodecError):
         wire.build_frame(b"x" * (wire.MAX_TEXT + 1))
-    with pytest.raises(wire.CodecError):
+    with pytest.raises(wire.CardReaderCodecError):
         wire.build_frame(b"")
 
 
@@ -265,7 +265,7 @@ def test_oversized_frames_are_refused(length: int, tail: bytes) -> None:
 @given(st.binary(max_size=40))
 def test_codec_takes_any_text(text: bytes) -> None:
     for decode in (wire.decode_command, wire.decode_reply):
-        with contextlib.suppress(wire.CodecError):
+        with contextlib.suppress(wire.CardReaderCodecError):
             decode(text)
     refusal = wire.refusal(text)
     if refusal is not None:

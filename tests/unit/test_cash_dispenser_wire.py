@@ -159,19 +159,19 @@ def test_extended_status_round_trips_with_every_cassette() -> None:
     [b"0A", b"99"[:1] + b"x"],
 )
 def test_bad_count_digits_are_a_codec_error(data: bytes) -> None:
-    with pytest.raises(wire.CodecError, match="ASCII digits"):
+    with pytest.raises(wire.DispenserCodecError, match="ASCII digits"):
         wire.decode_command(wire.Frame(wire.EOT, Cmd.UPPER_DISPENSE, data))
 
 
 def test_unknown_command_is_a_codec_error() -> None:
-    with pytest.raises(wire.CodecError, match="undefined command 0x5A"):
+    with pytest.raises(wire.DispenserCodecError, match="undefined command 0x5A"):
         wire.decode_command(wire.Frame(wire.EOT, 0x5A, b""))
 
 
 def test_encoding_refuses_values_that_do_not_fit() -> None:
-    with pytest.raises(wire.CodecError):
+    with pytest.raises(wire.DispenserCodecError):
         wire.UpperDispense(100).encode()
-    with pytest.raises(wire.CodecError):
+    with pytest.raises(wire.DispenserCodecError):
         wire.DispenseMix(7, (1, 2, 3)).encode()
 
 
@@ -254,7 +254,7 @@ def test_random_bytes_never_raise_and_the_buffer_stays_bounded(data: bytes, side
                         wire.decode_command(event)
                     else:
                         wire.decode_reply(event)
-                except wire.CodecError:
+                except wire.DispenserCodecError:
                     pass
         assert reader.pending <= wire.MAX_DATA + 6
 

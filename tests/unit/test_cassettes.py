@@ -23,6 +23,7 @@ from peripherals.cassettes import (
     load_cassette_file,
     parse_cassette_load,
 )
+from peripherals.state_file import dump_state
 from peripherals.wire import cash_dispenser as wire
 
 ROOT = Path(__file__).parents[2]
@@ -162,7 +163,7 @@ def test_a_damaged_state_file_is_a_clear_error_not_a_fresh_start(tmp_path: Path)
     path = tmp_path / STATE_FILE_NAME
     state = json.loads(path.read_text())
     state["places"]["stacker"] = {"1": -3}
-    path.write_text(json.dumps(state))
+    path.write_bytes(dump_state(state))  # checksummed, so the content check is what refuses it
     with pytest.raises(CassetteConfigError, match="stacker"):
         NoteLedger.open(parse_cassette_load(small_load()), tmp_path)
     path.write_text("{not json")

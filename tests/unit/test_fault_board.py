@@ -175,3 +175,64 @@ def test_a_board_of_plain_fault_sets() -> None:
     assert device.faults.take("jam") is not None
     assert device.faults.take("jam") is None
     assert board.list() == []
+
+
+def test_a_misspelt_fault_parameter_is_refused_naming_what_the_fault_accepts() -> None:
+    # A jam "after_note" used to be armed anyway and fire after 0 notes, its default.
+    with DeviceBay.from_profile(backend="sim") as real:
+        with pytest.raises(FaultError) as caught:
+            real.inject("cash_dispenser", "jam", mode="once", after_note=1)
+        assert str(caught.value) == (
+            "cash_dispenser: jam has no parameter 'after_note'; it accepts: after_notes"
+        )
+        with pytest.raises(
+            FaultError, match="double_pick has no parameter 'cassete'; it accepts: cassette, count"
+        ):
+            real.inject("cash_dispenser", "double_pick", cassete=2)
+        with pytest.raises(FaultError, match="shutter_jam takes no parameters, not 'seconds'"):
+            real.inject("cash_dispenser", "shutter_jam", seconds=1)
+        with pytest.raises(FaultError, match=r"pin_pad\.link: delay has no parameter 'second'"):
+            real.inject("pin_pad.link", "delay", second=0.5)
+        assert real.list() == []  # nothing was armed
+        assert real.inject("cash_dispenser", "jam", mode="once", after_notes=1) == (
+            "jam (once; after_notes=1)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("target", "fault", "params", "reason"),
+    [
+        ("cash_dispenser", "jam", {"after_notes": -1}, "after_notes expects a whole number >= 0"),
+        ("cash_dispenser", "jam", {"after_notes": "1"}, "not '1'"),
+        ("cash_dispenser", "cassette_empty", {"cassette": 5}, "a whole number from 1 to 4"),
+        ("card_reader", "unreadable_track", {"damage": "scratched"}, "one of no_start_sentinel"),
+        ("card_reader", "unreadable_track", {"track": True}, "not True"),
+        ("pin_pad", "key_stuck", {}, "key_stuck needs key (one of 0, 1,"),
+        ("pin_pad", "key_stuck", {"key": "F9"}, "not 'F9'"),
+        ("receipt_printer.link", "split", {"gap": -0.1}, "gap expects a number >= 0"),
+    ],
+)
+def test_a_fault_parameter_of_the_wrong_kind_is_refused(
+    target: str, fault: str, params: dict[str, object], reason: str
+) -> None:
+    with DeviceBay.from_profile(backend="sim") as real:
+        with pytest.raises(FaultError) as caught:
+            real.inject(target, fault, **params)
+        message = str(caught.value)
+        assert reason in message and "\n" not in message
+        assert message.startswith(f"{target}: {fault}")
+        assert real.list() == []
+
+
+def test_a_link_fault_on_command_fires_on_the_nth_chunk_over_a_pty() -> None:
+    # The link never counted commands, so an on_command link fault stayed armed for ever.
+    with DeviceBay({"receipt_printer": Printer()}, backend="pty") as bay:
+        assert bay.url("receipt_printer").startswith("/dev/")
+        bay.inject("receipt_printer.link", "drop", mode="on_command", on_command=2)
+        with SerialDriver(bay.url("receipt_printer")) as driver:
+            assert exchange(driver, b"a", 1) == b"a"
+            assert exchange(driver, b"b", 1, 0.3) == b""  # the 2nd chunk from the driver: lost
+            assert bay.list() == []  # used up by firing
+            assert exchange(driver, b"c", 1) == b"c"
+            bay.inject("receipt_printer.link", "corrupt", mode="on_command", on_command=1, index=0)
+            assert exchange(driver, b"\x00", 1) == b"\xff"

@@ -1,14 +1,18 @@
-"""The journal masks card numbers and refuses secrets; advices survive a restart."""
+"""The journal masks card numbers and refuses secrets; advices survive a restart; every line
+of both proves it is whole, and lines from before checksums still read."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from device.advice_queue import Advice, AdviceQueue
-from device.journal import Journal, JournalError, mask_pan
+from device.advice_queue import Advice, AdviceQueue, AdviceQueueCorrupt
+from device.advice_queue import DurableWriteError as AdviceWriteError
+from device.durable_log import DurableWriteError
+from device.journal import Journal, JournalCorrupt, JournalError, JournalWriteError, mask_pan
 
 
 def test_mask_pan_keeps_first_six_and_last_four() -> None:
@@ -64,16 +68,107 @@ def test_advices_survive_restart_until_acknowledged(tmp_path: Path) -> None:
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
-def test_forward_stops_at_first_failure_to_keep_order(tmp_path: Path) -> None:
-    queue = AdviceQueue(tmp_path / "advices.jsonl")
+# ----- every line proves it is whole ---------------------------------------------------------
+
+
+def test_the_next_record_cuts_a_torn_line_so_nothing_merges(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.record("authorised", stan="000001", amount=8000)
+    journal.close()
+    whole = path.read_bytes()
+    with path.open("ab") as handle:
+        handle.write(b'{"crc": "0badf00d", "amount": 8000, "event": "dispen')
+    reopened = Journal(path)
+    assert reopened.torn_tail is not None and reopened.torn_tail.line == 2
+    reopened.record("reversal_queued", stan="000001")
+    reopened.close()
+    assert path.read_bytes().startswith(whole)
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == [
+        "authorised",
+        "reversal_queued",
+    ]
+
+
+def test_a_damaged_line_in_the_middle_is_a_journal_error_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
     for stan in ("000001", "000002", "000003"):
-        queue.add(advice(stan))
-    sent: list[str] = []
+        journal.record("authorised", stan=stan, amount=8000)
+    journal.close()
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"amount": 8000', '"amount": 80')  # 80.00 instead of 8000
+    path.write_text("".join(lines))
+    with pytest.raises(JournalCorrupt, match=r"journal\.jsonl:2: damaged record") as caught:
+        Journal(path)
+    assert isinstance(caught.value, JournalError)
 
-    def send(item: Advice) -> bool:
-        sent.append(item.original_stan)
-        return item.original_stan != "000002"
 
-    assert queue.forward(send) == 2
-    assert sent == ["000001", "000002"]
-    assert [a.original_stan for a in queue.pending()] == ["000002", "000003"]
+def test_a_journal_written_before_checksums_upgrades_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    old = [
+        {"seq": 1, "at": "2026-11-28T12:00:00+00:00", "event": "authorised", "amount": 8000},
+        {"seq": 2, "at": "2026-11-28T12:00:01+00:00", "event": "dispense_started"},
+    ]
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in old))
+    journal = Journal(path)
+    entry = journal.record("notes_counted", amount=8000)
+    journal.close()
+    assert entry.seq == 3
+    events = [(e.seq, e.event, e.fields) for e in Journal(path).entries()]
+    assert events == [
+        (1, "authorised", {"amount": 8000}),
+        (2, "dispense_started", {}),
+        (3, "notes_counted", {"amount": 8000}),
+    ]
+
+
+def test_the_checksum_key_is_refused_as_a_field(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    with pytest.raises(JournalError, match="reserved"):
+        journal.record("oops", crc="00000000")
+    journal.close()
+
+
+def test_record_many_is_one_write_with_consecutive_numbers(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.record("in_service")
+    entries = journal.record_many([("authorised", {"amount": 8000}), ("dispense_started", {})])
+    journal.close()
+    assert [e.seq for e in entries] == [2, 3]
+    assert [e.event for e in Journal(tmp_path / "journal.jsonl").entries()] == [
+        "in_service",
+        "authorised",
+        "dispense_started",
+    ]
+
+
+def test_one_write_error_class_for_journal_and_advices() -> None:
+    assert JournalWriteError is DurableWriteError is AdviceWriteError
+    assert issubclass(JournalWriteError, OSError)
+
+
+def test_a_damaged_advice_line_in_the_middle_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "advices.jsonl"
+    queue = AdviceQueue(path)
+    queue.add(advice("000001"))
+    queue.add(advice("000002"))
+    path.write_text(path.read_text().replace('"amount": 5000', '"amount": 9000', 1))
+    with pytest.raises(AdviceQueueCorrupt, match=r"advices\.jsonl:1:"):
+        AdviceQueue(path)
+
+
+def test_an_advice_queue_written_before_checksums_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "advices.jsonl"
+    lines = [
+        {"op": "add", "advice": asdict(advice("000001"))},
+        {"op": "add", "advice": asdict(advice("000002"))},
+        {"op": "ack", "key": "reversal:000001"},
+    ]
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in lines) + '{"op": "a')
+    queue = AdviceQueue(path)
+    assert [a.key for a in queue.pending()] == ["reversal:000002"]
+    queue.add(advice("000003"))
+    assert [a.key for a in AdviceQueue(path).pending()] == ["reversal:000002", "reversal:000003"]

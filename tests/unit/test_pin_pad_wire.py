@@ -14,13 +14,13 @@ from peripherals.pin_crypto import dukpt_tdes, pin_block, tr31
 from peripherals.wire import pin_pad as wire
 from peripherals.wire.pin_pad import (
     BadFrame,
-    CodecError,
     Control,
     ErrorCode,
     Frame,
     FrameDecoder,
     KeyEvent,
     KeySource,
+    PinPadCodecError,
     Slot,
 )
 
@@ -197,7 +197,7 @@ def test_commands_exact_text(command: wire.Command, text: str) -> None:
     ],
 )
 def test_bad_commands_carry_the_error_code_to_answer(text: str, code: ErrorCode) -> None:
-    with pytest.raises(CodecError) as caught:
+    with pytest.raises(PinPadCodecError) as caught:
         wire.decode_command(text)
     assert caught.value.code is code
 
@@ -207,9 +207,9 @@ def test_replies_exact_text() -> None:
     assert wire.encode_reply(wire.Reply("PE", "EA")) == "PEEA"
     assert wire.decode_reply("PEEA").error is ErrorCode.TAMPERED
     assert wire.decode_reply("ST00I1000F").data == "I1000F"
-    with pytest.raises(CodecError):
+    with pytest.raises(PinPadCodecError):
         wire.decode_reply("PEZZ")
-    with pytest.raises(CodecError):
+    with pytest.raises(PinPadCodecError):
         wire.decode_reply("PEE1data")
 
 
@@ -252,7 +252,7 @@ def test_events_exact_text(event: KeyEvent, text: str) -> None:
 
 @pytest.mark.parametrize("text", ["EV", "EVQ", "EVF9", "EVDx", "EVN1", "ST"])
 def test_bad_events_refused(text: str) -> None:
-    with pytest.raises(CodecError):
+    with pytest.raises(PinPadCodecError):
         wire.decode_event(text)
 
 
@@ -261,7 +261,7 @@ def test_bad_events_refused(text: str) -> None:
 def test_command_codec_fuzz_round_trips_or_refuses(text: str) -> None:
     try:
         command = wire.decode_command(text)
-    except CodecError as err:
+    except PinPadCodecError as err:
         assert isinstance(err.code, ErrorCode)
         return
     assert wire.encode_command(command) == text
@@ -277,7 +277,7 @@ def test_reply_and_event_decoders_refuse_cleanly(text: str) -> None:
         wire.decode_pin_block,
         wire.decode_key_check_value,
     ):
-        with contextlib.suppress(CodecError):
+        with contextlib.suppress(PinPadCodecError):
             decode(text)
 
 

@@ -73,6 +73,28 @@ expect:
             3,
             "'melt' is not one of",
         ),
+        (
+            "version: 1\nsteps:\n  - fault:\n      target: cash_dispenser\n      name: jam\n"
+            "      params:\n        after_note: 1\n",
+            7,
+            "fault.params: jam has no parameter 'after_note'; it accepts: after_notes",
+        ),
+        (
+            "version: 1\nsteps:\n  - fault:\n      target: cash_dispenser\n      name: jam\n"
+            "      params: {after_notes: many}\n",
+            6,
+            "after_notes expects a whole number >= 0, not 'many'",
+        ),
+        (
+            "version: 1\nsteps:\n  - fault: {target: pin_pad.link, name: drop, params: {x: 1}}\n",
+            3,
+            "drop takes no parameters, not 'x'",
+        ),
+        (
+            "version: 1\nsteps:\n  - fault: {target: pin_pad, name: key_stuck}\n",
+            3,
+            "key_stuck needs key",
+        ),
         ("version: 1\nsteps:\n  - host: {mode: declining}\n", 3, "needs code"),
         ("version: 1\nsteps:\n  - host: {mode: slow}\n", 3, "needs seconds"),
         (

@@ -68,3 +68,16 @@ def test_env_example_names_every_setting() -> None:
     text = (Path(__file__).parents[2] / ".env.example").read_text()
     names = {line.split("=", 1)[0].lstrip("# ") for line in text.splitlines() if "=" in line}
     assert set(SETTING_NAMES) <= names
+
+
+def test_repr_hides_the_secrets() -> None:
+    settings = load_settings(
+        {
+            "SECRET_KEY": "s3cret-key-value-0123",
+            "PIN_PEPPER": "pepper-value-0123456",
+            "DATABASE_URL": "postgresql://atm:hunter2@db:5432/atm",
+        }
+    )
+    text = repr(settings)
+    assert "s3cret-key-value-0123" not in text and "pepper-value-0123456" not in text
+    assert "hunter2" not in text and "bcrypt_rounds=12" in text

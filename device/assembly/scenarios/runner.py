@@ -48,9 +48,10 @@ from device.assembly.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
 from device.clock import VirtualClock
 from host import bank_admin, crypto_keys
 from host.database import make_engine
+from host.ledger import Posting, post_entry
 from host.models import Account, Card, HostTransaction, JournalEntry, JournalLine
 from host.server import HostServer
-from host.service import Bank, Posting, post_entry
+from host.service import Bank
 from peripherals.cards import load_wallet
 from peripherals.harness.profile import DEFAULT_PROFILE, PROJECT_ROOT, AtmProfile, load_profile
 

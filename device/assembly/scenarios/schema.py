@@ -5,7 +5,7 @@ before anything runs: an error names the file, the line and the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from device.assembly.customer_script import KEYS
 from device.controller.atm_controller import STATES as CONTROLLER_STATES
+from peripherals.fault_catalogue import (
+    FaultParam,
+    catalogue_kind,
+    fault_names,
+    fault_params,
+    missing_params,
+    param_problem,
+)
 
 SCHEMA_VERSION = 1
 # The controller's states, and "power_off" for an ATM whose power a scenario has cut.
@@ -548,13 +556,22 @@ class _Parser:
         )
         if (mode == "on_command") != bool(on_command):
             raise r.fail(node, "fault: mode on_command goes with on_command: N (and only then)")
-        params: dict[str, Any] = {}
-        if "params" in f:
-            for key, (_, value) in r.mapping(f["params"][1], "fault.params", ()).items():
-                params[key] = r.value(value)
         on_event = r.text(f["on_event"][1], "fault.on_event") if "on_event" in f else None
         known = _fault_names(target)
         name = r.text(f["name"][1], "fault.name", sorted(known))
+        # The fault catalogue, as FaultSet.inject will check it: a misspelt parameter is an
+        # error here, at its own line, not a fault that fires with its default.
+        accepted = _fault_params(target).get(name, {})
+        params: dict[str, Any] = {}
+        if "params" in f:
+            for key, (key_node, value) in r.mapping(f["params"][1], "fault.params", ()).items():
+                params[key] = r.value(value)
+                problem = param_problem(accepted, name, key, params[key])
+                if problem is not None:
+                    raise r.fail(value if key in accepted else key_node, f"fault.params: {problem}")
+        missing = missing_params(accepted, name, params)
+        if missing is not None:
+            raise r.fail(f["params"][1] if "params" in f else node, f"fault.params: {missing}")
         return DeviceFault(where, target, name, mode, on_command, params, on_event)
 
     def host_fault(self, node: Node, where: Where) -> HostFault:
@@ -785,12 +802,11 @@ class _Parser:
 
 
 def _fault_names(target: str) -> frozenset[str]:
-    from peripherals.harness.bay import emulator_class
-    from peripherals.links.runner import LINK_FAULTS
+    return fault_names(catalogue_kind(target))
 
-    if target.endswith(".link"):
-        return LINK_FAULTS
-    return emulator_class(target).FAULTS
+
+def _fault_params(target: str) -> Mapping[str, Mapping[str, FaultParam]]:
+    return fault_params(catalogue_kind(target)) or {}
 
 
 # ----- many files ------------------------------------------------------------------------------

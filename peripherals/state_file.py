@@ -1,0 +1,162 @@
+"""The emulated devices' state files: JSON with a CRC-32 that proves the file is whole, replaced
+atomically, so a device restarts from its last saved state or refuses to start, never guesses.
+
+Format: one JSON object (indented for people); its "crc" key holds the CRC-32 (8 lowercase hex
+digits) of `json.dumps(state, sort_keys=True, separators=(",", ":"))`, the canonical JSON of
+every other key. A file without "crc" was written before checksums and is read as it is.
+
+Writing: a temporary file beside the target, one write, fsync, rename over the target, fsync the
+folder. A failed or short write raises StateWriteError and leaves the previous file in place.
+`disk` stands in for the os calls (device.disk_faults.DiskFaults fits; peripherals import
+nothing from the ATM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+CRC_KEY = "crc"
+
+
+class StateDisk(Protocol):
+    """The os calls a state write makes."""
+
+    def open(self, path: str, flags: int, mode: int = 0o777) -> int: ...
+    def write(self, fd: int, data: bytes) -> int: ...
+    def fsync(self, fd: int) -> None: ...
+    def close(self, fd: int) -> None: ...
+    def replace(self, source: str, target: str) -> None: ...
+    def unlink(self, path: str) -> None: ...
+
+
+class _RealDisk:
+    def open(self, path: str, flags: int, mode: int = 0o777) -> int:
+        return os.open(path, flags, mode)
+
+    def write(self, fd: int, data: bytes) -> int:
+        return os.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def replace(self, source: str, target: str) -> None:
+        os.replace(source, target)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+
+REAL_DISK = _RealDisk()
+
+
+class StateFileError(ValueError):
+    """A state file that cannot be trusted; the message names the file and what is wrong."""
+
+
+class StateWriteError(OSError):
+    """A state file could not be replaced whole; the previous one is still in place."""
+
+    def __init__(self, path: str | os.PathLike[str], cause: str, code: int = errno.EIO) -> None:
+        super().__init__(code, cause, os.fspath(path))
+        self.path = Path(path)
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.cause}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.cause, self.errno))
+
+
+def _checksum(state: Mapping[str, Any]) -> str:
+    canonical = json.dumps(state, sort_keys=True, separators=(",", ":"))
+    return f"{zlib.crc32(canonical.encode('ascii')):08x}"
+
+
+def dump_state(state: Mapping[str, Any]) -> bytes:
+    """The bytes of a state file holding `state` (an old "crc" key is recomputed)."""
+    body = {k: v for k, v in state.items() if k != CRC_KEY}
+    return (json.dumps({**body, CRC_KEY: _checksum(body)}, indent=1, sort_keys=True) + "\n").encode(
+        "ascii"
+    )
+
+
+def read_state(path: Path, what: str = "device state") -> dict[str, Any]:
+    """The state saved in `path`; StateFileError if it is unreadable or fails its checksum."""
+    try:
+        text = path.read_bytes()
+    except OSError as err:
+        raise StateFileError(f"{path}: unreadable {what}: {err.strerror or err}") from err
+    try:
+        state = json.loads(text)
+    except ValueError as err:
+        raise StateFileError(
+            f"{path}: unreadable {what}: not whole JSON ({err}); restore a good copy"
+        ) from err
+    if not isinstance(state, dict):
+        raise StateFileError(f"{path}: unreadable {what}: expected a JSON object")
+    if CRC_KEY in state:
+        stored = state.pop(CRC_KEY)
+        if stored != _checksum(state):
+            raise StateFileError(
+                f"{path}: unreadable {what}: checksum {stored!r} does not match the content "
+                "(damaged or edited); restore a good copy, or count the device and remove the file"
+            )
+    return state
+
+
+def _fsync_folder(folder: Path, disk: StateDisk) -> None:
+    fd = disk.open(str(folder), os.O_RDONLY)
+    try:
+        disk.fsync(fd)
+    finally:
+        disk.close(fd)
+
+
+def write_state(path: Path, state: Mapping[str, Any], disk: StateDisk | None = None) -> None:
+    """Replace `path` by `state` so that a crash or a full disk leaves the old or the new file."""
+    disk = disk if disk is not None else REAL_DISK
+    data = dump_state(state)
+    temporary = path.with_name(path.name + ".tmp")
+    step = "create folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        step = "open"
+        fd = disk.open(str(temporary), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            step = "write"
+            written = disk.write(fd, data)
+            if written != len(data):
+                step = f"short write: {written} of {len(data)} bytes"
+                raise OSError(errno.EIO, "")
+            step = "fsync"
+            disk.fsync(fd)
+        finally:
+            disk.close(fd)
+        step = "rename"
+        disk.replace(str(temporary), str(path))
+        step = "fsync of the folder"
+        _fsync_folder(path.parent, disk)
+    except OSError as err:
+        if step not in ("create folder", "fsync of the folder"):
+            # a read-only folder keeps the temporary file; the target is untouched either way
+            with contextlib.suppress(OSError):
+                disk.unlink(str(temporary))
+        raise StateWriteError(path, _cause(step, err), err.errno or errno.EIO) from err
+
+
+def _cause(step: str, err: OSError) -> str:
+    if not err.strerror:
+        return step
+    code = errno.errorcode.get(err.errno or 0, "")
+    return f"{step} failed: {err.strerror} ({code})" if code else f"{step} failed: {err.strerror}"

@@ -1,0 +1,70 @@
+"""Celery with REDIS_URL unset, on a fresh machine's only server: tasks travel through the bank's
+PostgreSQL (kombu's SQLAlchemy transport) to a real `atm-sim worker` process and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from config.settings import Settings
+from device.assembly.worker.celery_app import make_celery
+from device.assembly.worker.tasks import SCENARIO_BATCH_TASK, STATEMENT_TASK
+from device.assembly.worker.transport import TASKS_DATABASE, task_transport
+from tests.conftest import TEST_SECRETS
+from tests.integration.worker_processes import seeded_bank, worker_environment, workers
+
+
+def test_transport_is_a_database_of_its_own_beside_the_bank(
+    seeded_url: str, settings_for: Callable[..., Settings]
+) -> None:
+    transport = task_transport(settings_for(DATABASE_URL=seeded_url))
+    assert transport.broker_url.startswith("sqla+postgresql+psycopg://")
+    assert make_url(transport.broker_url.removeprefix("sqla+")).database == TASKS_DATABASE
+    assert "REDIS_URL is unset" in transport.description
+    assert "@" not in transport.description  # no user or password in the start-up line
+    assert not transport.can_broadcast
+    engine = sa.create_engine(seeded_url)
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    assert not {t for t in tables if t.startswith(("kombu", "celery"))}  # bank schema untouched
+
+
+@pytest.mark.timeout(120)
+def test_statement_and_scenario_batch_through_postgres(
+    seeded_url: str, settings_for: Callable[..., Settings], tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "statements"
+    env = worker_environment(
+        {
+            **TEST_SECRETS,
+            "DATABASE_URL": seeded_url,
+            "STATEMENT_OUTPUT_DIR": str(out_dir),
+            "ATM_SIM_HOME": str(tmp_path),
+        }
+    )
+    app = make_celery(settings_for(DATABASE_URL=seeded_url))
+    with workers(env, tmp_path) as logs:
+        statement = app.send_task(STATEMENT_TASK, args=["10000001", "2020-01-01", "2030-12-31"])
+        batch = app.send_task(SCENARIO_BATCH_TASK, args=[["balance_inquiry"]], kwargs={"seed": 5})
+        pdf = statement.get(timeout=60)
+        scenarios = batch.get(timeout=90)
+    assert "tasks through PostgreSQL database atm_tasks" in logs[0].read_text()
+    assert pdf["location"] == "file"
+    path = Path(pdf["path"])
+    assert path.parent == out_dir and path.read_bytes().startswith(b"%PDF")
+    assert scenarios["ok"] is True, scenarios["results"]
+    assert [r["status"] for r in scenarios["results"]] == ["passed"]
+    assert 'tests="1"' in scenarios["junit_xml"]
+
+
+@pytest.fixture
+def seeded_url(make_database: Callable[[], str], tmp_path: Path) -> str:
+    return seeded_bank(make_database, tmp_path / "seed-home")
