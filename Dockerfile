@@ -35,4 +35,4 @@ USER 10001
 EXPOSE 8000 8583
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=3)"]
-CMD ["uvicorn", "--factory", "device.assembly.api.app:app_from_environment", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+CMD ["uvicorn", "--factory", "device.sim.api.app:app_from_environment", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from config.card_numbers import mask_card_numbers
 from config.log_context import LOG_IDS, LogContextFilter
 from config.settings import LOG_FORMATS
 
@@ -19,17 +20,10 @@ TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 REDACTED = "[redacted]"
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
-# 13 to 19 digits in a row is what a card number looks like: keep the first 6 and last 4.
-_DIGIT_RUN = re.compile(r"(?<!\d)(\d{6})(\d{3,9})(\d{4})(?!\d)")
 # Fields named like a PIN, a PIN block or track data never show their value, whatever it is.
 _SECRET_FIELD = re.compile(r"(^|_)(pin|pin_?block|track_?\d?|track_?data)$", re.IGNORECASE)
 # Record attributes that are not part of a log line (uvicorn's coloured copy of the message).
 _DROPPED_FIELDS = frozenset({"color_message"})
-
-
-def mask_card_numbers(text: str) -> str:
-    """Every 13-19 digit run as first 6, '*' for each hidden digit, last 4."""
-    return _DIGIT_RUN.sub(lambda m: m[1] + "*" * len(m[2]) + m[3], text)
 
 
 def _masked(value: Any) -> Any:

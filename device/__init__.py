@@ -1,4 +1,5 @@
-"""The ATM itself: controller, device drivers, host client, journal, kiosk and assembly.
+"""The ATM itself: controller and settlement, device drivers, host client, journal, screens.
 
-Talks to peripherals only through bytes on serial ports and to the host only through ISO 8583.
+Talks to peripherals only through bytes on serial ports and to the host only through ISO 8583;
+`device.sim` is the simulator built around it, and nothing here imports it.
 """

@@ -1,6 +1,6 @@
 """The ATM's link to the bank host: ISO 8583 over TCP, every message MACed, one request at a time.
 
-Speaks only config.iso8583 (the shared protocol); satisfies device.controller.ports.HostPort.
+Speaks only host.iso8583 (the shared protocol); satisfies device.controller.ports.HostPort.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from config import iso8583 as iso
-from config.iso8583 import MacError, Message, MessageFormatError
 from device import crash_points
 from device.clock import Clock, SystemClock
 from device.controller.ports import HostReply, HostUnavailable
+from host import iso8583 as iso
+from host.iso8583 import MacError, Message, MessageFormatError
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ import datetime as dt
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.iso8583 import mask_pan as mask_pan  # one masking rule for host and ATM
+from config.card_numbers import mask_pan
 from device.durable_log import (
     CRC_KEY,
     DiskOps,
@@ -28,6 +28,7 @@ from device.durable_log import (
     DurableWriteError,
     TornTail,
 )
+from device.journal_events import JournalEvent, unknown_event_message
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ class Journal:
         self._log = DurableLog(path, legacy=_is_journal_line, corrupt=JournalCorrupt, disk=disk)
         self._log.create()
         self._seq = self._last_seq()
+        # Called with the entries of each write once they are on disk, in the writing thread
+        # (scenario triggers, crash points); an exception raised by one reaches the caller.
+        self.listeners: list[Callable[[list[JournalEntry]], None]] = []
 
     def _last_seq(self) -> int:
         scan = self._log.scan()
@@ -111,12 +115,15 @@ class Journal:
         """The cut last line the file holds now, if any (skipped by `entries`)."""
         return self._log.scan().torn
 
-    def record(self, event: str, **fields: Any) -> JournalEntry:
+    def record(self, event: JournalEvent, **fields: Any) -> JournalEntry:
         return self.record_many([(event, fields)])[0]
 
-    def record_many(self, events: Iterable[tuple[str, Mapping[str, Any]]]) -> list[JournalEntry]:
-        """Several entries in one write and one fsync: all reach the disk, or none is taken."""
-        cleaned = [(event, self._cleaned(dict(fields))) for event, fields in events]
+    def record_many(
+        self, events: Iterable[tuple[JournalEvent, Mapping[str, Any]]]
+    ) -> list[JournalEntry]:
+        """Several entries in one write and one fsync: all reach the disk, or none is taken.
+        An event name outside JournalEvent is refused before anything is written."""
+        cleaned = [(_known(event), self._cleaned(dict(fields))) for event, fields in events]
         with self._lock:
             now = self._now().isoformat()
             entries = [
@@ -127,6 +134,8 @@ class Journal:
                 {**e.fields, "seq": e.seq, "at": e.at, "event": e.event} for e in entries
             )
             self._seq += len(entries)
+        for listener in self.listeners:
+            listener(entries)
         return entries
 
     @staticmethod
@@ -158,3 +167,10 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._log.close()
+
+
+def _known(event: str) -> str:
+    try:
+        return JournalEvent(event).value
+    except ValueError:
+        raise JournalError(unknown_event_message(event)) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,30 @@ class ScreenError(ValueError):
     """The screen set is invalid, or a screen is unknown."""
 
 
+class ScreenEvent(StrEnum):
+    """What a function key can tell the controller; a screen file naming anything else is
+    refused at load, since the controller would ignore the key."""
+
+    CANCEL = "cancel"
+    CHOOSE_BALANCE = "choose_balance"
+    CHOOSE_CHECKING = "choose_checking"
+    CHOOSE_PIN_CHANGE = "choose_pin_change"
+    CHOOSE_SAVINGS = "choose_savings"
+    CHOOSE_STATEMENT = "choose_statement"
+    CHOOSE_TRANSFER = "choose_transfer"
+    CHOOSE_WITHDRAWAL = "choose_withdrawal"
+    CONFIRM = "confirm"
+    FAST_CASH_1 = "fast_cash_1"
+    FAST_CASH_2 = "fast_cash_2"
+    FAST_CASH_3 = "fast_cash_3"
+    FAST_CASH_4 = "fast_cash_4"
+    OTHER_AMOUNT = "other_amount"
+
+
 @dataclass(frozen=True)
 class FunctionKey:
     label: str
-    event: str
+    event: ScreenEvent
 
 
 @dataclass(frozen=True)
@@ -68,8 +89,18 @@ class ScreenSet:
         return RenderedScreen(name, filled, screen.keys)
 
 
-def _fail(path: Path, where: str, reason: str) -> ScreenError:
-    return ScreenError(f"{path}: {where}: {reason}")
+def _fail(path: Path, where: str, reason: str, line: int | None = None) -> ScreenError:
+    return ScreenError(f"{path}{f':{line}' if line else ''}: {where}: {reason}")
+
+
+def _line_of(path: Path, keys: tuple[str, ...]) -> int | None:
+    """The 1-based line of the value at `keys` in a YAML mapping file, if it can be found."""
+    node: yaml.Node | None = yaml.compose(path.read_text(encoding="utf-8"))
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if k.value == key), None)
+    return node.start_mark.line + 1 if node is not None else None
 
 
 def load_screens(path: Path) -> ScreenSet:
@@ -93,7 +124,15 @@ def load_screens(path: Path) -> ScreenSet:
                 raise _fail(path, f"screens.{name}.keys.{key}", "expected one of F1..F8")
             if not isinstance(spec, dict) or not {"label", "event"} <= set(spec):
                 raise _fail(path, f"screens.{name}.keys.{key}", "expected label and event")
-            keys[key] = FunctionKey(str(spec["label"]), str(spec["event"]))
+            if spec["event"] not in set(ScreenEvent):
+                line = _line_of(path, ("screens", name, "keys", key, "event"))
+                raise _fail(
+                    path,
+                    f"screens.{name}.keys.{key}.event",
+                    f"unknown event {spec['event']!r}; known: {', '.join(sorted(ScreenEvent))}",
+                    line,
+                )
+            keys[key] = FunctionKey(str(spec["label"]), ScreenEvent(spec["event"]))
         screens[str(name)] = Screen(str(name), lines, keys)
     return ScreenSet(screens)
 

@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.orm import Session
 
+from config.card_numbers import luhn_valid, mask_pan
 from config.settings import Settings
 from host import crypto_keys, pin_unit
 from host.crypto_keys import KeyFormatError, TerminalKeys
@@ -84,7 +85,7 @@ class SeedCard:
     accounts: tuple[str, ...]
 
     def __repr__(self) -> str:  # never print a PIN or a full card number
-        return f"SeedCard({crypto_keys.mask_pan(self.pan)})"
+        return f"SeedCard({mask_pan(self.pan)})"
 
 
 @dataclass(frozen=True)
@@ -141,16 +142,6 @@ class _Reader:
         return value
 
 
-def _luhn_ok(pan: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(pan)):
-        digit = int(char)
-        if index % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
 def load_seed(path: Path = SEED_FILE) -> BankSeed:
     """Read and check the seed file."""
     reader = _Reader(path)
@@ -187,7 +178,7 @@ def load_seed(path: Path = SEED_FILE) -> BankSeed:
             at = f"{where}.cards[{j}]"
             card = reader.mapping(raw_card, at)
             pan = reader.text(card, "pan", at, digits=0)
-            if not 12 <= len(pan) <= 19 or not _luhn_ok(pan):
+            if not 12 <= len(pan) <= 19 or not luhn_valid(pan):
                 raise reader.fail(f"{at}.pan", "expected 12 to 19 digits passing the Luhn check")
             if pan in pans:
                 raise reader.fail(f"{at}.pan", "the same card appears twice")
@@ -311,7 +302,7 @@ def _seed_customer(
             sa.insert(Card)
             .values(
                 pan_hash=digest,
-                masked_pan=crypto_keys.mask_pan(card.pan),
+                masked_pan=mask_pan(card.pan),
                 customer_id=customer_id,
                 expiry=card.expiry,
                 pin_hash=pin_unit.hash_pin(settings, card.pin),
@@ -332,7 +323,7 @@ def _seed_customer(
                     is_default=position == 0,
                 )
             )
-        done.append(f"card {crypto_keys.mask_pan(card.pan)}")
+        done.append(f"card {mask_pan(card.pan)}")
     return done
 
 

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from config.iso8583 import mask_pan as mask_pan  # one masking rule for host and ATM
 from config.settings import Settings
 from host.iso_mapping import is_terminal_id
 from host.models import Terminal

@@ -1,6 +1,6 @@
 """ISO 8583 messages to the bank's HostRequest, and HostResponse back to ISO 8583 messages.
 
-Only meaning lives here; bytes, framing and the MAC are in config/iso8583.py.
+Only meaning lives here; bytes, framing and the MAC are in host/iso8583/.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from config import iso8583 as iso
-from config.iso8583 import Balance, FieldTable, Message, MessageFormatError, StatementEntry
 from host import dukpt
+from host import iso8583 as iso
+from host.iso8583 import Balance, FieldTable, Message, MessageFormatError, StatementEntry
 from host.messages import HostRequest, HostResponse, RequestKind, ResponseCode
 
 ADVICE_TYPES = frozenset({"0220", "0400", "0420"})

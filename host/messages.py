@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from config.iso8583 import mask_pan
+from config.card_numbers import mask_pan
 
 
 class RequestKind(StrEnum):

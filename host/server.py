@@ -23,11 +23,12 @@ from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from config import iso8583 as iso
-from config.iso8583 import FieldTable, MacError, Message, MessageFormatError
+from config.card_numbers import mask_pan
 from config.log_context import bind_log_context
 from config.settings import Settings
+from host import iso8583 as iso
 from host import iso_mapping
+from host.iso8583 import FieldTable, MacError, Message, MessageFormatError
 from host.iso_mapping import is_terminal_id
 from host.messages import HostRequest, HostResponse, ResponseCode
 
@@ -525,7 +526,7 @@ class HostServer:
             message.mti,
             request.stan,
             message.text("3") or "-",
-            iso.mask_pan(request.pan) if request.pan else "-",
+            mask_pan(request.pan) if request.pan else "-",
             response.response_code.value,
             elapsed_ms,
             f" {response.message}" if response.message else "",

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from peripherals.wire.card_reader import ErrorCode, luhn_valid, mask_pan
+from config.card_numbers import luhn_valid, mask_pan
+from peripherals.wire.card_reader import ErrorCode
 
 __all__ = [
     "TrackDamage",

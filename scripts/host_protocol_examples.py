@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from config import iso8583 as iso
 from config.settings import Settings, SettingsError, load_settings
-from device.assembly.bank_stack import BankStack
+from device.sim.bank_stack import BankStack
+from host import iso8583 as iso
 from host.bank_admin import BankSeed, load_seed
 from host.database import DatabaseError, database_url
 from peripherals.cards import load_wallet

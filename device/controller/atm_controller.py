@@ -14,6 +14,7 @@ from typing import Any
 
 from transitions import Machine, MachineError
 
+from config.card_numbers import mask_pan
 from device.advice_queue import AdviceQueue
 from device.clock import Clock
 from device.controller.ports import (
@@ -29,7 +30,8 @@ from device.controller.ports import (
 )
 from device.controller.settlement import Settlement
 from device.drivers.base import DriverError
-from device.journal import Journal, JournalWriteError, mask_pan
+from device.journal import Journal, JournalWriteError
+from device.journal_events import JournalEvent
 from device.screens import RenderedScreen, ScreenSet
 
 log = logging.getLogger(__name__)
@@ -222,7 +224,10 @@ class AtmController:
     # ----- plumbing -------------------------------------------------------------------------
 
     def fire(self, event: str) -> bool:
-        """Fire an event if the current state accepts it; a stray one is logged and ignored."""
+        """Fire an event if the current state accepts it; a stray one is logged and ignored,
+        a name that is no event of the machine at all is a bug and raises ValueError."""
+        if event not in self.machine.events:
+            raise ValueError(f"{event!r} is not an event of the ATM controller")
         if event not in self.machine.get_triggers(self.state):
             log.info("ignored event %r in state %s", event, self.state)
             return False
@@ -290,7 +295,7 @@ class AtmController:
         except DriverError:
             return
         if media in ("inside", "gate", "jammed"):
-            self.journal.record("card_found_at_start", media=media)
+            self.journal.record(JournalEvent.CARD_FOUND_AT_START, media=media)
             self._retain_or_hold_card(media)
 
     def _retain_or_hold_card(self, media: str) -> None:
@@ -298,10 +303,10 @@ class AtmController:
             if media == "jammed":
                 raise DriverError("the card is jammed in the reader")
             self.card_reader.capture()
-            self.journal.record("card_captured", reason="left in the reader")
+            self.journal.record(JournalEvent.CARD_CAPTURED, reason="left in the reader")
         except DriverError as err:
             self.card_stuck = True
-            self.journal.record("card_stuck", error=str(err))
+            self.journal.record(JournalEvent.CARD_STUCK, error=str(err))
 
     def step(self) -> None:
         """Poll the devices once, act on what they report, and run due timers."""
@@ -343,7 +348,7 @@ class AtmController:
 
     def _device_failure(self, err: DriverError) -> None:
         log.warning("device failure in %s: %s", self.state, err)
-        self.journal.record("device_failure", state=self.state, error=str(err))
+        self.journal.record(JournalEvent.DEVICE_FAILURE, state=self.state, error=str(err))
         if self.state in ("idle", "starting"):
             self._go_out_of_service(str(err))
         elif self.session is not None and self.state in CUSTOMER_INPUT_STATES:
@@ -371,7 +376,7 @@ class AtmController:
             if not getattr(reader, "initialised", True):
                 # After a power loss the reader forgets its set-up: initialise it again.
                 self.card_reader.initialise()
-                self.journal.record("card_reader_initialised")
+                self.journal.record(JournalEvent.CARD_READER_INITIALISED)
                 reader = self.card_reader.status()
             if reader.media == "jammed":
                 return "card reader jammed"
@@ -381,7 +386,7 @@ class AtmController:
             if reader.media != "none":
                 return "a card is left in the reader: remove it in supervisor mode"
             self.card_stuck = False  # the operator cleared the reader (or the card was pulled)
-            self.journal.record("card_gone")
+            self.journal.record(JournalEvent.CARD_GONE)
         try:
             pad = self.pin_pad.status()
             if getattr(pad, "tampered", False) or not getattr(pad, "keys_loaded", True):
@@ -423,7 +428,7 @@ class AtmController:
     ) -> bool:
         """The operator's switch. Held out of service, the ATM does not come back by itself."""
         self.operator_hold = held
-        self.journal.record("operator_service", held=held)
+        self.journal.record(JournalEvent.OPERATOR_SERVICE, held=held)
         if held and self.state == "idle":
             self._go_out_of_service(reason)
             return True
@@ -441,7 +446,7 @@ class AtmController:
         if self.state != "supervisor":
             raise SupervisorError("replenishment needs supervisor mode")
         self.dispenser.replenish(counts)
-        self.journal.record("replenished", counts={str(k): v for k, v in counts.items()})
+        self.journal.record(JournalEvent.REPLENISHED, counts={str(k): v for k, v in counts.items()})
         self.show("supervisor", message="Cassettes replenished")
 
     def purge_dispenser(self) -> int:
@@ -450,7 +455,7 @@ class AtmController:
         if self.state != "supervisor":
             raise SupervisorError("a purge needs supervisor mode")
         moved = self.dispenser.purge()
-        self.journal.record("purged", notes=moved, reason="operator")
+        self.journal.record(JournalEvent.PURGED, notes=moved, reason="operator")
         self.show("supervisor", message=f"{moved} notes purged to the reject bin")
         return moved
 
@@ -459,7 +464,7 @@ class AtmController:
         if self.state != "supervisor":
             raise SupervisorError("removing a card needs supervisor mode")
         self.card_stuck = False
-        self.journal.record("card_removed_by_operator")
+        self.journal.record(JournalEvent.CARD_REMOVED_BY_OPERATOR)
         self.show("supervisor", message="Card removed")
 
     def close_supervisor(self) -> bool:
@@ -470,15 +475,15 @@ class AtmController:
         self._clear_deadline()
         with contextlib.suppress(DriverError):
             self.card_reader.disable_entry()
-        self.journal.record("supervisor_entered")
+        self.journal.record(JournalEvent.SUPERVISOR_ENTERED)
         self.show("supervisor", message="")
 
     def on_exit_supervisor(self) -> None:
-        self.journal.record("supervisor_left")
+        self.journal.record(JournalEvent.SUPERVISOR_LEFT)
 
     def _go_out_of_service(self, reason: str) -> None:
         self.out_of_service_reason = reason
-        self.journal.record("out_of_service", reason=reason)
+        self.journal.record(JournalEvent.OUT_OF_SERVICE, reason=reason)
         self.fire("fail")
 
     def on_enter_out_of_service(self) -> None:
@@ -497,7 +502,7 @@ class AtmController:
                 self.out_of_service_reason = problem
                 self.show("out_of_service", reason=problem)
             return
-        self.journal.record("in_service")
+        self.journal.record(JournalEvent.IN_SERVICE)
         self.fire("recover")
 
     def _settle_deferred(self) -> None:
@@ -562,13 +567,13 @@ class AtmController:
         try:
             tracks = self.card_reader.read_tracks()
         except DriverError as err:
-            self.journal.record("card_unreadable", error=str(err))
+            self.journal.record(JournalEvent.CARD_UNREADABLE, error=str(err))
             self.session = Session(card=CardData(pan="", expiry=""))
             self._eject_with("card_unreadable")
             return
         card = CardData(pan=tracks.pan, expiry=tracks.expiry, service_code=tracks.service_code)
         self.session = Session(card=card)
-        self.journal.record("card_read", pan=card.pan)
+        self.journal.record(JournalEvent.CARD_READ, pan=card.pan)
         self._touch()
         self.fire("card_read")
 
@@ -617,10 +622,12 @@ class AtmController:
         try:
             reply = self.host.verify_pin(self.session.card, self.session.pin)
         except HostUnavailable as err:
-            self.journal.record("host_unavailable", step="verify_pin", error=str(err))
+            self.journal.record(JournalEvent.HOST_UNAVAILABLE, step="verify_pin", error=str(err))
             self._eject_with("closing")
             return
-        self.journal.record("pin_verified", pan=self.session.card.pan, code=reply.response_code)
+        self.journal.record(
+            JournalEvent.PIN_VERIFIED, pan=self.session.card.pan, code=reply.response_code
+        )
         if reply.approved:
             self.fire("pin_ok")
         elif reply.response_code == "55":
@@ -647,7 +654,7 @@ class AtmController:
 
     def _end_on_pad_event(self, kind: str) -> None:
         """A PIN pad timeout or tamper ends the session; a tamper also checks health at once."""
-        self.journal.record(f"pin_pad_{kind}", state=self.state)
+        self.journal.record(JournalEvent(f"pin_pad_{kind}"), state=self.state)
         if kind == "tamper":
             self._health_check_due = True
         self.fire("end_session")
@@ -848,12 +855,12 @@ class AtmController:
             self._asking_more_time = True
             self._screen_before_more_time = self.screen
             self.show("more_time")
-            self.journal.record("inactivity", state=self.state)
+            self.journal.record(JournalEvent.INACTIVITY, state=self.state)
         elif self._asking_more_time and idle_for >= (
             self.config.session_timeout_seconds + MORE_TIME_SECONDS
         ):
             self._asking_more_time = False
-            self.journal.record("session_timeout", state=self.state)
+            self.journal.record(JournalEvent.SESSION_TIMEOUT, state=self.state)
             self.fire("end_session")
 
     def _answer_more_time(self, event: str) -> bool:
@@ -893,7 +900,7 @@ class AtmController:
                 assert session.new_pin is not None
                 reply = self.host.change_pin(card, pin, session.new_pin)
         except HostUnavailable as err:
-            self.journal.record("host_unavailable", step=kind, error=str(err))
+            self.journal.record(JournalEvent.HOST_UNAVAILABLE, step=kind, error=str(err))
             if kind == "withdrawal" and err.stan and err.transmitted_at:
                 # The request may have been approved and its reply lost: reverse it blind. A
                 # reversal of a STAN the host never saw is harmless and blocks a late original.
@@ -902,7 +909,7 @@ class AtmController:
             self._eject_with("closing")
             return
         self.journal.record(
-            "authorisation",
+            JournalEvent.AUTHORISATION,
             transaction=kind,
             stan=reply.stan,
             code=reply.response_code,
@@ -915,7 +922,7 @@ class AtmController:
         if kind == "withdrawal":
             session.withdrawal = reply
             self.journal.record(
-                "authorised",
+                JournalEvent.AUTHORISED,
                 stan=reply.stan,
                 amount=session.amount,
                 transmitted_at=reply.transmitted_at.isoformat(),
@@ -929,7 +936,7 @@ class AtmController:
         leaves a STAN that recovery reverses blind (the host may have put a hold on it)."""
         assert self.session is not None
         self.journal.record(
-            "withdrawal_requested",
+            JournalEvent.WITHDRAWAL_REQUESTED,
             stan=stan,
             amount=self.session.amount,
             account=self.session.account,
@@ -1014,7 +1021,7 @@ class AtmController:
             if plan is None:
                 raise DriverError("the cassettes can no longer make up the amount")
             self.journal.record(
-                "dispense_started",
+                JournalEvent.DISPENSE_STARTED,
                 stan=reply.stan,
                 amount=session.amount,
                 notes={str(k): v for k, v in plan.items()},
@@ -1023,7 +1030,7 @@ class AtmController:
             # re-sent dispense (same number) from a new one.
             result = self.dispenser.dispense(plan, transaction=int(reply.stan) % 100)
             self.journal.record(
-                "notes_counted",
+                JournalEvent.NOTES_COUNTED,
                 stan=reply.stan,
                 amount=result.amount,
                 ok=result.ok,
@@ -1067,17 +1074,17 @@ class AtmController:
         try:
             self.card_reader.eject()
         except DriverError as err:
-            self.journal.record("eject_failed", error=str(err))
+            self.journal.record(JournalEvent.EJECT_FAILED, error=str(err))
             self._card_not_taken()
             return
-        self.journal.record("card_ejected", pan=session.card.pan)
+        self.journal.record(JournalEvent.CARD_EJECTED, pan=session.card.pan)
         self._set_deadline(self.config.card_take_seconds, self._card_not_taken)
 
     def _poll_ejecting_card(self) -> None:
         if self.card_reader.status().media == "none":
             self._clear_deadline()
             assert self.session is not None
-            self.journal.record("card_taken")
+            self.journal.record(JournalEvent.CARD_TAKEN)
             if self.session.staged_amount:
                 self.fire("present_cash")
             elif self.session.receipt and self.session.want_receipt:
@@ -1087,7 +1094,7 @@ class AtmController:
 
     def _card_not_taken(self) -> None:
         assert self.session is not None
-        self.journal.record("card_not_taken")
+        self.journal.record(JournalEvent.CARD_NOT_TAKEN)
         reply = self.session.withdrawal
         if self.session.staged_amount and reply is not None:
             self._abandon_cash(reply, "card not taken")
@@ -1097,7 +1104,9 @@ class AtmController:
         session = self.session
         assert session is not None and session.withdrawal is not None
         reply = session.withdrawal
-        self.journal.record("present_started", stan=reply.stan, amount=session.staged_amount)
+        self.journal.record(
+            JournalEvent.PRESENT_STARTED, stan=reply.stan, amount=session.staged_amount
+        )
         try:
             result = self.dispenser.present()
             if not result.ok:
@@ -1107,7 +1116,7 @@ class AtmController:
             session.receipt.append("WITHDRAWAL FAILED - NOT DEBITED")
             self.fire("print_receipt")
             return
-        self.journal.record("presented", stan=reply.stan, amount=result.presented_amount)
+        self.journal.record(JournalEvent.PRESENTED, stan=reply.stan, amount=result.presented_amount)
         self.show("presenting_cash", amount=money(session.amount, self.config.currency_symbol))
         self._set_deadline(self.config.cash_take_seconds, self._cash_not_taken)
 
@@ -1117,7 +1126,7 @@ class AtmController:
         session = self.session
         assert session is not None and session.withdrawal is not None
         self._clear_deadline()
-        self.journal.record("taken", stan=session.withdrawal.stan, amount=session.amount)
+        self.journal.record(JournalEvent.TAKEN, stan=session.withdrawal.stan, amount=session.amount)
         session.staged_amount = 0
         session.receipt.append(f"WITHDRAWAL {money(session.amount, self.config.currency_symbol)}")
         self._queue_advice("completion", session.withdrawal, session.amount, session.amount)
@@ -1129,7 +1138,7 @@ class AtmController:
         assert session is not None and session.withdrawal is not None
         reply = session.withdrawal
         session.staged_amount = 0
-        self.journal.record("retract_started", stan=reply.stan, amount=session.amount)
+        self.journal.record(JournalEvent.RETRACT_STARTED, stan=reply.stan, amount=session.amount)
         try:
             retracted = self.dispenser.retract()
             retracted_amount = int(retracted.amount)
@@ -1138,7 +1147,10 @@ class AtmController:
             # would be honest. The dispenser still knows; once it answers again the ATM settles
             # from its counters before the next customer (SUSPECT only if they cannot tell).
             self.journal.record(
-                "settlement_deferred", stan=reply.stan, amount=session.amount, error=str(err)
+                JournalEvent.SETTLEMENT_DEFERRED,
+                stan=reply.stan,
+                amount=session.amount,
+                error=str(err),
             )
             self.settlement.deferred = True
             session.receipt.append("CASH NOT TAKEN - UNDER REVIEW")
@@ -1146,7 +1158,7 @@ class AtmController:
             self.fire("print_receipt")
             return
         handed_out = max(session.amount - retracted_amount, 0)
-        self.journal.record("retracted", stan=reply.stan, amount=retracted_amount)
+        self.journal.record(JournalEvent.RETRACTED, stan=reply.stan, amount=retracted_amount)
         if handed_out == session.amount:
             self._queue_advice("completion", reply, session.amount, handed_out)
         else:
@@ -1172,9 +1184,9 @@ class AtmController:
         ]
         try:
             self.printer.print_receipt(lines, title="ATM RECEIPT")
-            self.journal.record("receipt_printed", lines=len(lines))
+            self.journal.record(JournalEvent.RECEIPT_PRINTED, lines=len(lines))
         except DriverError as err:
-            self.journal.record("receipt_failed", error=str(err))
+            self.journal.record(JournalEvent.RECEIPT_FAILED, error=str(err))
             self.receipts_available = False
         self.fire("close")
 
@@ -1184,17 +1196,17 @@ class AtmController:
         assert self.session is not None
         try:
             self.card_reader.capture()
-            self.journal.record("card_captured", pan=self.session.card.pan)
+            self.journal.record(JournalEvent.CARD_CAPTURED, pan=self.session.card.pan)
         except DriverError as err:
-            self.journal.record("capture_failed", error=str(err))
+            self.journal.record(JournalEvent.CAPTURE_FAILED, error=str(err))
             # Neither returned nor retained: serving the next customer would start a session
             # on this card (and lock it with their PIN attempts). Out of service until removed.
             self.card_stuck = True
-            self.journal.record("card_stuck", pan=self.session.card.pan, error=str(err))
+            self.journal.record(JournalEvent.CARD_STUCK, pan=self.session.card.pan, error=str(err))
         self._set_deadline(2.0, lambda: self.fire("close"))
 
     def on_enter_closing(self) -> None:
         self._clear_deadline()
         self.show("closing", notice="")
-        self.journal.record("session_closed")
+        self.journal.record(JournalEvent.SESSION_CLOSED)
         self._set_deadline(1.0, lambda: self.fire("done"))

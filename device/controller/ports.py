@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from config.iso8583 import mask_pan
+from config.card_numbers import mask_pan
 
 
 class CardReaderPort(Protocol):

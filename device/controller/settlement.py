@@ -20,6 +20,7 @@ from device.advice_queue import Advice, AdviceQueue
 from device.controller.ports import CashDispenserPort, HostPort, HostUnavailable
 from device.drivers.base import DriverError
 from device.journal import Journal
+from device.journal_events import JournalEvent
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,11 @@ def settle_from_dispenser(
         return "completion", amount
     if status.presented_notes:
         retracted = dispenser.retract()
-        journal.record("retracted", stan=withdrawal.stan, amount=int(retracted.amount))
+        journal.record(JournalEvent.RETRACTED, stan=withdrawal.stan, amount=int(retracted.amount))
         return "reversal", max(amount - int(retracted.amount), 0)
     if status.stacker_notes or getattr(status, "transport_notes", 0):
         # The present command never ran (the notes would have left the stacker): reject them.
-        journal.record("purged", stan=withdrawal.stan, notes=dispenser.purge())
+        journal.record(JournalEvent.PURGED, stan=withdrawal.stan, notes=dispenser.purge())
         return "reversal", 0
     if not withdrawal.reached("present_started", "presented"):
         return "reversal", 0  # the shutter was never told to open: no note left the ATM
@@ -139,7 +140,11 @@ class Settlement:
         sent_at = transmitted_at if isinstance(transmitted_at, str) else transmitted_at.isoformat()
         self.advices.add(Advice(kind, stan, sent_at, amount, handed_out, reason))
         self.journal.record(
-            f"{kind}_queued", stan=stan, amount=amount, dispensed_amount=handed_out, reason=reason
+            JournalEvent(f"{kind}_queued"),
+            stan=stan,
+            amount=amount,
+            dispensed_amount=handed_out,
+            reason=reason,
         )
         self.forward()
 
@@ -169,11 +174,13 @@ class Settlement:
                 )
                 return
             self.advices.acknowledge(advice.key)
-            self.journal.record(f"{advice.kind}_acknowledged", stan=advice.original_stan, code=code)
+            self.journal.record(
+                JournalEvent(f"{advice.kind}_acknowledged"), stan=advice.original_stan, code=code
+            )
             if code == ORIGINAL_NOT_FOUND and advice.dispensed_amount:
                 # Cash went out and the host knows no such withdrawal: an operator must look.
                 self.journal.record(
-                    "suspect",
+                    JournalEvent.SUSPECT,
                     stan=advice.original_stan,
                     amount=advice.amount,
                     dispensed_amount=advice.dispensed_amount,
@@ -189,9 +196,9 @@ class Settlement:
         log.warning("withdrawal %s abandoned: %s", stan, reason)
         try:
             purged = self.dispenser.purge()
-            self.journal.record("purged", stan=stan, notes=purged)
+            self.journal.record(JournalEvent.PURGED, stan=stan, notes=purged)
         except DriverError as err:
-            self.journal.record("purge_failed", stan=stan, error=str(err))
+            self.journal.record(JournalEvent.PURGE_FAILED, stan=stan, error=str(err))
         self.queue("reversal", stan, transmitted_at, amount, 0, state)
 
     # ----- recovery ---------------------------------------------------------------------------
@@ -215,7 +222,7 @@ class Settlement:
                 log.warning("recovery of %s: %s", withdrawal.stan, err)
                 if "settlement_deferred" not in withdrawal.steps:
                     self.journal.record(
-                        "settlement_deferred",
+                        JournalEvent.SETTLEMENT_DEFERRED,
                         stan=withdrawal.stan,
                         amount=withdrawal.amount,
                         error=str(err),
@@ -226,7 +233,7 @@ class Settlement:
                 continue
             if outcome == "suspect":
                 self.journal.record(
-                    "suspect",
+                    JournalEvent.SUSPECT,
                     stan=withdrawal.stan,
                     amount=withdrawal.amount,
                     reason="the dispenser cannot tell whether the cash was taken",
@@ -244,7 +251,7 @@ class Settlement:
                 )
             )
             self.journal.record(
-                f"{outcome}_queued",
+                JournalEvent(f"{outcome}_queued"),
                 stan=withdrawal.stan,
                 amount=withdrawal.amount,
                 dispensed_amount=handed_out,
@@ -278,5 +285,5 @@ class Settlement:
         ):
             return 0
         moved = self.dispenser.purge()
-        self.journal.record("purged", notes=moved, reason="loose notes")
+        self.journal.record(JournalEvent.PURGED, notes=moved, reason="loose notes")
         return moved

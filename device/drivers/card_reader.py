@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
+from config.card_numbers import luhn_valid, mask_pan
 from device.drivers.base import DeviceFault, DeviceTimeout, SerialDriver
 from peripherals.wire import card_reader as wire
 from peripherals.wire.card_reader import (
@@ -91,7 +92,7 @@ class CardTracks:
 
     @property
     def masked_pan(self) -> str:
-        return wire.mask_pan(self.pan)
+        return mask_pan(self.pan)
 
 
 class CardReaderDriver(SerialDriver):
@@ -167,15 +168,15 @@ class CardReaderDriver(SerialDriver):
                 reason="bad track 2 data",
             )
         pan = match["pan"]
-        if not wire.luhn_valid(pan):
+        if not luhn_valid(pan):
             raise CardReadError(
-                f"card reader: card number {wire.mask_pan(pan)} fails the Luhn check",
+                f"card reader: card number {mask_pan(pan)} fails the Luhn check",
                 reason="card number fails the Luhn check",
             )
         try:
             track1: str | None = self._read_track(1)
         except CardReadError as err:
-            log.info("card %s: track 1 unreadable (%s)", wire.mask_pan(pan), err.reason)
+            log.info("card %s: track 1 unreadable (%s)", mask_pan(pan), err.reason)
             track1 = None
         tracks = CardTracks(track1, track2, pan, match["expiry"], match["service"])
         log.info("card %s read", tracks.masked_pan)

@@ -46,26 +46,6 @@ def build_frame(text: bytes) -> bytes:
     return head + crc16(head).to_bytes(2, "big")
 
 
-def luhn_valid(number: str) -> bool:
-    """The Luhn (mod 10) check of a card number given as digits."""
-    if not number.isdigit() or not number.isascii():
-        return False
-    total = 0
-    for i, char in enumerate(reversed(number)):
-        digit = int(char)
-        if i % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
-def mask_pan(pan: str) -> str:
-    """First 6 and last 4 digits, the rest as '*' (476173******0010)."""
-    if len(pan) <= 10:
-        return "*" * len(pan)
-    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
-
-
 # ----- the framer ------------------------------------------------------------------------------
 
 

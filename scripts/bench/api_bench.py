@@ -26,8 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from config.settings import Settings, load_settings
-from device.assembly.api.lab import Lab, LabAtmSpec
-from device.assembly.bank_stack import BankStack
+from device.sim.api.lab import Lab, LabAtmSpec
+from device.sim.bank_stack import BankStack
 from host import bank_admin
 from host.api import bank_queries
 from host.api.operators import create_operator
@@ -121,7 +121,7 @@ def fresh_database(server_url: str) -> tuple[str, Callable[[], None]]:
 
 
 def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "device.assembly.cli", "api", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "device.sim.cli", "api", "serve", "--port", str(port)]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=sink, env=env, cwd=REPO)
     deadline = time.monotonic() + START_SECONDS

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from config.settings import load_settings
-from device.assembly.bank_stack import BankStack
-from device.assembly.fleet import SHARD_ATMS, FleetConfig, run_directory, run_sharded
+from device.sim.bank_stack import BankStack
+from device.sim.fleet import SHARD_ATMS, FleetConfig, run_directory, run_sharded
 from host.database import database_url, stop_embedded
 
 SIZES = (10, 50, 200)

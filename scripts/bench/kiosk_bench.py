@@ -19,11 +19,11 @@ os.environ["SDL_AUDIODRIVER"] = "dummy"
 import pygame
 
 from config.settings import load_settings
-from device.assembly.bank_stack import BankStack
-from device.assembly.customer_script import parse_script, run_action
-from device.assembly.simulated_atm import SimulatedAtm
 from device.clock import SystemClock
-from device.kiosk.kiosk_app import HostSwitch, KioskApp, KioskCustomer
+from device.sim.bank_stack import BankStack
+from device.sim.customer_script import parse_script, run_action
+from device.sim.kiosk.kiosk_app import HostSwitch, KioskApp, KioskCustomer
+from device.sim.simulated_atm import SimulatedAtm
 from host.database import stop_embedded
 from peripherals.harness.profile import DEFAULT_PROFILE, load_profile
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from config.settings import load_settings
-from device.assembly.scenarios.runner import ScenarioRunner
-from device.assembly.scenarios.schema import load_scenarios
+from device.sim.scenarios.runner import ScenarioRunner
+from device.sim.scenarios.schema import load_scenarios
 from host.database import database_url
 
 DEFAULT = Path(__file__).resolve().parents[2] / "config" / "scenarios"

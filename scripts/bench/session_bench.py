@@ -17,11 +17,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from config.settings import load_settings
-from device.assembly.bank_stack import BankStack
-from device.assembly.customer_script import parse_script, run_action
-from device.assembly.simulated_atm import SimulatedAtm
 from device.clock import VirtualClock
 from device.drivers.base import SerialDriver
+from device.sim.bank_stack import BankStack
+from device.sim.customer_script import parse_script, run_action
+from device.sim.simulated_atm import SimulatedAtm
 from host.database import stop_embedded
 from peripherals.emulator import Emulator
 from peripherals.harness.profile import DEFAULT_PROFILE, load_profile

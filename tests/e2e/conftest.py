@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings
-from device.assembly.bank_stack import BankStack
-from device.assembly.simulated_atm import SimulatedAtm
 from device.clock import VirtualClock
+from device.sim.bank_stack import BankStack
+from device.sim.simulated_atm import SimulatedAtm
 from peripherals.harness.profile import DEFAULT_PROFILE, load_profile
 
 MakeAtm = Callable[..., SimulatedAtm]

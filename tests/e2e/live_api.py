@@ -53,7 +53,7 @@ def atm_sim(
     *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "device.assembly.cli", *args],
+        [sys.executable, "-m", "device.sim.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -72,7 +72,7 @@ def live_api(
     done something else meanwhile."""
     port = free_port()
     stderr_file = workdir / "api.stderr"
-    command = [sys.executable, "-m", "device.assembly.cli", "api", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "device.sim.cli", "api", "serve", "--port", str(port)]
     with stderr_file.open("wb") as sink:
         process = subprocess.Popen(
             [*command, *serve_args],

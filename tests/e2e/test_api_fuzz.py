@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config.settings import load_settings
-from device.assembly.api.app import create_app
-from device.assembly.bank_stack import BankStack
+from device.sim.api.app import create_app
+from device.sim.bank_stack import BankStack
 from tests.api_support import add_operators, sign_in
 from tests.conftest import TEST_SECRETS
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from device.assembly.api.app import create_app
-from device.assembly.bank_stack import BankStack
+from device.sim.api.app import create_app
+from device.sim.bank_stack import BankStack
 from tests.api_support import FULL_PANS, SEEDED_PINS, add_operators, sign_in, wait_for_job
 
 ATM = "/lab/atms/ATM00001"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from device.assembly.bank_stack import BankStack
-from device.assembly.customer_script import parse_script, run_action
-from device.assembly.simulated_atm import SimulatedAtm
+from device.sim.bank_stack import BankStack
+from device.sim.customer_script import parse_script, run_action
+from device.sim.simulated_atm import SimulatedAtm
 from tests.e2e.conftest import MakeAtm
 
 ALICE_CHECKING = "10000001"

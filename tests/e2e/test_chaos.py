@@ -9,9 +9,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from device.assembly.bank_stack import BankStack
-from device.assembly.chaos import ChaosFleet, chaos_host_timeout, plan_chaos
-from device.assembly.fleet import (
+from config.card_numbers import mask_pan
+from device.sim.bank_stack import BankStack
+from device.sim.chaos import ChaosFleet, chaos_host_timeout, plan_chaos
+from device.sim.fleet import (
     FleetConfig,
     SessionDriver,
     SessionPlan,
@@ -20,7 +21,6 @@ from device.assembly.fleet import (
     last_seq,
 )
 from host.models import Card
-from peripherals.cards import mask_pan
 
 SEED = 11
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from device.assembly.bank_stack import BankStack
-from device.assembly.fleet import Fleet, FleetConfig, SessionDriver, SessionPlan
-from device.assembly.invariants import check_all
+from device.sim.bank_stack import BankStack
+from device.sim.fleet import Fleet, FleetConfig, SessionDriver, SessionPlan
+from device.sim.invariants import check_all
 
 
 def test_a_deferred_withdrawal_is_counted_until_it_settles_and_fails_only_at_the_end(

@@ -15,7 +15,8 @@ import pytest
 
 from config.settings import Settings
 from device import crash_points
-from device.assembly.crashtest import (
+from device.drivers.cash_dispenser import CashDispenserDriver
+from device.sim.crashtest import (
     CrashExplorer,
     CrashTestConfig,
     CrashTestError,
@@ -23,7 +24,6 @@ from device.assembly.crashtest import (
     parse_points,
     summary,
 )
-from device.drivers.cash_dispenser import CashDispenserDriver
 from peripherals.harness.bay import DeviceBay
 from peripherals.harness.profile import DEFAULT_PROFILE, load_profile
 
@@ -93,7 +93,7 @@ def test_no_variables_no_crash_points(tmp_path: Path) -> None:
 def test_journal_appends_of_the_explorers_atm_are_boundaries(tmp_path: Path) -> None:
     log = tmp_path / "trace.log"
     code = (
-        "from device.assembly.crash_atm import hook_journals; hook_journals()\n"
+        "from device.sim.crash_atm import hook_journals; hook_journals()\n"
         "from device.journal import Journal\n"
         f"journal = Journal(__import__('pathlib').Path({str(tmp_path / 'j.jsonl')!r}))\n"
         "journal.record('card_read', pan='4761739001010010')\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from device.assembly.bank_stack import BankStack
-from device.assembly.customers import atm_profile, prepare_population, terminal_ids
-from device.assembly.fleet import Fleet, FleetConfig, plan_fleet, run_sharded
+from device.sim.bank_stack import BankStack
+from device.sim.customers import atm_profile, prepare_population, terminal_ids
+from device.sim.fleet import Fleet, FleetConfig, plan_fleet, run_sharded
 from host.models import Account, JournalLine, Terminal
 from peripherals.cards import load_wallet
 

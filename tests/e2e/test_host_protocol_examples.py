@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from config import iso8583 as iso
 from config.settings import Settings
-from device.assembly.bank_stack import BankStack
+from device.sim.bank_stack import BankStack
+from host import iso8583 as iso
 from scripts.host_protocol_examples import exchange_examples, send
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "host-protocol.md"

@@ -152,7 +152,10 @@ def test_every_line_of_an_api_run_is_a_json_log_without_secrets(
         # The access line is written just after the answer leaves: wait for it here, while the
         # service runs, so a loaded machine cannot race the check.
         unlogged = _wait_for_access_lines(api.stderr, {a.headers["x-request-id"] for a in answers})
-        assert not unlogged, f"requests without an access line: {sorted(unlogged)}"
+        requests = {
+            a.headers["x-request-id"]: f"{a.request.method} {a.request.url.path}" for a in answers
+        }
+        assert not unlogged, f"requests without an access line: {[requests[i] for i in unlogged]}"
     assert [a.status_code for a in answers if a.status_code >= 300] == [401]
     records = parse_log_lines(made.stderr) + parse_log_lines(api.stderr())
     assert any(r.get("terminal_id") == "ATM00001" for r in records if r["logger"] == "host.server")

@@ -11,12 +11,19 @@ import pygame
 import pytest
 from pytest_mock import MockerFixture
 
-from device.assembly.bank_stack import BankStack
 from device.clock import VirtualClock
-from device.kiosk.fascia import CARD_BLUE, NOTE_COLOURS, PAPER, SCREEN_BG, SCREEN_LABEL, SCREEN_TEXT
-from device.kiosk.input_map import Hotspot, Operator
-from device.kiosk.kiosk_app import HostSwitch, KioskApp, KioskCustomer, run_script
-from device.kiosk.layout import Layout
+from device.sim.bank_stack import BankStack
+from device.sim.kiosk.fascia import (
+    CARD_BLUE,
+    NOTE_COLOURS,
+    PAPER,
+    SCREEN_BG,
+    SCREEN_LABEL,
+    SCREEN_TEXT,
+)
+from device.sim.kiosk.input_map import Hotspot, Operator
+from device.sim.kiosk.kiosk_app import HostSwitch, KioskApp, KioskCustomer, run_script
+from device.sim.kiosk.layout import Layout
 from tests.e2e.conftest import MakeAtm
 
 ALICE_CHECKING = "10000001"

@@ -12,8 +12,8 @@ import pygame
 import pytest
 
 from device.clock import VirtualClock
-from device.kiosk.input_map import InsertCard, Press
-from device.kiosk.kiosk_app import PRESSED_SECONDS, KioskApp, KioskCustomer, run_script
+from device.sim.kiosk.input_map import InsertCard, Press
+from device.sim.kiosk.kiosk_app import PRESSED_SECONDS, KioskApp, KioskCustomer, run_script
 from tests.e2e.conftest import MakeAtm
 
 PIN = "1234"  # Alice's test PIN

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from device.assembly.bank_stack import BankStack
+from device.sim.bank_stack import BankStack
 from peripherals.cash_dispenser import CashDispenserEmulator
 from peripherals.harness.profile import DEFAULT_PROFILE, load_profile
 from tests.e2e.conftest import MakeAtm
@@ -64,7 +64,7 @@ def test_kill_during_dispense_then_recovery_settles_exactly(
     command = [
         sys.executable,
         "-m",
-        "device.assembly.cli",
+        "device.sim.cli",
         "atm",
         "run",
         "--virtual-clock",

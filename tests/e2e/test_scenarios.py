@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from config.settings import load_settings
-from device.assembly.scenarios.report import junit_xml, run_paths
-from device.assembly.scenarios.runner import ScenarioRunner
-from device.assembly.scenarios.schema import load_scenario, parse_scenario
+from device.sim.scenarios.report import junit_xml, run_paths
+from device.sim.scenarios.runner import ScenarioRunner
+from device.sim.scenarios.schema import load_scenario, parse_scenario
 from tests.conftest import TEST_SECRETS
 
 SCENARIOS = Path(__file__).parents[2] / "config" / "scenarios"

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from config.settings import Settings
-from device.assembly.api.app import create_app
-from device.assembly.cli import main
+from device.sim.api.app import create_app
+from device.sim.cli import main
 from host.api.operators import check_password
 from host.api.rate_limit import SIGN_IN_ATTEMPTS
 from host.models import Operator

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from config.settings import Settings
-from device.assembly.api.app import create_app
+from device.sim.api.app import create_app
 from host.messages import RequestKind as K
 from host.messages import ResponseCode as R
 from host.service import Bank

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def atm_sim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "device.assembly.cli", *args],
+        [sys.executable, "-m", "device.sim.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

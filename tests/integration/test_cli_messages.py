@@ -28,7 +28,7 @@ def atm_sim(
     *args: str, env: dict[str, str], timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "device.assembly.cli", *args],
+        [sys.executable, "-m", "device.sim.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

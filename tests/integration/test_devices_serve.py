@@ -20,7 +20,7 @@ from peripherals.harness.profile import PROJECT_ROOT
 
 def start_serve(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "device.assembly.cli", "devices", "serve", "--config", str(config)],
+        [sys.executable, "-m", "device.sim.cli", "devices", "serve", "--config", str(config)],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

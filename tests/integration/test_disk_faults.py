@@ -249,7 +249,7 @@ SHORT_WRITE_CHILD = textwrap.dedent(
     except JournalWriteError as err:
         first = str(err)
     try:
-        journal.record("after", amount=0)
+        journal.record("in_service")
         second = "accepted"
     except JournalWriteError as err:
         second = str(err)

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from config.settings import Settings
-from device.assembly.customers import prepare_population
-from device.assembly.distributed_fleet import shard_population
+from device.sim.customers import prepare_population
+from device.sim.distributed_fleet import shard_population
 
 
 def test_shard_rebuilds_the_registered_customers_and_wallet(

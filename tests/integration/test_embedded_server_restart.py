@@ -56,7 +56,7 @@ def home() -> Iterator[Path]:
     # Not under pytest's 0700 temp dirs: the embedded server runs as its own system user.
     path = Path(tempfile.mkdtemp(prefix="atm-sim-restart-"))
     seeded = subprocess.run(
-        [sys.executable, "-m", "device.assembly.cli", "db", "seed"],
+        [sys.executable, "-m", "device.sim.cli", "db", "seed"],
         env=cli_env(path),
         capture_output=True,
         text=True,
@@ -74,7 +74,7 @@ def home() -> Iterator[Path]:
 def start_host(home: Path) -> tuple[subprocess.Popen[str], int]:
     """`atm-sim host serve --port 0`, once it listens; its port."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "device.assembly.cli", "host", "serve", "--port", "0"],
+        [sys.executable, "-m", "device.sim.cli", "host", "serve", "--port", "0"],
         env=cli_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

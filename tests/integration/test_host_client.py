@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from config import iso8583 as iso
-from config.iso8583 import Message
 from device.clock import VirtualClock
 from device.controller.ports import CardData, HostUnavailable, PinBlock
 from device.host_client import (
@@ -24,6 +22,8 @@ from device.host_client import (
     StanCounter,
     StanStoreError,
 )
+from host import iso8583 as iso
+from host.iso8583 import Message
 from host.messages import HostRequest, HostResponse, ResponseCode, StatementLine
 from host.server import HostServer
 

@@ -14,9 +14,9 @@ import iso8583
 import pytest
 import sqlalchemy as sa
 
-from config import iso8583 as iso
 from config.settings import Settings
 from device.host_client import HostClient
+from host import iso8583 as iso
 from host.crypto_keys import mac_key_lookup
 from host.messages import RequestKind, ResponseCode
 from host.server import HostServer

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from config import iso8583 as iso
-from config.iso8583 import Message
 from config.settings import Settings
-from device.assembly import cli
 from device.clock import VirtualClock
 from device.controller.ports import CardData, PinBlock
 from device.host_client import HostClient
+from device.sim import cli
+from host import iso8583 as iso
 from host.bank_admin import open_holds
 from host.crypto_keys import mac_key_lookup
+from host.iso8583 import Message
 from host.server import HostServer
 from host.service import Bank
 from tests.conftest import TEST_SECRETS

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from config import iso8583 as iso
-from config.iso8583 import Message
 from config.settings import Settings
 from device.controller.ports import CardData, PinBlock
 from device.host_client import HostClient, StanCounter, StanStoreError
+from host import iso8583 as iso
 from host.crypto_keys import mac_key_lookup
+from host.iso8583 import Message
 from host.server import HostServer
 from host.service import Bank
 from tests.integration.conftest import ALICE, MAC_KEY, BankClock, balances, pin_block

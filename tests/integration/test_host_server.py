@@ -20,12 +20,12 @@ import iso8583
 import pytest
 import sqlalchemy as sa
 
-from config import iso8583 as iso
-from config.iso8583 import Message
 from config.settings import Settings
 from device.controller.ports import CardData, PinBlock
 from device.host_client import HostClient, HostRefused
+from host import iso8583 as iso
 from host.crypto_keys import mac_key_lookup
+from host.iso8583 import Message
 from host.messages import HostRequest, HostResponse, ResponseCode
 from host.server import HostServer
 from host.service import Bank
@@ -429,7 +429,7 @@ def test_atm_sim_host_serve_answers_until_interrupted(bank_settings: Settings) -
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, **TEST_SECRETS, "DATABASE_URL": str(bank_settings.database_url)}
-    command = [sys.executable, "-m", "device.assembly.cli", "host", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "device.sim.cli", "host", "serve", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from config.settings import Settings
-from device.assembly.worker.statement_store import StatementStoreError, store_statement
+from device.sim.worker.statement_store import StatementStoreError, store_statement
 from tests.integration.worker_processes import moto_s3
 
 

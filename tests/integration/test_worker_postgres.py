@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from config.settings import Settings
-from device.assembly.worker.celery_app import make_celery
-from device.assembly.worker.tasks import SCENARIO_BATCH_TASK, STATEMENT_TASK
-from device.assembly.worker.transport import TASKS_DATABASE, task_transport
+from device.sim.worker.celery_app import make_celery
+from device.sim.worker.tasks import SCENARIO_BATCH_TASK, STATEMENT_TASK
+from device.sim.worker.transport import TASKS_DATABASE, task_transport
 from tests.conftest import TEST_SECRETS
 from tests.integration.worker_processes import seeded_bank, worker_environment, workers
 

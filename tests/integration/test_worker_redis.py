@@ -11,9 +11,9 @@ import boto3
 import pytest
 
 from config.settings import Settings
-from device.assembly.distributed_fleet import DistributedOptions, run_distributed_fleet
-from device.assembly.worker.celery_app import make_celery
-from device.assembly.worker.tasks import STATEMENT_TASK
+from device.sim.distributed_fleet import DistributedOptions, run_distributed_fleet
+from device.sim.worker.celery_app import make_celery
+from device.sim.worker.tasks import STATEMENT_TASK
 from tests.conftest import TEST_SECRETS
 from tests.integration.worker_processes import (
     moto_s3,

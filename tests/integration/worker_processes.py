@@ -113,7 +113,7 @@ def workers(env: Mapping[str, str], log_dir: Path, count: int = 1) -> Iterator[l
         for number in range(count):
             log = log_dir / f"worker-{number}.log"
             with log.open("wb") as sink:
-                command = [sys.executable, "-m", "device.assembly.cli", "worker"]
+                command = [sys.executable, "-m", "device.sim.cli", "worker"]
                 child = subprocess.Popen(command, env=dict(env), stdout=sink, stderr=sink)
             processes.append((child, log))
         for child, log in processes:

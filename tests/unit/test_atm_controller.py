@@ -400,6 +400,12 @@ def test_stray_keys_are_ignored(rig: Rig) -> None:
     assert rig.atm.state == "idle"
 
 
+def test_a_misspelt_event_is_a_bug_not_a_silent_no_op(rig: Rig) -> None:
+    with pytest.raises(ValueError, match="'dispence' is not an event of the ATM controller"):
+        rig.atm.fire("dispence")
+    assert rig.atm.state == "idle"
+
+
 def test_inactivity_asks_for_more_time_then_ends_the_session(rig: Rig) -> None:
     rig.insert_card_and_pin()
     rig.clock.advance(121)

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from device.assembly.cli import _parser
+from device.sim.cli import _parser
 
 ROOT = Path(__file__).parents[2]
 PRODUCT_SERVICES = ("app", "host", "worker")

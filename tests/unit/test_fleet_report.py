@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from device.assembly.fleet import FleetReport, Progress, SessionResult
-from device.assembly.invariants import Check
+from device.sim.fleet import FleetReport, Progress, SessionResult
+from device.sim.invariants import Check
 
 
 def test_progress_gives_sessions_done_rate_and_time_left() -> None:

@@ -15,7 +15,8 @@ def imported_modules(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+            # `from host import iso8583` imports host.iso8583, not all of host
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -41,10 +42,23 @@ def test_host_is_the_bank_and_imports_no_device_or_peripherals() -> None:
     assert violations("host", lambda path, name: False) == []
 
 
-def test_device_uses_only_wire_specs_outside_the_assembly() -> None:
+def in_simulator(path: Path) -> bool:
+    return path.relative_to(ROOT).parts[:2] == ("device", "sim")
+
+
+def test_the_atm_proper_uses_only_wire_specs_of_devices_and_bank_link() -> None:
     def allowed(path: Path, name: str) -> bool:
-        if "assembly" in path.relative_to(ROOT).parts:
-            return True
-        return name.startswith("peripherals.wire")
+        return in_simulator(path) or f"{name}.".startswith(("peripherals.wire.", "host.iso8583."))
 
     assert violations("device", allowed) == []
+
+
+def test_the_atm_proper_imports_nothing_from_the_simulator() -> None:
+    found = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "device").rglob("*.py"))
+        if not in_simulator(path)
+        for name in imported_modules(path)
+        if f"{name}.".startswith("device.sim.")
+    ]
+    assert found == []

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from device.assembly import invariants as inv
-from device.assembly.invariants import (
+from device.sim import invariants as inv
+from device.sim.invariants import (
     BankState,
     Baseline,
     DispenserCash,

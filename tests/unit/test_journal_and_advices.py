@@ -12,12 +12,7 @@ import pytest
 from device.advice_queue import Advice, AdviceQueue, AdviceQueueCorrupt
 from device.advice_queue import DurableWriteError as AdviceWriteError
 from device.durable_log import DurableWriteError
-from device.journal import Journal, JournalCorrupt, JournalError, JournalWriteError, mask_pan
-
-
-def test_mask_pan_keeps_first_six_and_last_four() -> None:
-    assert mask_pan("4761739001010010") == "476173******0010"
-    assert mask_pan("4012345678909") == "401234***8909"
+from device.journal import Journal, JournalCorrupt, JournalError, JournalWriteError
 
 
 def test_journal_masks_card_numbers_anywhere(tmp_path: Path) -> None:
@@ -33,7 +28,7 @@ def test_journal_masks_card_numbers_anywhere(tmp_path: Path) -> None:
 def test_journal_refuses_secrets(tmp_path: Path, secret: str) -> None:
     journal = Journal(tmp_path / "journal.jsonl")
     with pytest.raises(JournalError, match=secret):
-        journal.record("oops", **{secret: "1234"})
+        journal.record("card_read", **{secret: "1234"})
     journal.close()
     assert (tmp_path / "journal.jsonl").read_text() == ""
 
@@ -128,7 +123,7 @@ def test_a_journal_written_before_checksums_upgrades_in_place(tmp_path: Path) ->
 def test_the_checksum_key_is_refused_as_a_field(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.jsonl")
     with pytest.raises(JournalError, match="reserved"):
-        journal.record("oops", crc="00000000")
+        journal.record("card_read", crc="00000000")
     journal.close()
 
 
@@ -143,6 +138,29 @@ def test_record_many_is_one_write_with_consecutive_numbers(tmp_path: Path) -> No
         "authorised",
         "dispense_started",
     ]
+
+
+def test_an_unknown_event_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.jsonl")
+    with pytest.raises(JournalError, match="unknown journal event 'reversal_queud'"):
+        journal.record_many([("in_service", {}), ("reversal_queud", {})])
+    journal.close()
+    assert (tmp_path / "journal.jsonl").read_text() == ""
+
+
+def test_listeners_see_each_write_once_it_is_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    seen: list[tuple[list[str], int]] = []
+    journal.listeners.append(
+        lambda entries: seen.append(([e.event for e in entries], len(path.read_bytes())))
+    )
+    journal.record("in_service")
+    journal.record_many([("authorised", {}), ("dispense_started", {})])
+    journal.close()
+    assert [events for events, _ in seen] == [["in_service"], ["authorised", "dispense_started"]]
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert [size for _, size in seen] == [len(lines[0]), len(b"".join(lines))]
 
 
 def test_one_write_error_class_for_journal_and_advices() -> None:

@@ -9,7 +9,7 @@ import os
 import pygame
 import pytest
 
-from device.kiosk.input_map import (
+from device.sim.kiosk.input_map import (
     Hotspot,
     InsertCard,
     Press,
@@ -18,8 +18,8 @@ from device.kiosk.input_map import (
     map_click,
     map_key,
 )
-from device.kiosk.layout import FASCIA_SIZE, Layout, LayoutError
-from device.kiosk.sounds import RATE, click, tone
+from device.sim.kiosk.layout import FASCIA_SIZE, Layout, LayoutError
+from device.sim.kiosk.sounds import RATE, click, tone
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 

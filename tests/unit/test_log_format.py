@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from config.card_numbers import mask_card_numbers
 from config.log_context import (
     LogContextFilter,
+    _request_id,
     bind_log_context,
     current_log_context,
     log_context,
@@ -25,7 +27,6 @@ from config.log_format import (
     MaskingJsonFormatter,
     MaskingTextFormatter,
     configure_logging,
-    mask_card_numbers,
     resolve_log_format,
 )
 
@@ -151,3 +152,12 @@ def test_a_test_runners_handler_is_left_alone() -> None:
         root.addHandler(capture)
         configure_logging("INFO", "json", stream=io.StringIO())
         assert root.handlers == [capture]
+
+
+def test_request_ids_are_never_mistaken_for_card_numbers() -> None:
+    # About 1 random hex id in 50 holds 13+ digits in a row; masked, it could not be found again.
+    made = [_request_id({"headers": []}) for _ in range(2000)]
+    assert all(mask_card_numbers(request_id) == request_id for request_id in made)
+    sent = {"headers": [(b"x-request-id", b"4761739001010010")]}
+    assert _request_id(sent) != "4761739001010010"
+    assert _request_id({"headers": [(b"x-request-id", b"order-42")]}) == "order-42"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from config import iso8583 as iso
 from device.controller.ports import CardData, PinBlock
+from host import iso8583 as iso
 from host.messages import HostRequest, RequestKind
 
 PAN = "4761739001010010"

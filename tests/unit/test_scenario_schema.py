@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from device.assembly.scenarios.schema import (
+from device.sim.scenarios.schema import (
     DeviceFault,
     HostFault,
     PowerFailure,
@@ -104,6 +104,28 @@ expect:
         ),
         ("version: 1\nsteps: [wait: idle]\nexpect:\n  colour: red\n", 4, "unknown key 'colour'"),
         ("version: 1\nsteps:\n  - wait: [idle\n", 4, "not valid YAML"),
+        # A misspelt journal event would make `absent` pass and `on_event` wait for ever.
+        (
+            "version: 1\nsteps:\n  - wait: idle\n  - expect:\n      journal:\n"
+            "        absent: [reversal_queued, reversal_queud]\n",
+            6,
+            "unknown journal event 'reversal_queud'",
+        ),
+        (
+            "version: 1\nsteps:\n  - expect:\n      journal:\n        count: {taken: 1, tken: 0}\n",
+            5,
+            "expect.journal.count: unknown journal event 'tken'",
+        ),
+        (
+            "version: 1\nsteps:\n  - power_failure: {on_event: presentd}\n",
+            3,
+            "power_failure.on_event: unknown journal event 'presentd'",
+        ),
+        (
+            "version: 1\nsteps:\n  - host: {mode: down, on_event: authorized}\n",
+            3,
+            "unknown journal event 'authorized'",
+        ),
         (
             "version: 1\natm:\n  cassettes: [{number: 1, denomination: 5000}]\n"
             "steps: [wait: idle]\n",

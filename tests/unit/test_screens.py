@@ -44,6 +44,19 @@ def test_invalid_screen_set_is_refused_with_the_reason(
     assert str(path) in str(caught.value) and fragment in str(caught.value)
 
 
+def test_a_misspelt_key_event_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "screens.yaml"
+    path.write_text(
+        "version: 1\nscreens:\n  idle:\n    lines: [Welcome]\n    keys:\n"
+        "      F1: {label: Withdraw, event: choose_withdrawal}\n"
+        "      F2:\n        label: Balance\n        event: choose_balanse\n"
+    )
+    with pytest.raises(ScreenError) as caught:
+        load_screens(path)
+    assert str(caught.value).startswith(f"{path}:9: screens.idle.keys.F2.event: ")
+    assert "unknown event 'choose_balanse'" in str(caught.value)
+
+
 def test_state_diagram_in_docs_is_current() -> None:
     from device.controller.diagram import DIAGRAM_DOC, diagram_document
 

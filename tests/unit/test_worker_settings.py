@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from config.settings import SettingsError, load_settings
-from device.assembly.distributed_fleet import deal, shard_count
-from device.assembly.worker import transport as transport_module
-from device.assembly.worker.transport import task_transport
+from device.sim.distributed_fleet import deal, shard_count
+from device.sim.worker import transport as transport_module
+from device.sim.worker.transport import task_transport
 
 
 def test_redis_url_makes_redis_broker_and_backend_without_showing_the_password() -> None:

@@ -113,7 +113,7 @@ resource "aws_ecs_task_definition" "app" {
       name         = "app"
       image        = local.image
       essential    = true
-      command      = ["uvicorn", "--factory", "device.assembly.api.app:app_from_environment", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+      command      = ["uvicorn", "--factory", "device.sim.api.app:app_from_environment", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
       portMappings = [{ containerPort = 8000, protocol = "tcp" }]
       # Sign-in rate limits in the sidecar, shared by the API's workers in this task.
       environment      = concat(local.environment, [{ name = "REDIS_URL", value = "redis://localhost:6379/0" }])

@@ -1,0 +1,765 @@
+"""The kiosk's main loop: each frame handles input, steps the controller a few times and draws
+the fascia; a headless mode runs a customer script through synthetic events, with screenshots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import io
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygame
+
+from config.card_numbers import mask_pan
+from config.settings import Settings
+from device.clock import Clock, SystemClock, VirtualClock
+from device.sim.atm_home import atm_state_dir
+from device.sim.bank_stack import BankStack
+from device.sim.customer_script import ScriptError, parse_script, run_action
+from device.sim.kiosk.fascia import Fascia, FasciaState, NotePile, WalletEntry, money_text
+from device.sim.kiosk.input_map import (
+    Action,
+    Hotspot,
+    InsertCard,
+    Operator,
+    Press,
+    Quit,
+    Take,
+    TogglePanel,
+    map_event,
+)
+from device.sim.kiosk.layout import Layout
+from device.sim.kiosk.operator_panel import CassetteRow, OperatorPanel, PanelState
+from device.sim.kiosk.sounds import Sounds
+from device.sim.simulated_atm import HostAddress, SimulatedAtm
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = (1024, 768)
+STEPS_PER_FRAME = 4
+STEP_BUDGET_SECONDS = 0.008  # leaves room in a 16 ms frame for drawing
+FPS = 60
+MESSAGE_SECONDS = 4.0
+PRESSED_SECONDS = 0.15
+JOURNAL_REFRESH_SECONDS = 0.5
+SERVICE_STATES = ("idle", "out_of_service", "supervisor")
+# Faults that need a parameter to mean anything get a sensible one from the panel.
+FAULT_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
+    ("pin_pad", "key_stuck"): {"key": "5"},
+    ("cash_dispenser", "jam"): {"after_notes": 1},
+}
+PAN_LIKE = re.compile(r"\b\d{13,19}\b")
+
+
+class KioskError(RuntimeError):
+    """The kiosk cannot do what a script or the command line asked."""
+
+
+class HostSwitch:
+    """The in-process bank host the kiosk may take down and bring back (host-down fault)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.running = True
+
+    def toggle(self) -> str:
+        if self.running:
+            self.server.stop()
+            self.running = False
+            return "host taken down: the ATM will find it unreachable"
+        self.server.start()
+        self.running = True
+        return f"host back up on port {self.server.port}"
+
+
+@dataclass
+class _Timed:
+    text: str = ""
+    until: float = 0.0
+
+    def set(self, text: str, seconds: float = MESSAGE_SECONDS) -> None:
+        self.text, self.until = text, time.monotonic() + seconds
+
+    def get(self) -> str:
+        return self.text if time.monotonic() < self.until else ""
+
+
+class KioskApp:
+    """A pygame window on a started SimulatedAtm. `frame()` runs one frame; `run()` loops."""
+
+    def __init__(
+        self,
+        atm: SimulatedAtm,
+        *,
+        size: tuple[int, int] = DEFAULT_SIZE,
+        host_switch: HostSwitch | None = None,
+        sounds: bool = True,
+        steps_per_frame: int = STEPS_PER_FRAME,
+    ) -> None:
+        pygame.init()
+        pygame.display.set_caption(f"ATM simulator - {atm.terminal_id}")
+        self.window = pygame.display.set_mode(size, pygame.RESIZABLE)
+        self.atm = atm
+        self.host_switch = host_switch
+        self.steps_per_frame = steps_per_frame
+        self.fascia = Fascia()
+        self.panel = OperatorPanel(self.fascia)
+        self.sounds = Sounds(enabled=sounds)
+        self.show_panel = False
+        self.panel_tab = "status"
+        self.fault_mode = "persistent"
+        self.layout = Layout(self.window.get_size(), self.show_panel)
+        self.hotspots: list[Hotspot] = []
+        self.running = True
+        self.frames = 0
+        self.recovery_report: list[str] = list(atm.atm.recovery_report)
+        self._owned: list[SimulatedAtm] = []  # ATMs the kiosk started after a power failure
+        self._receipts_taken = 0
+        self.reading: int | None = None  # index of the receipt held up to read
+        self._receipt_images: dict[int, pygame.Surface | None] = {}
+        self._cash_message = _Timed()
+        self._panel_message = _Timed()
+        self._pressed = _Timed()
+        self._counters = self._dispenser_counters()
+        self._journal_lines: tuple[str, ...] = ()
+        self._journal_read_at = 0.0
+        self._drawn: tuple[Any, ...] | None = None
+
+    # ----- life -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for atm in self._owned:
+            atm.stop()
+        self._owned = []
+        self.sounds.close()
+        self._receipt_images.clear()
+        self.fascia.forget()
+        # Only the window goes: the printer emulator's receipt renderer keeps pygame fonts
+        # across calls, and would crash on its next receipt if the font module were shut down.
+        pygame.display.quit()
+
+    def run(self, fps: int = FPS) -> None:
+        """The interactive loop, until the window is closed (or Ctrl+Q)."""
+        clock = pygame.time.Clock()
+        while self.running:
+            self.frame()
+            clock.tick(fps)
+
+    def frame(self) -> None:
+        """One frame: input, a few controller steps, and a redraw if anything changed."""
+        self.frames += 1
+        for event in pygame.event.get():
+            if event.type in (pygame.VIDEORESIZE, pygame.WINDOWSIZECHANGED):
+                self._relayout()
+                continue
+            action = map_event(event, self.layout, self.hotspots, list(self.atm.wallet))
+            if action is not None:
+                self.perform(action)
+        self.step_controller()
+        self.draw()
+
+    def step_controller(self) -> None:
+        deadline = time.perf_counter() + STEP_BUDGET_SECONDS
+        # Between customers a step only asks the card reader whether a card came: once a frame
+        # is soon enough, and the idle kiosk then costs a quarter of the device round trips.
+        steps = 1 if self.atm.atm.state in SERVICE_STATES else self.steps_per_frame
+        for _ in range(steps):
+            try:
+                self.atm.atm.step()
+            except Exception as err:  # the window stays up whatever the ATM does
+                log.exception("controller step failed")
+                self._panel_message.set(f"controller error: {err}", 10)
+                return
+            if time.perf_counter() >= deadline:
+                return
+
+    def _relayout(self) -> None:
+        self.window = pygame.display.get_surface()
+        self.layout = Layout(self.window.get_size(), self.show_panel)
+        self._drawn = None
+
+    # ----- actions ---------------------------------------------------------------------------
+
+    def perform(self, action: Action) -> None:
+        """Do what a key or click asked, through the devices' own customer and operator API."""
+        bay = self.atm.bay
+        if isinstance(action, Quit):
+            self.running = False
+        elif isinstance(action, TogglePanel):
+            self.show_panel = not self.show_panel
+            self._relayout()
+        elif self.reading is not None and not isinstance(action, Operator | Press):
+            self.reading = None  # any click or R puts the receipt away
+        elif isinstance(action, Press):
+            if self.reading is not None and action.key == "cancel":
+                self.reading = None
+                return
+            if not (action.key.isdigit() and bay.pin_pad.mode == "pin_entry"):
+                # A digit key drawn pressed during PIN entry would show the PIN to the room.
+                self._pressed.set(action.key, PRESSED_SECONDS)
+            self.sounds.click()
+            bay.pin_pad.press(action.key)
+        elif isinstance(action, InsertCard):
+            try:
+                bay.card_reader.insert_card(action.card_id)
+            except (RuntimeError, ValueError) as err:
+                self._cash_message.set("")
+                self._panel_message.set(str(err))
+                self.sounds.alert()
+        elif isinstance(action, Take):
+            self._take(action.item)
+        elif isinstance(action, Operator):
+            self._operate(action)
+
+    def _take(self, item: str) -> None:
+        bay = self.atm.bay
+        if item == "card":
+            if bay.card_reader.state.value == "gate":
+                bay.card_reader.take_card()
+                return
+        elif item == "cash":
+            if bay.cash_dispenser.take_cash():
+                return
+        elif item == "receipt":
+            waiting = self._waiting_receipts()
+            if waiting:
+                self.reading = waiting[0]
+                self._receipts_taken = waiting[0] + 1
+                return
+        self.sounds.beep()  # nothing there to take
+
+    def _operate(self, action: Operator) -> None:
+        message = ""
+        try:
+            message = self._operator_command(action.command, action.argument)
+        except Exception as err:  # an operator mistake is one line, never a crash
+            message = f"{action.command}: {err}"
+            self.sounds.alert()
+        if message:
+            self._panel_message.set(message, 8)
+        self._drawn = None
+
+    def _operator_command(self, command: str, argument: str) -> str:
+        bay = self.atm.bay
+        controller = self.atm.atm
+        if command == "tab":
+            self.panel_tab = argument
+            return ""
+        if command == "fault":
+            target, fault = argument.split(":", 1)
+            if f"{target}:{fault}" in self._armed():
+                bay.clear(target, fault)
+                return f"cleared {target} {fault}"
+            return f"armed {target}: " + bay.inject(
+                target, fault, mode=self.fault_mode, **FAULT_PARAMS.get((target, fault), {})
+            )
+        if command == "fault_mode":
+            self.fault_mode = argument
+            return f"faults switched on from now fire {argument}" + (
+                "" if argument == "once" else " (until cleared)"
+            )
+        if command == "host":
+            if self.host_switch is None:
+                return "the host is not run by this kiosk: host down is unavailable"
+            return self.host_switch.toggle()
+        if command == "power":
+            return self.power_failure()
+        if command == "supervisor":
+            if controller.state == "supervisor":
+                controller.close_supervisor()
+                return "left supervisor mode"
+            if not controller.open_supervisor():
+                return f"supervisor mode needs the ATM idle or out of service ({controller.state})"
+            return "supervisor mode"
+        if command == "clear_faults":
+            bay.clear()
+            return "every device and link fault cleared"
+        if controller.state not in SERVICE_STATES:
+            return f"not during a customer session ({controller.state})"
+        if command == "replenish":
+            return self.replenish()
+        if command == "cassette":
+            return self.exchange_cassette(argument)
+        if command == "empty_retain_bin":
+            return f"{bay.card_reader.empty_retain_bin()} cards taken from the retain bin"
+        if command == "purge":
+            if controller.state != "supervisor":
+                return "a purge needs supervisor mode"
+            return f"{controller.purge_dispenser()} notes purged to the reject bin"
+        if command == "remove_card":
+            if controller.state != "supervisor":
+                return "removing a card needs supervisor mode"
+            removed = bay.card_reader.remove_card()
+            controller.card_removed()
+            return f"card {removed} removed from the reader" if removed else "no card was inside"
+        if command == "load_paper":
+            bay.receipt_printer.load_paper()
+            return "new paper roll loaded"
+        return ""
+
+    def replenish(self) -> str:
+        """Fill every cassette to capacity: the controller's exchange, in supervisor mode."""
+        controller = self.atm.atm
+        if controller.state != "supervisor":
+            return "replenishment needs supervisor mode"
+        full = {c.number: c.capacity for c in self.atm.bay.cash_dispenser.cassettes}
+        controller.replenish(full)
+        return "cassettes filled; " + ", ".join(
+            f"{n}: {count}" for n, count in sorted(full.items())
+        )
+
+    def exchange_cassette(self, argument: str) -> str:
+        """One cassette's count changed ("N:+10", "N:-10", "N:empty", "N:full") through the
+        controller's journalled exchange, in supervisor mode."""
+        controller = self.atm.atm
+        if controller.state != "supervisor":
+            return "replenishment needs supervisor mode"
+        number_text, change = argument.split(":", 1)
+        cassettes = {c.number: c for c in self.atm.bay.cash_dispenser.cassettes}
+        cassette = cassettes.get(int(number_text))
+        if cassette is None:
+            return f"no cassette {number_text}"
+        if change == "empty":
+            count = 0
+        elif change == "full":
+            count = cassette.capacity
+        else:
+            count = min(max(cassette.count + int(change), 0), cassette.capacity)
+        controller.replenish({cassette.number: count})
+        return f"cassette {cassette.number}: {cassette.count} -> {count} notes"
+
+    def power_failure(self) -> str:
+        """Cut the power: drop the ATM as it stands and start a new one on the same state."""
+        old = self.atm
+        old.stop()
+        fresh = old.successor()
+        self.recovery_report = fresh.start()
+        self._owned.append(fresh)
+        self.atm = fresh
+        self.reading = None
+        self._receipts_taken = 0
+        self._receipt_images.clear()
+        self._counters = self._dispenser_counters()
+        self._journal_read_at = 0.0
+        lines = self.recovery_report or ["nothing to recover"]
+        return "power restored; recovery: " + "; ".join(lines)
+
+    # ----- reading the devices ---------------------------------------------------------------
+
+    def _armed(self) -> set[str]:
+        armed = set()
+        for line in self.atm.bay.list():
+            target, rest = line.split(": ", 1)
+            armed.add(f"{target}:{rest.split(' ', 1)[0]}")
+        return armed
+
+    def _dispenser_counters(self) -> dict[str, int]:
+        return dict(self.atm.bay.cash_dispenser.counters)
+
+    def _waiting_receipts(self) -> list[int]:
+        count = len(self.atm.bay.receipt_printer.receipts)
+        return list(range(self._receipts_taken, count))
+
+    def _currency(self) -> str:
+        return str(self.atm.atm.config.currency_symbol)
+
+    def fascia_state(self) -> FasciaState:
+        bay = self.atm.bay
+        screen = self.atm.atm.screen
+        reader = bay.card_reader
+        dispenser = bay.cash_dispenser
+        denominations = {c.number: c.denomination for c in dispenser.cassettes}
+        piles: dict[int, int] = {}
+        for cassette, count in dispenser.presented.by_cassette.items():
+            value = denominations.get(cassette, 0)
+            piles[value] = piles.get(value, 0) + count
+        counters = self._dispenser_counters()
+        if counters.get("retracted", 0) > self._counters.get("retracted", 0):
+            self._cash_message.set("Notes retracted")
+            self.sounds.alert()
+        elif counters.get("taken", 0) > self._counters.get("taken", 0):
+            self._cash_message.set("Cash taken")
+        self._counters = counters
+        card = reader.card
+        return FasciaState(
+            screen_lines=tuple(screen.lines),
+            function_labels=tuple(sorted((k, v.label) for k, v in screen.keys.items())),
+            card_media=reader.state.value,
+            card_label=card.masked_pan if card is not None else "",
+            entry_enabled=reader.entry_enabled,
+            notes=tuple(NotePile(d, n) for d, n in sorted(piles.items(), reverse=True)),
+            currency=self._currency(),
+            shutter=dispenser.shutter,
+            cash_message=self._cash_message.get(),
+            receipts_waiting=len(self._waiting_receipts()),
+            wallet=tuple(WalletEntry(k, c.label) for k, c in self.atm.wallet.items()),
+            pressed=self._pressed.get(),
+            blink=int(time.monotonic() * 2) % 2 == 0,
+            in_service=self.atm.atm.state != "out_of_service",
+        )
+
+    def panel_state(self) -> PanelState:
+        bay = self.atm.bay
+        controller = self.atm.atm
+        lines: list[tuple[str, str]] = []
+        add = lines.append
+        add(("title", f"ATM {self.atm.terminal_id}: {controller.state}"))
+        add(("text", f"screen: {controller.screen.name}"))
+        if controller.out_of_service_reason and controller.state == "out_of_service":
+            add(("warn", f"out of service: {controller.out_of_service_reason}"))
+        add(
+            (
+                "text",
+                f"cash {'available' if controller.cash_available else 'NOT available'}, "
+                f"receipts {'available' if controller.receipts_available else 'NOT available'}",
+            )
+        )
+        address = self.atm.host_address
+        connected = getattr(controller.host, "connected", None)
+        link = "connected" if connected else "not connected" if connected is not None else "?"
+        server = ""
+        if self.host_switch is not None:
+            server = "; bank host " + ("up" if self.host_switch.running else "DOWN")
+        add(("title", f"Host link {address.host}:{address.port}: {link}{server}"))
+        add(("text", f"advices waiting: {len(controller.advices.pending())}"))
+        reader = bay.card_reader.status()
+        add(("title", "Card reader"))
+        add(
+            (
+                "text",
+                f"  media {reader['media']}, entry {'on' if reader['entry_enabled'] else 'off'}"
+                f", {'powered' if reader['powered'] else 'POWER DOWN'}",
+            )
+        )
+        add(
+            (
+                "text",
+                f"  retain bin {reader['retained']}/{reader['retain_capacity']}, "
+                f"commands {reader['commands']}",
+            )
+        )
+        pad = bay.pin_pad.status()
+        add(("title", "PIN pad"))
+        add(
+            (
+                "text",
+                f"  mode {pad['mode']}, keys {'loaded' if pad['keys_loaded'] else 'MISSING'}"
+                f"{', TAMPERED' if pad['tampered'] else ''}, format {pad['pin_block_format']}",
+            )
+        )
+        cash = bay.cash_dispenser.status()
+        add(("title", f"Cash dispenser (shutter {cash['shutter']})"))
+        for c in cash["cassettes"]:
+            add(
+                (
+                    "text",
+                    f"  cassette {c['number']}: {c['count']} x "
+                    f"{money_text(c['denomination'], self._currency())} ({c['state']})",
+                )
+            )
+        add(
+            (
+                "text",
+                f"  reject bin {cash['reject_bin']}, retract bin {cash['retract_bin']}, "
+                f"presented {cash['presented']}, stacker {cash['stacker']}",
+            )
+        )
+        counters = cash["counters"]
+        add(("dim", "  " + ", ".join(f"{k} {v}" for k, v in counters.items())))
+        printer = bay.receipt_printer.status()
+        add(("title", "Receipt printer"))
+        add(
+            (
+                "text",
+                f"  paper {printer['paper']} ({printer['remaining_lines']} lines left), "
+                f"{'online' if printer['online'] else 'OFFLINE'}, receipts {printer['receipts']}",
+            )
+        )
+        armed = bay.list()
+        add(("title", f"Armed faults: {len(armed)}"))
+        for line in armed[:6]:
+            add(("warn", f"  {line}"))
+        if self.recovery_report:
+            add(("title", "Power-failure recovery"))
+            for line in self.recovery_report[:4]:
+                add(("text", f"  {line}"))
+        return PanelState(
+            tab=self.panel_tab,
+            status_lines=tuple(lines),
+            catalogue=tuple((t, tuple(bay.faults.known(t))) for t in bay.faults.targets()),
+            armed=frozenset(self._armed()),
+            host_control=(
+                "unavailable"
+                if self.host_switch is None
+                else "running"
+                if self.host_switch.running
+                else "stopped"
+            ),
+            supervisor=controller.state == "supervisor",
+            can_service=controller.state in SERVICE_STATES,
+            message=self._panel_message.get(),
+            fault_mode=self.fault_mode,
+            cassettes=tuple(
+                CassetteRow(
+                    c["number"],
+                    f"{c['number']}: {money_text(c['denomination'], self._currency())}",
+                    c["count"],
+                    c["capacity"],
+                )
+                for c in cash["cassettes"]
+            ),
+            journal=self._journal_tail(),
+        )
+
+    def _journal_tail(self) -> tuple[str, ...]:
+        now = time.monotonic()
+        if now - self._journal_read_at >= JOURNAL_REFRESH_SECONDS:
+            self._journal_read_at = now
+            lines = []
+            for entry in self.atm.journal.tail(12):
+                details = " ".join(f"{k}={v}" for k, v in sorted(entry.fields.items()))
+                text = f"{entry.seq} {entry.at[11:19]} {entry.event} {details}"
+                lines.append(PAN_LIKE.sub(lambda m: mask_pan(m.group(0)), text))
+            self._journal_lines = tuple(lines)
+        return self._journal_lines
+
+    # ----- drawing ---------------------------------------------------------------------------
+
+    def receipt_image(self, index: int) -> pygame.Surface | None:
+        if index not in self._receipt_images:
+            receipt = self.atm.bay.receipt_printer.receipts[index]
+            try:
+                self._receipt_images[index] = pygame.image.load(
+                    io.BytesIO(receipt.png_bytes()), "receipt.png"
+                )
+            except (pygame.error, OSError) as err:
+                log.warning("receipt image unreadable, showing its text: %s", err)
+                self._receipt_images[index] = None
+        return self._receipt_images[index]
+
+    def draw(self, force: bool = False) -> bool:
+        """Redraw if anything shown changed; returns whether it drew."""
+        fascia = self.fascia_state()
+        panel = self.panel_state() if self.show_panel else None
+        key = (fascia, panel, self.reading, self.window.get_size())
+        if not force and key == self._drawn:
+            return False
+        self._drawn = key
+        self.hotspots = self.fascia.draw(self.window, self.layout, fascia)
+        if panel is not None:
+            self.hotspots += self.panel.draw(self.window, self.layout, panel)
+        if self.reading is not None:
+            receipts = self.atm.bay.receipt_printer.receipts
+            text = receipts[self.reading].text if self.reading < len(receipts) else ""
+            image = self.receipt_image(self.reading) if self.reading < len(receipts) else None
+            self.hotspots += self.fascia.draw_receipt(self.window, self.layout, image, text)
+        pygame.display.flip()
+        return True
+
+    def screenshot(self, path: Path) -> Path:
+        self.draw(force=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pygame.image.save(self.window, str(path))
+        return path
+
+
+# ----- a customer script through the window --------------------------------------------------
+
+
+class KioskCustomer:
+    """The customer-script verbs, done as key presses posted to the kiosk's event queue."""
+
+    SETTLE_SECONDS = 0.05
+
+    def __init__(self, kiosk: KioskApp, clock: Clock) -> None:
+        self.kiosk = kiosk
+        self.clock = clock
+
+    def _post_key(self, key: int, mod: int = 0) -> None:
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=mod, unicode=""))
+        self.settle()
+
+    def settle(self, limit: float = 3.0) -> None:
+        """Run frames until the screen and the devices stop changing for a moment."""
+        deadline = time.monotonic() + limit
+        quiet_since = time.monotonic()
+        seen: Any = None
+        while time.monotonic() < deadline:
+            self.kiosk.frame()
+            atm = self.kiosk.atm
+            # The fascia only: the operator panel's counters move with every device poll.
+            drawn = self.kiosk._drawn
+            now_seen = (atm.atm.state, atm.atm.screen, drawn[0] if drawn else None)
+            if now_seen != seen:
+                seen, quiet_since = now_seen, time.monotonic()
+            elif time.monotonic() - quiet_since >= self.SETTLE_SECONDS:
+                return
+            time.sleep(0.001)
+
+    def insert_card(self, card_id: str) -> None:
+        ids = list(self.kiosk.atm.wallet)
+        if card_id not in ids:
+            raise KioskError(f"no card {card_id!r} in the wallet; cards: {', '.join(ids)}")
+        if ids.index(card_id) >= 9:
+            self.kiosk.perform(InsertCard(card_id))  # no shortcut beyond Ctrl+9
+            self.settle()
+            return
+        self._post_key(getattr(pygame, f"K_{ids.index(card_id) + 1}"), pygame.KMOD_LCTRL)
+
+    def press(self, key: str) -> None:
+        keys = {
+            "enter": pygame.K_RETURN,
+            "cancel": pygame.K_ESCAPE,
+            "clear": pygame.K_BACKSPACE,
+            "backspace": pygame.K_DELETE,
+        }
+        if key in keys:
+            self._post_key(keys[key])
+        elif key.startswith("F"):
+            self._post_key(getattr(pygame, f"K_{key}"))
+        else:
+            self._post_key(getattr(pygame, f"K_{key}"))
+
+    def take(self, item: str) -> None:
+        self._post_key({"card": pygame.K_c, "cash": pygame.K_m, "receipt": pygame.K_r}[item])
+
+    def wait_for_state(self, state: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        atm = self.kiosk.atm
+        while atm.atm.state != state:
+            if time.monotonic() >= deadline:
+                raise KioskError(
+                    f"waited {seconds:g} s for state {state}; the ATM is in {atm.atm.state} "
+                    f"showing {atm.atm.screen.name!r}"
+                )
+            self.settle()
+            timer = atm.atm.next_deadline
+            if (
+                atm.atm.state != state
+                and timer is not None
+                and isinstance(self.clock, VirtualClock)
+            ):
+                self.clock.advance(max(timer - self.clock.monotonic(), 0.0))
+            atm = self.kiosk.atm
+        self.settle()
+
+    def advance(self, seconds: float) -> None:
+        if not isinstance(self.clock, VirtualClock):
+            raise KioskError("advance needs the virtual clock")
+        self.clock.advance(seconds)
+        self.settle()
+
+    def pause(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.kiosk.frame()
+            time.sleep(0.005)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
+
+
+def run_script(
+    kiosk: KioskApp,
+    lines: Iterable[str],
+    screenshots: Path | None,
+    clock: Clock,
+    say: Callable[[str], None] = print,
+) -> list[Path]:
+    """Run a customer script through the window; a PNG after each step when `screenshots`."""
+    actions = parse_script(lines)
+    customer = KioskCustomer(kiosk, clock)
+    saved: list[Path] = []
+    customer.settle()
+    if screenshots is not None:
+        saved.append(kiosk.screenshot(screenshots / "00-start.png"))
+    for number, action in enumerate(actions, start=1):
+        say(f"> {action}")
+        run_action(customer, action)
+        if screenshots is not None:
+            # str(action) shows typed digits as stars: the file name never carries a PIN.
+            name = _slug(str(action).replace("*", "x"))
+            saved.append(kiosk.screenshot(screenshots / f"{number:02d}-{name}.png"))
+    return saved
+
+
+# ----- atm-sim kiosk -------------------------------------------------------------------------
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match:
+        raise KioskError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1024x768")
+    return int(match.group(1)), int(match.group(2))
+
+
+def run_kiosk(settings: Settings, args: argparse.Namespace, profile: Any) -> int:
+    """`atm-sim kiosk`: the window (or a headless scripted session) on a simulated ATM.
+
+    `profile` is the loaded ATM profile (the assembly loads it: device code imports no
+    peripherals); it must name a host for its MAC key.
+    """
+    headless = bool(args.headless)
+    if headless:
+        # Read by SDL at pygame.init(): no window, no sound card needed.
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+        os.environ["SDL_AUDIODRIVER"] = "dummy"
+    try:
+        size = _size(args.size)
+        script_lines = args.script.read_text(encoding="utf-8").splitlines() if args.script else None
+        if script_lines is not None:
+            parse_script(script_lines)
+        if headless and script_lines is None:
+            raise KioskError("--headless needs --script FILE")
+    except (KioskError, ScriptError, OSError) as err:
+        print(f"atm-sim kiosk: {err}", file=sys.stderr)
+        return 2
+    if profile.host is None:
+        print(f"atm-sim kiosk: {profile.source}: host: missing", file=sys.stderr)
+        return 2
+    mac_key = binascii.unhexlify(profile.host.mac_key)
+    # A scripted run uses the virtual clock so that its waits skip the ATM's timeouts.
+    clock: Clock = VirtualClock() if script_lines is not None else SystemClock()
+    with ExitStack() as stack:
+        host_switch = None
+        if args.port is None:
+            print("Starting the bank (PostgreSQL) and its host...", file=sys.stderr)
+            bank = stack.enter_context(BankStack(settings))
+            address = HostAddress("127.0.0.1", bank.server.port, mac_key)
+            host_switch = HostSwitch(bank.server)
+        else:
+            address = HostAddress(args.host or profile.host.address, args.port, mac_key)
+        atm = SimulatedAtm(
+            profile,
+            address,
+            args.state_dir or atm_state_dir(settings, profile.terminal_id),
+            clock=clock,
+            session_timeout_seconds=settings.session_timeout_seconds,
+        )
+        stack.enter_context(atm)
+        kiosk = KioskApp(atm, size=size, host_switch=host_switch, sounds=not headless)
+        stack.callback(kiosk.close)
+        if script_lines is None:
+            kiosk.run()
+            return 0
+        try:
+            saved = run_script(kiosk, script_lines, args.screenshots, clock)
+        except (KioskError, ScriptError, RuntimeError) as err:
+            print(f"atm-sim kiosk: {err}", file=sys.stderr)
+            return 1
+        if args.screenshots is not None:
+            print(f"{len(saved)} screenshots in {args.screenshots}")
+        if not headless:
+            kiosk.run()
+    return 0

@@ -1,0 +1,745 @@
+"""Runs one scenario: a fresh bank database (copied from a seeded template), the ISO 8583 host
+behind a fault proxy, a SimulatedAtm on a VirtualClock; then checks what was expected.
+"""
+
+from __future__ import annotations
+
+import binascii
+import dataclasses
+import datetime as dt
+import logging
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from device.clock import VirtualClock
+from device.journal import JournalEntry as AtmJournalEntry
+from device.sim.scenarios.host_faults import HostBehaviour, HostFaultProxy
+from device.sim.scenarios.schema import (
+    Advance,
+    Check,
+    DeviceFault,
+    Expect,
+    HostFault,
+    InsertCard,
+    Leave,
+    Operator,
+    PowerFailure,
+    Press,
+    Restart,
+    Scenario,
+    Step,
+    Take,
+    TypeDigits,
+    Wait,
+    Where,
+)
+from device.sim.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
+from host import bank_admin, crypto_keys
+from host.database import make_engine
+from host.ledger import Posting, post_entry
+from host.models import Account, Card, HostTransaction, JournalEntry, JournalLine
+from host.server import HostServer
+from host.service import Bank
+from peripherals.cards import load_wallet
+from peripherals.harness.profile import DEFAULT_PROFILE, PROJECT_ROOT, AtmProfile, load_profile
+
+log = logging.getLogger(__name__)
+
+SCENARIO_START = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+DEFAULT_BCRYPT_ROUNDS = 4
+NETWORK_KINDS = ("sign_on", "echo")
+
+
+class ScenarioRunError(RuntimeError):
+    """The runner itself could not set up a scenario (database, host, ATM)."""
+
+
+class PowerCut(BaseException):
+    """Raised from the journal hook so the controller stops where it stands."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A check that did not hold, or a step that could not run."""
+
+    where: Where
+    what: str
+    expected: str
+    seen: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}: expected {self.expected}, seen {self.seen}"
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    status: str = "passed"  # passed, failed, error, xfail (known failure), xpass
+    failures: list[Failure] = field(default_factory=list)
+    error: str = ""
+    wall_seconds: float = 0.0
+    virtual_seconds: float = 0.0
+    checks: int = 0
+    replay: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("passed", "xfail")
+
+
+class ScenarioRunner:
+    """Runs scenarios against databases made on one PostgreSQL server.
+
+    `server_url` is any database URL on that server (the runner makes its own databases
+    beside it). Bank secrets come from `settings`; bcrypt runs at `bcrypt_rounds` (default 4,
+    the scenarios never test bcrypt's cost, and seeding at 12 rounds takes seconds).
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        settings: Settings,
+        *,
+        seed: int = 0,
+        bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS,
+        work_dir: Path | None = None,
+    ) -> None:
+        self.server_url = server_url
+        self.settings = dataclasses.replace(settings, bcrypt_rounds=bcrypt_rounds)
+        self.seed = seed
+        self._own_work_dir = work_dir is None
+        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="atm-scenarios-"))
+        self._admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+        self._template: str | None = None
+        self.template_seconds = 0.0
+
+    # ----- databases --------------------------------------------------------------------------
+
+    def _url(self, database: str) -> str:
+        return make_url(self.server_url).set(database=database).render_as_string(False)
+
+    def _template_database(self) -> str:
+        """A database migrated and seeded once per runner; each scenario copies it."""
+        if self._template is None:
+            started = time.perf_counter()
+            name = f"atm_scenario_template_{uuid.uuid4().hex[:8]}"
+            with self._admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            settings = dataclasses.replace(self.settings, database_url=self._url(name))
+            bank_admin.seed_bank(settings)
+            self._template = name
+            self.template_seconds = time.perf_counter() - started
+        return self._template
+
+    def prepare(self) -> float:
+        """Make the seeded template now (else the first run does); returns the seconds it took."""
+        self._template_database()
+        return self.template_seconds
+
+    @contextmanager
+    def _scenario_database(self) -> Iterator[str]:
+        template = self._template_database()
+        name = f"atm_scenario_{uuid.uuid4().hex[:12]}"
+        with self._admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        try:
+            yield self._url(name)
+        finally:
+            with self._admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def close(self) -> None:
+        if self._template is not None:
+            with self._admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)'))
+            self._template = None
+        self._admin.dispose()
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> ScenarioRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- running ----------------------------------------------------------------------------
+
+    def run(self, scenario: Scenario) -> ScenarioResult:
+        result = ScenarioResult(scenario, replay=replay_command(scenario, self.seed))
+        self._template_database()  # made once, before the clock starts for the first scenario
+        started = time.perf_counter()
+        random.seed(self.seed)
+        state_dir = self.work_dir / f"{scenario.path.stem}-{uuid.uuid4().hex[:6]}"
+        try:
+            with self._scenario_database() as url:
+                run = _Run(scenario, self.settings, url, state_dir)
+                try:
+                    run.execute()
+                finally:
+                    run.close()
+                    result.virtual_seconds = run.clock.monotonic()
+                result.failures = run.failures
+                result.checks = run.checks_done
+        except Exception as err:  # a broken set-up is reported, and the next scenario runs
+            log.exception("scenario %s could not run", scenario.name)
+            result.error = f"{type(err).__name__}: {err}"
+        finally:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        result.wall_seconds = time.perf_counter() - started
+        failed = bool(result.failures or result.error)
+        if scenario.known_failure:
+            result.status = "xfail" if failed else "xpass"
+        else:
+            result.status = "error" if result.error else "failed" if failed else "passed"
+        return result
+
+
+def replay_command(scenario: Scenario, seed: int) -> str:
+    return f"atm-sim scenario run {scenario.path} --seed {seed}"
+
+
+# ----- one run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Trigger:
+    event: str
+    where: Where
+    action: Callable[[], None]
+    fired: bool = False
+
+
+class _Run:
+    """The live pieces of one scenario and the code that drives and checks them."""
+
+    def __init__(self, scenario: Scenario, settings: Settings, url: str, state_dir: Path) -> None:
+        self.scenario = scenario
+        self.state_dir = state_dir
+        self.clock = VirtualClock(SCENARIO_START)
+        overrides: dict[str, Any] = dict(scenario.bank.settings)
+        self.settings = dataclasses.replace(settings, database_url=url, **overrides)
+        self.failures: list[Failure] = []
+        self.checks_done = 0
+        self.triggers: list[_Trigger] = []
+        self.receipts_before: list[str] = []
+        self.cash_taken = 0
+        self.recovery: list[str] = []
+        self.sim: SimulatedAtm | None = None
+        self.engine = make_engine(url)
+        self.profile = self._profile()
+        assert self.profile.host is not None, "the ATM profile names no host (MAC key)"
+        self.mac_key = binascii.unhexlify(self.profile.host.mac_key)
+        self._apply_bank_overrides()
+        bank = Bank(self.engine, self.settings, clock=self.clock.now)
+        self.server = HostServer(
+            bank, crypto_keys.mac_key_lookup(self.engine, self.settings), now=self.clock.now
+        )
+        self.server.start()
+        self.proxy = HostFaultProxy(
+            ("127.0.0.1", self.server.port),
+            clock=self.clock,
+            mac_key=self.mac_key,
+            atm_host_timeout=scenario.atm.host_timeout,
+        )
+        self.proxy.start()
+
+    # ----- set-up -----------------------------------------------------------------------------
+
+    def _profile(self) -> AtmProfile:
+        setup = self.scenario.atm
+        if setup.profile == "default":
+            path = DEFAULT_PROFILE
+        else:
+            path = self.scenario.path.parent / setup.profile
+            if not path.exists():
+                path = PROJECT_ROOT / setup.profile
+        profile = load_profile(path)
+        if not setup.cassettes:
+            return profile
+        import yaml
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        cassette_file = self.state_dir / "cassettes.yaml"
+        cassette_file.write_text(
+            yaml.safe_dump({"currency": "978", "cassettes": [dict(c) for c in setup.cassettes]})
+        )
+        devices = dict(profile.devices)
+        section = devices["cash_dispenser"]
+        devices["cash_dispenser"] = dataclasses.replace(
+            section, settings={**section.settings, "cassettes": str(cassette_file)}
+        )
+        return dataclasses.replace(profile, devices=devices)
+
+    def _apply_bank_overrides(self) -> None:
+        bank = self.scenario.bank
+        if not bank.balances and not bank.cards:
+            return
+        wallet_path = self.profile.devices["card_reader"].settings.get("wallet")
+        wallet = load_wallet(Path(wallet_path)) if wallet_path else {}
+        with Session(self.engine) as session, session.begin():
+            equity = session.scalar(
+                sa.select(Account.id).where(Account.number == bank_admin.EQUITY_ACCOUNT)
+            )
+            for number, cents in bank.balances.items():
+                account = session.execute(
+                    sa.select(Account.id, Account.ledger_balance).where(Account.number == number)
+                ).one_or_none()
+                if account is None:
+                    raise ScenarioRunError(f"bank.balances: no account {number} in the seed")
+                delta = cents - int(account.ledger_balance)
+                if delta and equity is not None:
+                    # Through the ledger, so balances and entries keep agreeing.
+                    post_entry(
+                        session,
+                        posted_at=SCENARIO_START - dt.timedelta(days=1),
+                        kind="opening",
+                        description=f"Scenario balance of {number}",
+                        postings=[
+                            Posting(account.id, delta, "Balance adjustment"),
+                            Posting(equity, -delta, f"Adjustment of {number}"),
+                        ],
+                    )
+            for card_id, override in bank.cards.items():
+                card = wallet.get(card_id)
+                if card is None:
+                    raise ScenarioRunError(f"bank.cards: no card {card_id!r} in the wallet")
+                values: dict[str, Any] = {}
+                if override.status is not None:
+                    values["status"] = override.status
+                if override.failed_pin_attempts is not None:
+                    values["failed_pin_attempts"] = override.failed_pin_attempts
+                if override.locked_for is not None:
+                    values["locked_until"] = SCENARIO_START + dt.timedelta(
+                        seconds=override.locked_for
+                    )
+                digest = crypto_keys.pan_digest(self.settings, card.pan)
+                session.execute(sa.update(Card).where(Card.pan_hash == digest).values(**values))
+
+    def _start_atm(self) -> None:
+        self.sim = SimulatedAtm(
+            self.profile,
+            HostAddress("127.0.0.1", self.proxy.port, self.mac_key),
+            self.state_dir / "atm",
+            clock=self.clock,
+            session_timeout_seconds=self.scenario.atm.session_timeout,
+            host_timeout=self.scenario.atm.host_timeout,
+        )
+        self.recovery = self.sim.start()
+        # Each event as soon as it is on disk, inside the controller's own step: where
+        # `on_event` faults and power cuts act.
+        self.sim.journal.listeners.append(self._on_journal)
+
+    def _on_journal(self, entries: list[AtmJournalEntry]) -> None:
+        for entry in entries:
+            for trigger in self.triggers:
+                if not trigger.fired and trigger.event == entry.event:
+                    trigger.fired = True
+                    trigger.action()
+
+    def close(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+        self.proxy.stop()
+        self.server.stop()
+        self.engine.dispose()
+
+    # ----- the timeline -----------------------------------------------------------------------
+
+    def execute(self) -> None:
+        self._start_atm()
+        for step in self.scenario.steps:
+            try:
+                self._step(step)
+            except PowerCut:
+                self._cut_power()
+            except (AtmRunError, ValueError, LookupError, OSError) as err:
+                self.failures.append(
+                    Failure(step.where, _describe(step), "the step to run", f"{err}")
+                )
+                return
+            except Exception as err:  # the ATM itself raised: a product failure, not a set-up one
+                log.warning("the ATM raised during %s", step.where, exc_info=True)
+                self.failures.append(
+                    Failure(
+                        step.where,
+                        _describe(step),
+                        "the ATM to handle it",
+                        f"{type(err).__name__} escaped the controller: {err}",
+                    )
+                )
+                return
+        for trigger in self.triggers:
+            if not trigger.fired:
+                self.failures.append(
+                    Failure(trigger.where, "on_event", f"journal event {trigger.event!r}", "never")
+                )
+        if self.scenario.expect is not None:
+            self._expect(self.scenario.expect)
+
+    def _atm(self, step: Step) -> SimulatedAtm:
+        if self.sim is None:
+            raise AtmRunError("the ATM has no power; restart it first")
+        return self.sim
+
+    def _step(self, step: Step) -> None:
+        if isinstance(step, Expect):
+            self._expect(step)
+        elif isinstance(step, InsertCard):
+            self._atm(step).insert_card(step.card)
+        elif isinstance(step, Press):
+            for key in step.keys:
+                self._atm(step).press(key)
+        elif isinstance(step, TypeDigits):
+            for digit in step.digits:
+                self._atm(step).press(digit)
+        elif isinstance(step, Take):
+            self._take(step)
+        elif isinstance(step, Leave):
+            pass  # the item stays where it is until a timeout acts on it
+        elif isinstance(step, Wait):
+            self._atm(step).wait_for_state(step.state, step.seconds)
+        elif isinstance(step, Advance):
+            self.clock.advance(step.seconds)
+            if self.sim is not None:
+                self.sim.settle()
+        elif isinstance(step, DeviceFault):
+            self._later(step.on_event, step.where, lambda: self._inject(step))
+        elif isinstance(step, HostFault):
+            behaviour = HostBehaviour(
+                step.mode, step.seconds, step.code, step.count, step.how, step.mtis
+            )
+            self._later(step.on_event, step.where, lambda: self.proxy.set(behaviour))
+        elif isinstance(step, Operator):
+            self._operator(step)
+        elif isinstance(step, PowerFailure):
+            self._later(step.on_event, step.where, _raise_power_cut)
+        elif isinstance(step, Restart):
+            if self.sim is not None:
+                raise AtmRunError("restart: the ATM is running; cut its power first")
+            self._start_atm()
+            self.sim_settle()
+
+    def sim_settle(self) -> None:
+        if self.sim is not None:
+            self.sim.settle()
+
+    def _later(self, event: str | None, where: Where, action: Callable[[], None]) -> None:
+        if event is None:
+            action()
+        else:
+            self.triggers.append(_Trigger(event, where, action))
+
+    def _inject(self, step: DeviceFault) -> None:
+        sim = self.sim
+        if sim is None:
+            return
+        extra: dict[str, Any] = {"on_command": step.on_command} if step.on_command else {}
+        sim.bay.inject(step.target, step.name, mode=step.mode, **extra, **step.params)
+
+    def _take(self, step: Take) -> None:
+        sim = self._atm(step)
+        if step.item == "cash":
+            dispenser = sim.bay.cash_dispenser
+            before = int(dispenser.taken_notes.amount)
+            try:
+                sim.take("cash")
+            finally:  # a power cut may strike while the ATM reacts: the notes are still taken
+                self.cash_taken += int(dispenser.taken_notes.amount) - before
+        else:
+            sim.take(step.item)
+
+    def _operator(self, step: Operator) -> None:
+        sim = self._atm(step)
+        atm = sim.atm
+        if step.action == "replenish":
+            dispenser = sim.bay.cash_dispenser
+            with dispenser.lock:
+                dispenser.ledger.replenish(step.cassettes, empty_bins=step.empty_bins)
+        elif step.action == "clear_fault":
+            sim.bay.clear(step.target, step.fault)
+        elif step.action == "load_paper":
+            sim.bay.receipt_printer.load_paper()
+        elif step.action == "empty_retain_bin":
+            sim.bay.card_reader.empty_retain_bin()
+        elif step.action == "out_of_service":
+            # The controller's supervisor mode is its operator-initiated "not serving" state.
+            if not atm.fire("enter_supervisor"):
+                raise AtmRunError(f"out_of_service: the ATM is in {atm.state}, not idle")
+        elif step.action == "in_service" and not atm.fire("leave_supervisor"):
+            raise AtmRunError(f"in_service: the ATM is in {atm.state}, not supervisor")
+        sim.settle()
+
+    def _cut_power(self) -> None:
+        """The ATM stops where it stands: links and host link drop, nothing more is written."""
+        sim, self.sim = self.sim, None
+        if sim is None:
+            return
+        self.receipts_before += sim.receipts()
+        sim.bay.stop()  # the devices go dark first, so the drivers cannot finish anything
+        sim.stop()
+
+    # ----- checks -----------------------------------------------------------------------------
+
+    def _expect(self, step: Expect) -> None:
+        for check in step.checks:
+            self.checks_done += 1
+            try:
+                failure = self._check(check)
+            except (AtmRunError, LookupError, ValueError, sa.exc.SQLAlchemyError) as err:
+                failure = Failure(check.where, _check_name(check), repr(check.expected), str(err))
+            if failure is not None:
+                self.failures.append(failure)
+
+    def _check(self, check: Check) -> Failure | None:
+        kind, key, expected = check.kind, check.key, check.expected
+        name = _check_name(check)
+
+        def fail(expected_text: str, seen: object) -> Failure:
+            return Failure(check.where, name, expected_text, _short(seen))
+
+        if kind == "state":
+            seen = self.sim.atm.state if self.sim is not None else "power_off"
+            return None if seen == expected else fail(repr(expected), seen)
+        if kind == "screen":
+            screen = self._live().atm.screen
+            if key == "name":
+                return None if screen.name == expected else fail(repr(expected), screen.name)
+            text = screen.text()
+            missing = [t for t in expected if t not in text]
+            return fail(f"screen text containing {missing!r}", text) if missing else None
+        if kind == "devices":
+            device, path = key.split(".", 1)
+            status = self._device_status(device)
+            seen = _dig(status, path)
+            return None if _matches(seen, expected) else fail(_describe_matcher(expected), seen)
+        if kind == "journal":
+            events = [e.event for e in self._journal_entries()]
+            return _check_journal(key, expected, events, fail)
+        if kind == "receipt":
+            receipts = self._receipts()
+            last = receipts[-1] if receipts else ""
+            if key == "contains":
+                missing = [t for t in expected if t not in last]
+                return fail(f"the last receipt to contain {missing!r}", last) if missing else None
+            present = [t for t in expected if t in last]
+            return fail(f"the last receipt without {present!r}", last) if present else None
+        if kind == "receipts":
+            seen_count = len(self._receipts())
+            ok = _matches(seen_count, expected)
+            return None if ok else fail(_describe_matcher(expected), seen_count)
+        if kind == "cash_taken":
+            ok = _matches(self.cash_taken, expected)
+            return None if ok else fail(_describe_matcher(expected), self.cash_taken)
+        if kind == "advices_pending":
+            pending = [a.kind for a in self._live().atm.advices.pending()]
+            ok = _matches(len(pending), expected)
+            return None if ok else fail(_describe_matcher(expected), pending)
+        if kind == "recovery":
+            text = "\n".join(self.recovery)
+            missing = [t for t in expected if t not in text]
+            return (
+                fail(f"recovery report containing {missing!r}", self.recovery) if missing else None
+            )
+        if kind == "host_transactions":
+            return _check_transactions(key, expected, self._transactions(), fail)
+        if kind == "balances":
+            ledger, available = self._balance(key)
+            seen_balances = {"ledger": ledger, "available": available}
+            wrong = {k: v for k, v in expected.items() if seen_balances[k] != v}
+            return fail(repr(expected), seen_balances) if wrong else None
+        if kind == "ledger":
+            amounts = self._ledger_lines(key)
+            return (
+                None if tuple(amounts) == tuple(expected) else fail(repr(list(expected)), amounts)
+            )
+        raise ValueError(f"unknown check {kind}")
+
+    def _live(self) -> SimulatedAtm:
+        if self.sim is None:
+            raise AtmRunError("the ATM has no power")
+        return self.sim
+
+    def _device_status(self, device: str) -> dict[str, Any]:
+        status: dict[str, Any] = dict(self._live().bay.emulator(device).status())
+        if device == "cash_dispenser":
+            status["cassette_value"] = sum(
+                int(c["count"]) * int(c["denomination"]) for c in status["cassettes"]
+            )
+            status["cassette_notes"] = sum(int(c["count"]) for c in status["cassettes"])
+        return status
+
+    def _journal_entries(self) -> list[Any]:
+        from device.journal import Journal
+
+        if self.sim is not None:
+            return list(self.sim.journal.entries())
+        journal = Journal(self.state_dir / "atm" / "journal.jsonl")
+        try:
+            return list(journal.entries())
+        finally:
+            journal.close()
+
+    def _receipts(self) -> list[str]:
+        return self.receipts_before + (self.sim.receipts() if self.sim is not None else [])
+
+    def _transactions(self) -> list[tuple[str, str, int]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    HostTransaction.kind, HostTransaction.response_code, HostTransaction.amount
+                )
+                .where(HostTransaction.kind.not_in(NETWORK_KINDS))
+                .order_by(HostTransaction.id)
+            ).all()
+        return [(row.kind, row.response_code or "", int(row.amount or 0)) for row in rows]
+
+    def _balance(self, number: str) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(Account.ledger_balance, Account.available_balance).where(
+                    Account.number == number
+                )
+            ).one_or_none()
+        if row is None:
+            raise LookupError(f"no account {number} in the bank")
+        return int(row.ledger_balance), int(row.available_balance)
+
+    def _ledger_lines(self, number: str) -> list[int]:
+        with self.engine.connect() as conn:
+            rows = conn.scalars(
+                sa.select(JournalLine.amount)
+                .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+                .join(Account, Account.id == JournalLine.account_id)
+                .where(Account.number == number, JournalEntry.kind != "opening")
+                .order_by(JournalLine.id)
+            ).all()
+        return [int(amount) for amount in rows]
+
+
+# ----- helpers ----------------------------------------------------------------------------------
+
+
+def _raise_power_cut() -> None:
+    raise PowerCut
+
+
+def _describe(step: Step) -> str:
+    return type(step).__name__.lower()
+
+
+def _check_name(check: Check) -> str:
+    return f"{check.kind}.{check.key}" if check.key else check.kind
+
+
+def _short(value: object, limit: int = 400) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\n", " | ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dig(status: dict[str, Any], path: str) -> Any:
+    value: Any = status
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise LookupError(f"no field {path!r} in the status ({', '.join(map(str, status))})")
+    return value
+
+
+def _matches(seen: Any, expected: Any) -> bool:
+    if isinstance(expected, dict):
+        if "at_least" in expected and not seen >= expected["at_least"]:
+            return False
+        if "at_most" in expected and not seen <= expected["at_most"]:
+            return False
+        return not ("not" in expected and seen == expected["not"])
+    return bool(seen == expected)
+
+
+def _describe_matcher(expected: Any) -> str:
+    if isinstance(expected, dict):
+        return " and ".join(f"{k.replace('_', ' ')} {v!r}" for k, v in expected.items())
+    return repr(expected)
+
+
+def _check_journal(
+    key: str, expected: Any, events: list[str], fail: Callable[[str, object], Failure]
+) -> Failure | None:
+    if key == "present":
+        missing = [e for e in expected if e not in events]
+        return (
+            fail(f"events {list(expected)} present", f"missing {missing} in {events}")
+            if missing
+            else None
+        )
+    if key == "absent":
+        found = [e for e in expected if e in events]
+        return fail(f"no {list(expected)}", f"{found} in {events}") if found else None
+    if key == "in_order":
+        position = 0
+        for event in events:
+            if position < len(expected) and event == expected[position]:
+                position += 1
+        if position < len(expected):
+            return fail(
+                f"in order {list(expected)}", f"stopped at {expected[position]!r} in {events}"
+            )
+        return None
+    event = key.removeprefix("count.")
+    count = events.count(event)
+    return (
+        None
+        if _matches(count, expected)
+        else fail(f"{event} x {_describe_matcher(expected)}", count)
+    )
+
+
+def _transaction_matches(pattern: str, seen: tuple[str, str, int]) -> bool:
+    parts = pattern.split()
+    if parts[0] != seen[0]:
+        return False
+    if len(parts) > 1 and parts[1] != seen[1]:
+        return False
+    return not (len(parts) > 2 and int(parts[2]) != seen[2])
+
+
+def _check_transactions(
+    key: str,
+    expected: tuple[str, ...],
+    seen: list[tuple[str, str, int]],
+    fail: Callable[[str, object], Failure],
+) -> Failure | None:
+    shown = [f"{kind} {code} {amount}" for kind, code, amount in seen]
+    if key == "exactly":
+        ok = len(seen) == len(expected) and all(
+            _transaction_matches(p, s) for p, s in zip(expected, seen, strict=True)
+        )
+        return None if ok else fail(repr(list(expected)), shown)
+    if key == "absent":
+        found = [p for p in expected if any(_transaction_matches(p, s) for s in seen)]
+        return fail(f"none of {found}", shown) if found else None
+    position = 0
+    for item in seen:
+        if position < len(expected) and _transaction_matches(expected[position], item):
+            position += 1
+    return (
+        None if position == len(expected) else fail(f"including in order {list(expected)}", shown)
+    )
