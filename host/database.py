@@ -5,12 +5,15 @@ Also makes SQLAlchemy engines with the psycopg 3 driver.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import signal
 import time
+import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +270,22 @@ def _cause(err: BaseException) -> str:
 def make_engine(url: str, **options: Any) -> sa.Engine:
     options.setdefault("pool_pre_ping", True)
     return sa.create_engine(url, **options)
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new empty database on the server of `server_url` for the block (its URL), dropped
+    after it even while sessions still hold it: runs and benchmarks leave nothing behind."""
+    server = make_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -15,18 +15,14 @@ import dataclasses
 import datetime as dt
 import socket
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from config.settings import Settings, SettingsError, load_settings
 from device.sim.bank_stack import BankStack
 from host import iso8583 as iso
 from host.bank_admin import BankSeed, load_seed
-from host.database import DatabaseError, database_url
+from host.database import DatabaseError, database_url, scratch_database
 from peripherals.cards import load_wallet
 from peripherals.harness.profile import PROJECT_ROOT
 from peripherals.pin_crypto.pin_block import encrypt_pin_block
@@ -125,19 +121,11 @@ def send(port: int, framed: bytes) -> bytes:
 @contextlib.contextmanager
 def fresh_bank(settings: Settings) -> Iterator[BankStack]:
     """A seeded bank and its host on a new database of the bank's server, dropped after."""
-    server = make_url(database_url(settings))
-    name = f"atm_examples_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        with BankStack(dataclasses.replace(settings, database_url=url)) as stack:
-            yield stack
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with (
+        scratch_database(database_url(settings), "atm_examples") as url,
+        BankStack(dataclasses.replace(settings, database_url=url)) as stack,
+    ):
+        yield stack
 
 
 def exchange_examples(settings: Settings) -> list[Example]:

@@ -18,16 +18,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
-
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from config.log_format import configure_logging
 from config.settings import Settings
@@ -49,7 +45,7 @@ from device.sim.invariants import (
     read_bank,
 )
 from device.sim.simulated_atm import HostAddress, SimulatedAtm
-from host.database import database_url
+from host.database import database_url, scratch_database
 from peripherals.cassettes import load_cassette_file
 
 log = logging.getLogger(__name__)
@@ -1055,19 +1051,11 @@ def fleet_bank(settings: Settings, run_dir: Path) -> Iterator[BankStack]:
     """A fresh bank for one run: a new database on DATABASE_URL's server (dropped at the end),
     or an embedded PostgreSQL under the run directory."""
     if settings.database_url:
-        server = make_url(database_url(settings))
-        name = f"atm_fleet_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        url = server.set(database=name).render_as_string(hide_password=False)
-        try:
-            with BankStack(dataclasses.replace(settings, database_url=url)) as stack:
-                yield stack
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        with (
+            scratch_database(database_url(settings), "atm_fleet") as url,
+            BankStack(dataclasses.replace(settings, database_url=url)) as stack,
+        ):
+            yield stack
     else:
         from host.database import stop_embedded
 

@@ -16,14 +16,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from config.settings import Settings, load_settings
 from device.sim.api.lab import Lab, LabAtmSpec
@@ -31,7 +28,7 @@ from device.sim.bank_stack import BankStack
 from host import bank_admin
 from host.api import bank_queries
 from host.api.operators import create_operator
-from host.database import database_url, make_engine
+from host.database import database_url, make_engine, scratch_database
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "10000001"
@@ -104,20 +101,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
-
-
-def fresh_database(server_url: str) -> tuple[str, Callable[[], None]]:
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"atm_api_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False), drop
 
 
 def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -218,9 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_url = database_url(
             load_settings({**base, "DATABASE_URL": os.environ.get("DATABASE_URL", "")})
         )
-        url, drop = fresh_database(server_url)
-        settings = load_settings({**base, "DATABASE_URL": url})
-        try:
+        with scratch_database(server_url, "atm_api_bench") as url:
+            settings = load_settings({**base, "DATABASE_URL": url})
             bank_admin.seed_bank(settings)
             engine = make_engine(url)
             create_operator(engine, settings, OPERATOR[0], "operator", OPERATOR[1])
@@ -234,8 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.terminate()
                 server.wait(30)
             local = measure_in_process(settings, args.clients, args.seconds)
-        finally:
-            drop()
     print(
         f"{args.clients} concurrent clients, {args.seconds:g} s per measurement, "
         f"{os.cpu_count()} CPU cores shared by server and clients"

@@ -1,0 +1,39 @@
+"""Scratch databases for fleet runs, examples and benchmarks: made for the block, gone after it."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from host.database import scratch_database
+
+
+def databases(server_url: str) -> set[str]:
+    engine = sa.create_engine(server_url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.execute(sa.text("SELECT datname FROM pg_database")).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_the_database_exists_in_the_block_and_is_dropped_even_while_in_use(
+    postgres_url: str,
+) -> None:
+    with scratch_database(postgres_url, "atm_scratch_test") as url:
+        name = make_url(url).database
+        assert name is not None and name.startswith("atm_scratch_test_")
+        assert name in databases(postgres_url)
+        holder = sa.create_engine(url)
+        held = holder.connect()  # a session left open must not keep the database alive
+        held.execute(sa.text("SELECT 1"))
+    assert name not in databases(postgres_url)
+    holder.dispose()
+
+
+def test_a_failing_block_still_drops_the_database(postgres_url: str) -> None:
+    with pytest.raises(RuntimeError), scratch_database(postgres_url, "atm_scratch_test") as url:
+        name = make_url(url).database
+        raise RuntimeError("the run failed")
+    assert name not in databases(postgres_url)
