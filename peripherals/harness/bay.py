@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from peripherals.emulator import Clock, Emulator
-from peripherals.harness.fault_board import FaultBoard
+from peripherals.harness.fault_board import ArmedFault, FaultBoard
 from peripherals.harness.profile import (
     DEFAULT_PROFILE,
     AtmProfile,
@@ -216,5 +216,6 @@ class DeviceBay:
     def clear(self, target: str | None = None, fault: str | None = None) -> None:
         self.faults.clear(target, fault)
 
-    def list(self) -> builtins.list[str]:
-        return self.faults.list()
+    def armed(self) -> builtins.list[ArmedFault]:
+        """Every fault armed on a device or link of this bay (see FaultBoard.armed)."""
+        return self.faults.armed()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from peripherals.faults import FaultError, FaultSet
@@ -16,6 +17,18 @@ Clearer = Callable[[str | None], None]
 
 class UnknownTarget(FaultError, LookupError):
     """A fault target that is not a device or link of this bay."""
+
+
+@dataclass(frozen=True)
+class ArmedFault:
+    """One armed fault: where, which, and how it is armed ("jam (once; after_notes=2)")."""
+
+    target: str
+    fault: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.description}"
 
 
 class FaultBoard:
@@ -63,10 +76,10 @@ class FaultBoard:
         for name, _ in sets:
             self._clearers[name](fault)
 
-    def list(self) -> builtins.list[str]:
-        """Every armed fault as "target: name (mode...)", sorted by target."""
+    def armed(self) -> builtins.list[ArmedFault]:
+        """Every armed fault, sorted by target then name."""
         return [
-            f"{target}: {fault.describe()}"
+            ArmedFault(target, fault.name, fault.describe())
             for target in self.targets()
             for fault in sorted(self._targets[target].active(), key=lambda f: f.name)
         ]

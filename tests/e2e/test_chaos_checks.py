@@ -25,7 +25,7 @@ def test_a_deferred_withdrawal_is_counted_until_it_settles_and_fails_only_at_the
 
         def silence_the_dispenser(_action: int) -> None:
             # As in `chaos --atms 10 --seed 7`: cash at the shutter, then no answer.
-            if sim.atm.state == "presenting_cash" and not sim.bay.list():
+            if sim.atm.state == "presenting_cash" and not sim.bay.armed():
                 sim.bay.inject("cash_dispenser", "unresponsive")
 
         SessionDriver(sim, plan, before_action=silence_the_dispenser).run()

@@ -165,9 +165,9 @@ def test_operator_panel_faults_host_and_power(kiosk: KioskApp, tmp_path: Path) -
     assert kiosk.layout.canvas[0] > 1024  # the panel widened the canvas, aspect kept
     click(kiosk, find(kiosk.hotspots, Operator("tab", "faults")))
     click(kiosk, find(kiosk.hotspots, Operator("fault", "receipt_printer:paper_out")))
-    assert "receipt_printer: paper_out" in " ".join(kiosk.atm.bay.list())
+    assert "receipt_printer: paper_out" in " ".join([str(f) for f in kiosk.atm.bay.armed()])
     click(kiosk, find(kiosk.hotspots, Operator("fault", "receipt_printer:paper_out")))
-    assert kiosk.atm.bay.list() == []
+    assert [str(f) for f in kiosk.atm.bay.armed()] == []
     click(kiosk, find(kiosk.hotspots, Operator("host")))
     assert kiosk.host_switch is not None and not kiosk.host_switch.running
     click(kiosk, find(kiosk.hotspots, Operator("host")))
@@ -245,7 +245,7 @@ def test_a_fault_switched_on_in_once_mode_fires_once_and_is_gone(kiosk: KioskApp
     # The idle ATM polls the card reader each frame: the first poll was lost, the driver sent it
     # again, and the fault is gone (a persistent drop would take the ATM out of service).
     customer(kiosk).wait_for_state("idle", 10)
-    assert kiosk.atm.bay.list() == []
+    assert [str(f) for f in kiosk.atm.bay.armed()] == []
     assert kiosk.atm.atm.state == "idle"
 
 

@@ -103,7 +103,7 @@ def test_unknown_fault_names_the_known_ones(bay: DeviceBay) -> None:
         bay.inject("receipt_printer.link", "jam")
     with pytest.raises(FaultError, match="any target: unknown fault 'smoke'"):
         bay.clear(fault="smoke")
-    assert bay.list() == []
+    assert [str(f) for f in bay.armed()] == []
 
 
 def test_bad_modes_are_refused(bay: DeviceBay) -> None:
@@ -121,7 +121,7 @@ def test_inject_describes_and_list_shows_every_armed_fault(bay: DeviceBay) -> No
     assert bay.inject("card_reader", "jam", mode="on_command", on_command=2) == (
         "jam (on_command on command 2)"
     )
-    assert bay.list() == [
+    assert [str(f) for f in bay.armed()] == [
         "card_reader: jam (on_command on command 2)",
         "card_reader.link: delay (once; seconds=0.1)",
         "receipt_printer: paper_out (persistent)",
@@ -134,14 +134,14 @@ def test_clear_one_a_target_a_name_everywhere_or_all(bay: DeviceBay) -> None:
     bay.inject("receipt_printer", "paper_out")
     bay.inject("receipt_printer.link", "drop")
     bay.clear("receipt_printer", "paper_out")
-    assert len(bay.list()) == 3
+    assert len([str(f) for f in bay.armed()]) == 3
     bay.clear(fault="jam")  # on every target that knows it
-    assert bay.list() == ["receipt_printer.link: drop (persistent)"]
+    assert [str(f) for f in bay.armed()] == ["receipt_printer.link: drop (persistent)"]
     bay.inject("card_reader", "unresponsive")
     bay.clear("card_reader")
-    assert bay.list() == ["receipt_printer.link: drop (persistent)"]
+    assert [str(f) for f in bay.armed()] == ["receipt_printer.link: drop (persistent)"]
     bay.clear()
-    assert bay.list() == []
+    assert [str(f) for f in bay.armed()] == []
 
 
 def test_on_command_fires_on_the_nth_command_and_clear_resets_the_device(
@@ -151,7 +151,7 @@ def test_on_command_fires_on_the_nth_command_and_clear_resets_the_device(
     with SerialDriver(bay.url("card_reader")) as driver:
         assert exchange(driver, b"a", 1) == b"a"
         assert exchange(driver, b"b", 1) == b"J"
-        assert bay.list() == []  # used up by firing, but the device stays jammed
+        assert [str(f) for f in bay.armed()] == []  # used up by firing, but the device stays jammed
         assert exchange(driver, b"c", 1) == b"J"
         bay.clear("card_reader", "jam")  # goes through the device's own clear_fault
         assert exchange(driver, b"d", 1) == b"d"
@@ -174,7 +174,7 @@ def test_a_board_of_plain_fault_sets() -> None:
     board.inject("receipt_printer", "jam", mode="once")
     assert device.faults.take("jam") is not None
     assert device.faults.take("jam") is None
-    assert board.list() == []
+    assert [str(f) for f in board.armed()] == []
 
 
 def test_a_misspelt_fault_parameter_is_refused_naming_what_the_fault_accepts() -> None:
@@ -193,7 +193,7 @@ def test_a_misspelt_fault_parameter_is_refused_naming_what_the_fault_accepts() -
             real.inject("cash_dispenser", "shutter_jam", seconds=1)
         with pytest.raises(FaultError, match=r"pin_pad\.link: delay has no parameter 'second'"):
             real.inject("pin_pad.link", "delay", second=0.5)
-        assert real.list() == []  # nothing was armed
+        assert [str(f) for f in real.armed()] == []  # nothing was armed
         assert real.inject("cash_dispenser", "jam", mode="once", after_notes=1) == (
             "jam (once; after_notes=1)"
         )
@@ -221,7 +221,7 @@ def test_a_fault_parameter_of_the_wrong_kind_is_refused(
         message = str(caught.value)
         assert reason in message and "\n" not in message
         assert message.startswith(f"{target}: {fault}")
-        assert real.list() == []
+        assert [str(f) for f in real.armed()] == []
 
 
 def test_a_link_fault_on_command_fires_on_the_nth_chunk_over_a_pty() -> None:
@@ -232,7 +232,7 @@ def test_a_link_fault_on_command_fires_on_the_nth_chunk_over_a_pty() -> None:
         with SerialDriver(bay.url("receipt_printer")) as driver:
             assert exchange(driver, b"a", 1) == b"a"
             assert exchange(driver, b"b", 1, 0.3) == b""  # the 2nd chunk from the driver: lost
-            assert bay.list() == []  # used up by firing
+            assert [str(f) for f in bay.armed()] == []  # used up by firing
             assert exchange(driver, b"c", 1) == b"c"
             bay.inject("receipt_printer.link", "corrupt", mode="on_command", on_command=1, index=0)
             assert exchange(driver, b"\x00", 1) == b"\xff"

@@ -27,6 +27,7 @@ from device.sim.api import lab_faults
 from device.sim.scenarios.host_faults import HostFaultProxy
 from device.sim.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
 from peripherals.card_reader import CardHandlingError
+from peripherals.harness.fault_board import ArmedFault
 from peripherals.harness.profile import PROJECT_ROOT, AtmProfile, ProfileError, load_profile
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ class LabAtm:
 
         self._locked(clear)
 
-    def faults(self) -> list[lab_faults.ArmedFault]:
+    def faults(self) -> list[ArmedFault]:
         return lab_faults.armed(self.sim.bay, self.proxy)
 
     # ----- the customer -----------------------------------------------------------------------

@@ -6,13 +6,13 @@ catalogue, one inject, one clear and one list.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from device.sim.scenarios.host_faults import MODES, HostBehaviour, HostFaultProxy
 from peripherals.fault_catalogue import catalogue_kind, fault_params, missing_params, param_problem
 from peripherals.faults import FaultError, FaultMode
 from peripherals.harness.bay import DeviceBay
+from peripherals.harness.fault_board import ArmedFault
 
 HOST = "host"
 HOST_FAULTS = tuple(mode for mode in MODES if mode != "up")
@@ -38,13 +38,6 @@ class FaultInputError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-@dataclass(frozen=True)
-class ArmedFault:
-    target: str
-    fault: str
-    description: str
 
 
 def catalogue(bay: DeviceBay) -> list[dict[str, Any]]:
@@ -244,10 +237,7 @@ def clear(bay: DeviceBay, proxy: HostFaultProxy, target: str | None, fault: str 
 
 def armed(bay: DeviceBay, proxy: HostFaultProxy) -> list[ArmedFault]:
     """Every armed fault, devices and links by target, then the host's."""
-    found = []
-    for line in bay.list():
-        target, rest = line.split(": ", 1)
-        found.append(ArmedFault(target, rest.split(" ", 1)[0], rest))
+    found = bay.armed()
     behaviour = proxy.behaviour
     if behaviour.mode != "up":
         found.append(ArmedFault(HOST, behaviour.mode, describe_host(behaviour)))

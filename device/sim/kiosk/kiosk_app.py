@@ -357,11 +357,7 @@ class KioskApp:
     # ----- reading the devices ---------------------------------------------------------------
 
     def _armed(self) -> set[str]:
-        armed = set()
-        for line in self.atm.bay.list():
-            target, rest = line.split(": ", 1)
-            armed.add(f"{target}:{rest.split(' ', 1)[0]}")
-        return armed
+        return {f"{armed.target}:{armed.fault}" for armed in self.atm.bay.armed()}
 
     def _dispenser_counters(self) -> dict[str, int]:
         return dict(self.atm.bay.cash_dispenser.counters)
@@ -485,10 +481,10 @@ class KioskApp:
                 f"{'online' if printer['online'] else 'OFFLINE'}, receipts {printer['receipts']}",
             )
         )
-        armed = bay.list()
+        armed = bay.armed()
         add(("title", f"Armed faults: {len(armed)}"))
-        for line in armed[:6]:
-            add(("warn", f"  {line}"))
+        for fault in armed[:6]:
+            add(("warn", f"  {fault}"))
         if self.recovery_report:
             add(("title", "Power-failure recovery"))
             for line in self.recovery_report[:4]:
