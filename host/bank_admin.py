@@ -29,6 +29,8 @@ from host.models import (
     Customer,
     Hold,
     HostTransaction,
+    JournalEntry,
+    JournalLine,
     Terminal,
 )
 
@@ -515,3 +517,94 @@ def holds_report(settings: Settings, older_than_seconds: float = 0) -> str:
     finally:
         engine.dispose()
     return format_open_holds(holds, older_than_seconds)
+
+
+# ----- test benches: a bank in a given state --------------------------------------------------
+
+
+class UnknownBankObject(LookupError):
+    """An account or card the bank does not hold."""
+
+
+def set_ledger_balance(session: Session, number: str, cents: int, posted_at: dt.datetime) -> None:
+    """Bring an account to `cents` through an opening entry against the bank's equity, so the
+    balances and the ledger keep agreeing."""
+    account = session.execute(
+        sa.select(Account.id, Account.ledger_balance).where(Account.number == number)
+    ).one_or_none()
+    if account is None:
+        raise UnknownBankObject(f"no account {number} in the bank")
+    equity = _account_id(session, EQUITY_ACCOUNT)
+    delta = cents - int(account.ledger_balance)
+    if delta and equity is not None:
+        post_entry(
+            session,
+            posted_at=posted_at,
+            kind="opening",
+            description=f"Balance of {number} set to {_money(cents)}",
+            postings=[
+                Posting(account.id, delta, "Balance adjustment"),
+                Posting(equity, -delta, f"Adjustment of {number}"),
+            ],
+        )
+
+
+def set_card_state(
+    session: Session,
+    settings: Settings,
+    pan: str,
+    *,
+    status: str | None = None,
+    failed_pin_attempts: int | None = None,
+    locked_until: dt.datetime | None = None,
+) -> None:
+    """Set a card's status, failed PIN tries or lock end (those given)."""
+    values: dict[str, Any] = {}
+    if status is not None:
+        values["status"] = status
+    if failed_pin_attempts is not None:
+        values["failed_pin_attempts"] = failed_pin_attempts
+    if locked_until is not None:
+        values["locked_until"] = locked_until
+    digest = crypto_keys.pan_digest(settings, pan)
+    changed = session.execute(sa.update(Card).where(Card.pan_hash == digest).values(**values))
+    if changed.rowcount == 0:  # type: ignore[attr-defined]
+        raise UnknownBankObject(f"no card {mask_pan(pan)} in the bank")
+
+
+def balances(engine: sa.Engine, number: str) -> tuple[int, int]:
+    """(ledger, available) cents of an account."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(Account.ledger_balance, Account.available_balance).where(
+                Account.number == number
+            )
+        ).one_or_none()
+    if row is None:
+        raise UnknownBankObject(f"no account {number} in the bank")
+    return int(row.ledger_balance), int(row.available_balance)
+
+
+def posted_amounts(engine: sa.Engine, number: str) -> list[int]:
+    """The amounts of an account's ledger lines in order, opening entries left out."""
+    with engine.connect() as conn:
+        rows = conn.scalars(
+            sa.select(JournalLine.amount)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .join(Account, Account.id == JournalLine.account_id)
+            .where(Account.number == number, JournalEntry.kind != "opening")
+            .order_by(JournalLine.id)
+        ).all()
+    return [int(amount) for amount in rows]
+
+
+def host_transactions(engine: sa.Engine, leave_out: frozenset[str]) -> list[tuple[str, str, int]]:
+    """(kind, response code, amount) of every host transaction record in order, the kinds in
+    `leave_out` left out."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(HostTransaction.kind, HostTransaction.response_code, HostTransaction.amount)
+            .where(HostTransaction.kind.not_in(leave_out))
+            .order_by(HostTransaction.id)
+        ).all()
+    return [(row.kind, row.response_code or "", int(row.amount or 0)) for row in rows]

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from device.clock import VirtualClock
-from device.journal import JournalEntry as AtmJournalEntry
+from device.journal import JournalEntry
 from device.sim.scenarios.host_faults import HostBehaviour, HostFaultProxy
 from device.sim.scenarios.schema import (
     Advance,
@@ -49,8 +49,6 @@ from device.sim.scenarios.schema import (
 from device.sim.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
 from host import bank_admin, crypto_keys
 from host.database import make_engine
-from host.ledger import Posting, post_entry
-from host.models import Account, Card, HostTransaction, JournalEntry, JournalLine
 from host.server import HostServer
 from host.service import Bank
 from peripherals.cards import load_wallet
@@ -290,44 +288,29 @@ class _Run:
             return
         wallet_path = self.profile.devices["card_reader"].settings.get("wallet")
         wallet = load_wallet(Path(wallet_path)) if wallet_path else {}
-        with Session(self.engine) as session, session.begin():
-            equity = session.scalar(
-                sa.select(Account.id).where(Account.number == bank_admin.EQUITY_ACCOUNT)
-            )
-            for number, cents in bank.balances.items():
-                account = session.execute(
-                    sa.select(Account.id, Account.ledger_balance).where(Account.number == number)
-                ).one_or_none()
-                if account is None:
-                    raise ScenarioRunError(f"bank.balances: no account {number} in the seed")
-                delta = cents - int(account.ledger_balance)
-                if delta and equity is not None:
-                    # Through the ledger, so balances and entries keep agreeing.
-                    post_entry(
+        try:
+            with Session(self.engine) as session, session.begin():
+                for number, cents in bank.balances.items():
+                    bank_admin.set_ledger_balance(
+                        session, number, cents, SCENARIO_START - dt.timedelta(days=1)
+                    )
+                for card_id, override in bank.cards.items():
+                    card = wallet.get(card_id)
+                    if card is None:
+                        raise ScenarioRunError(f"bank.cards: no card {card_id!r} in the wallet")
+                    locked_for = override.locked_for
+                    bank_admin.set_card_state(
                         session,
-                        posted_at=SCENARIO_START - dt.timedelta(days=1),
-                        kind="opening",
-                        description=f"Scenario balance of {number}",
-                        postings=[
-                            Posting(account.id, delta, "Balance adjustment"),
-                            Posting(equity, -delta, f"Adjustment of {number}"),
-                        ],
+                        self.settings,
+                        card.pan,
+                        status=override.status,
+                        failed_pin_attempts=override.failed_pin_attempts,
+                        locked_until=None
+                        if locked_for is None
+                        else SCENARIO_START + dt.timedelta(seconds=locked_for),
                     )
-            for card_id, override in bank.cards.items():
-                card = wallet.get(card_id)
-                if card is None:
-                    raise ScenarioRunError(f"bank.cards: no card {card_id!r} in the wallet")
-                values: dict[str, Any] = {}
-                if override.status is not None:
-                    values["status"] = override.status
-                if override.failed_pin_attempts is not None:
-                    values["failed_pin_attempts"] = override.failed_pin_attempts
-                if override.locked_for is not None:
-                    values["locked_until"] = SCENARIO_START + dt.timedelta(
-                        seconds=override.locked_for
-                    )
-                digest = crypto_keys.pan_digest(self.settings, card.pan)
-                session.execute(sa.update(Card).where(Card.pan_hash == digest).values(**values))
+        except bank_admin.UnknownBankObject as err:
+            raise ScenarioRunError(f"bank: {err}") from err
 
     def _start_atm(self) -> None:
         self.sim = SimulatedAtm(
@@ -343,7 +326,7 @@ class _Run:
         # `on_event` faults and power cuts act.
         self.sim.journal.listeners.append(self._on_journal)
 
-    def _on_journal(self, entries: list[AtmJournalEntry]) -> None:
+    def _on_journal(self, entries: list[JournalEntry]) -> None:
         for entry in entries:
             for trigger in self.triggers:
                 if not trigger.fired and trigger.event == entry.event:
@@ -598,37 +581,13 @@ class _Run:
         return self.receipts_before + (self.sim.receipts() if self.sim is not None else [])
 
     def _transactions(self) -> list[tuple[str, str, int]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(
-                    HostTransaction.kind, HostTransaction.response_code, HostTransaction.amount
-                )
-                .where(HostTransaction.kind.not_in(NETWORK_KINDS))
-                .order_by(HostTransaction.id)
-            ).all()
-        return [(row.kind, row.response_code or "", int(row.amount or 0)) for row in rows]
+        return bank_admin.host_transactions(self.engine, frozenset(NETWORK_KINDS))
 
     def _balance(self, number: str) -> tuple[int, int]:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(Account.ledger_balance, Account.available_balance).where(
-                    Account.number == number
-                )
-            ).one_or_none()
-        if row is None:
-            raise LookupError(f"no account {number} in the bank")
-        return int(row.ledger_balance), int(row.available_balance)
+        return bank_admin.balances(self.engine, number)
 
     def _ledger_lines(self, number: str) -> list[int]:
-        with self.engine.connect() as conn:
-            rows = conn.scalars(
-                sa.select(JournalLine.amount)
-                .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
-                .join(Account, Account.id == JournalLine.account_id)
-                .where(Account.number == number, JournalEntry.kind != "opening")
-                .order_by(JournalLine.id)
-            ).all()
-        return [int(amount) for amount in rows]
+        return bank_admin.posted_amounts(self.engine, number)
 
 
 # ----- helpers ----------------------------------------------------------------------------------
