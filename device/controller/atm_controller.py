@@ -21,6 +21,7 @@ from device.controller.ports import (
     CardData,
     CardReaderPort,
     CashDispenserPort,
+    DriverError,
     HostPort,
     HostReply,
     HostUnavailable,
@@ -29,7 +30,6 @@ from device.controller.ports import (
     ReceiptPrinterPort,
 )
 from device.controller.settlement import Settlement
-from device.drivers.base import DriverError
 from device.journal import Journal, JournalWriteError
 from device.journal_events import JournalEvent
 from device.screens import RenderedScreen, ScreenSet

@@ -12,6 +12,31 @@ from typing import Any, Protocol
 
 from config.card_numbers import mask_pan
 
+# ----- what goes wrong at a device: raised by every driver, handled by the controller -----
+
+
+class DriverError(Exception):
+    """A device driver could not do what was asked."""
+
+
+class DeviceTimeout(DriverError, TimeoutError):
+    """The device did not answer in time."""
+
+
+class DeviceFault(DriverError):
+    """The device answered with an error; `code` is the device's own error code."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LinkError(DriverError, ConnectionError):
+    """The serial link failed (port closed, peer gone)."""
+
+
+# ----- the devices ------------------------------------------------------------------------
+
 
 class CardReaderPort(Protocol):
     def initialise(self) -> None: ...

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from device.advice_queue import Advice, AdviceQueue
-from device.controller.ports import CashDispenserPort, HostPort, HostUnavailable
-from device.drivers.base import DriverError
+from device.controller.ports import CashDispenserPort, DriverError, HostPort, HostUnavailable
 from device.journal import Journal
 from device.journal_events import JournalEvent
 

@@ -13,28 +13,9 @@ from typing import Any
 import serial
 
 from device import crash_points
+from device.controller.ports import LinkError
 
 ACK = 0x06  # every protocol here acknowledges a received frame with this one byte
-
-
-class DriverError(Exception):
-    """A device driver could not do what was asked."""
-
-
-class DeviceTimeout(DriverError, TimeoutError):
-    """The device did not answer in time."""
-
-
-class DeviceFault(DriverError):
-    """The device answered with an error; `code` is the device's own error code."""
-
-    def __init__(self, message: str, code: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class LinkError(DriverError, ConnectionError):
-    """The serial link failed (port closed, peer gone)."""
 
 
 def open_port(url: str, *, baudrate: int = 9600, timeout: float = 0.5, **options: Any) -> Any:

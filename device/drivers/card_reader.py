@@ -14,7 +14,8 @@ from types import TracebackType
 from typing import Literal
 
 from config.card_numbers import luhn_valid, mask_pan
-from device.drivers.base import DeviceFault, DeviceTimeout, SerialDriver
+from device.controller.ports import DeviceFault, DeviceTimeout
+from device.drivers.base import SerialDriver
 from peripherals.wire import card_reader as wire
 from peripherals.wire.card_reader import (
     CardCommand,

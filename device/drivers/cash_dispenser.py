@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, TypeVar
 
-from device.drivers.base import DeviceFault, DeviceTimeout, DriverError, SerialDriver
+from device.controller.ports import DeviceFault, DeviceTimeout, DriverError
+from device.drivers.base import SerialDriver
 from peripherals.wire import cash_dispenser as wire
 from peripherals.wire.cash_dispenser import ErrorCode
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import serial
 
-from device.drivers.base import DeviceFault, DeviceTimeout, LinkError, SerialDriver
+from device.controller.ports import DeviceFault, DeviceTimeout, LinkError
+from device.drivers.base import SerialDriver
 from peripherals.wire import pin_pad as wire
 from peripherals.wire.pin_pad import ErrorCode, KeyEvent
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import serial
 
-from device.drivers.base import DeviceFault, DeviceTimeout, LinkError, open_port
+from device.controller.ports import DeviceFault, DeviceTimeout, LinkError
+from device.drivers.base import open_port
 from peripherals.wire import escpos as wire
 
 

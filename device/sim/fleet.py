@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from config.log_format import configure_logging
 from config.settings import Settings
 from device.clock import VirtualClock
-from device.drivers.base import DriverError
+from device.controller.ports import DriverError
 from device.sim.bank_stack import BankStack
 from device.sim.customers import Population, SimCustomer, atm_profile, prepare_population
 from device.sim.invariants import (

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from device.drivers.base import DeviceTimeout
+from device.controller.ports import DeviceTimeout
 from device.drivers.cash_dispenser import CashDispenserDriver
 from tests.contract.conftest import OneDeviceBay
 

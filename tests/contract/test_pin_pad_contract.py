@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from device.drivers.base import DeviceTimeout
+from device.controller.ports import DeviceTimeout
 from device.drivers.pin_pad import PinPadDriver, PinPadStatus, TamperedError
 from peripherals.pin_crypto.ciphers import tdes_ecb_decrypt, tdes_ecb_encrypt
 from peripherals.wire.pin_pad import KeyEvent

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from device.drivers.base import DeviceTimeout
+from device.controller.ports import DeviceTimeout
 from device.drivers.receipt_printer import PrinterError, PrinterStatus, ReceiptPrinterDriver
 from tests.contract.conftest import OneDeviceBay
 

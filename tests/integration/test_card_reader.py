@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from device.drivers.base import DeviceTimeout, SerialDriver
+from device.controller.ports import DeviceTimeout
+from device.drivers.base import SerialDriver
 from device.drivers.card_reader import CardReaderDriver, CardReaderError, CardReadError
 from peripherals.card_reader import CardHandlingError, CardReaderEmulator, MediaState
 from peripherals.cards import load_wallet

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from device.drivers.base import DeviceTimeout
+from device.controller.ports import DeviceTimeout
 from device.drivers.cash_dispenser import (
     CashDispenserDriver,
     CassetteStatus,

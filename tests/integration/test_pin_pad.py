@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device.drivers.base import DeviceTimeout
+from device.controller.ports import DeviceTimeout
 from device.drivers.pin_pad import KeyEvent, PinPadDriver, PinPadError, TamperedError
 from peripherals.links.endpoint import PtyEndpoint
 from peripherals.links.runner import LinkRunner

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from device.drivers.base import DeviceTimeout
+from device.controller.ports import DeviceTimeout
 from device.drivers.receipt_printer import PrinterError, PrinterStatus, ReceiptPrinterDriver
 from peripherals.links.endpoint import LinkClosed, PtyEndpoint
 from peripherals.links.runner import LinkRunner

@@ -15,8 +15,7 @@ import pytest
 from device.advice_queue import AdviceQueue
 from device.clock import VirtualClock
 from device.controller.atm_controller import AtmController, ControllerConfig, SupervisorError
-from device.controller.ports import CardData, HostReply, HostUnavailable, PinBlock
-from device.drivers.base import DeviceFault
+from device.controller.ports import CardData, DeviceFault, HostReply, HostUnavailable, PinBlock
 from device.journal import Journal, JournalWriteError
 from device.screens import DEFAULT_SCREENS, load_screens
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from device.drivers.base import LinkError, SerialDriver
+from device.controller.ports import LinkError
+from device.drivers.base import SerialDriver
 from peripherals.emulator import Emulator
 from peripherals.links.backends import UnknownBackend, open_endpoint
 from peripherals.links.endpoint import LinkClosed, LinkInUse

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from device.advice_queue import AdviceQueue
-from device.controller.ports import CashDispenserPort
+from device.controller.ports import CashDispenserPort, DeviceFault
 from device.controller.settlement import Settlement, open_withdrawals
-from device.drivers.base import DeviceFault
 from device.journal import Journal
 from tests.unit.test_atm_controller import FakeDispenser, FakeHost
 

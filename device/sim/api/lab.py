@@ -22,7 +22,7 @@ from config.card_numbers import mask_pan
 from config.settings import Settings
 from device.clock import Clock, SystemClock, VirtualClock
 from device.controller.atm_controller import SupervisorError
-from device.drivers.base import DriverError
+from device.controller.ports import DriverError
 from device.sim.api import lab_faults
 from device.sim.scenarios.host_faults import HostFaultProxy
 from device.sim.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
