@@ -17,6 +17,7 @@ from transitions import Machine, MachineError
 from config.card_numbers import mask_pan
 from device.advice_queue import AdviceQueue
 from device.clock import Clock
+from device.controller.device_status import CardMedia, PaperLevel
 from device.controller.ports import (
     CardData,
     CardReaderPort,
@@ -294,13 +295,13 @@ class AtmController:
             media = self.card_reader.status().media
         except DriverError:
             return
-        if media in ("inside", "gate", "jammed"):
+        if media != CardMedia.NONE:
             self.journal.record(JournalEvent.CARD_FOUND_AT_START, media=media)
             self._retain_or_hold_card(media)
 
-    def _retain_or_hold_card(self, media: str) -> None:
+    def _retain_or_hold_card(self, media: CardMedia) -> None:
         try:
-            if media == "jammed":
+            if media == CardMedia.JAMMED:
                 raise DriverError("the card is jammed in the reader")
             self.card_reader.capture()
             self.journal.record(JournalEvent.CARD_CAPTURED, reason="left in the reader")
@@ -378,12 +379,12 @@ class AtmController:
                 self.card_reader.initialise()
                 self.journal.record(JournalEvent.CARD_READER_INITIALISED)
                 reader = self.card_reader.status()
-            if reader.media == "jammed":
+            if reader.media == CardMedia.JAMMED:
                 return "card reader jammed"
         except DriverError as err:
             return f"card reader: {err}"
         if self.card_stuck:
-            if reader.media != "none":
+            if reader.media != CardMedia.NONE:
                 return "a card is left in the reader: remove it in supervisor mode"
             self.card_stuck = False  # the operator cleared the reader (or the card was pulled)
             self.journal.record(JournalEvent.CARD_GONE)
@@ -419,7 +420,7 @@ class AtmController:
             status = self.printer.status()
         except DriverError:
             return False
-        return bool(status.online) and status.paper in ("adequate", "near_end")
+        return bool(status.online) and status.paper in (PaperLevel.ADEQUATE, PaperLevel.NEAR_END)
 
     # ----- operator ---------------------------------------------------------------------------
 
@@ -546,7 +547,7 @@ class AtmController:
         self.show("idle", notice="; ".join(notices))
 
     def _poll_idle(self) -> None:
-        if self.card_reader.status().media == "inside":
+        if self.card_reader.status().media == CardMedia.INSIDE:
             self.fire("card_inserted")
             return
         if self.clock.monotonic() >= self._next_health_check:
@@ -1081,7 +1082,7 @@ class AtmController:
         self._set_deadline(self.config.card_take_seconds, self._card_not_taken)
 
     def _poll_ejecting_card(self) -> None:
-        if self.card_reader.status().media == "none":
+        if self.card_reader.status().media == CardMedia.NONE:
             self._clear_deadline()
             assert self.session is not None
             self.journal.record(JournalEvent.CARD_TAKEN)

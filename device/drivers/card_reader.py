@@ -9,11 +9,11 @@ import logging
 import re
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
 from config.card_numbers import luhn_valid, mask_pan
+from device.controller.device_status import CardMedia, CardReaderStatus, CardTracks
 from device.controller.ports import DeviceFault, DeviceTimeout
 from device.drivers.base import SerialDriver
 from peripherals.wire import card_reader as wire
@@ -45,11 +45,11 @@ class CardReadError(CardReaderError, ValueError):
     """The card's tracks could not be read, or hold no usable card number."""
 
 
-MEDIA: dict[CardPosition, str] = {
-    CardPosition.NONE: "none",
-    CardPosition.GATE: "gate",
-    CardPosition.INSIDE: "inside",
-    CardPosition.JAMMED: "jammed",
+MEDIA: dict[CardPosition, CardMedia] = {
+    CardPosition.NONE: CardMedia.NONE,
+    CardPosition.GATE: CardMedia.GATE,
+    CardPosition.INSIDE: CardMedia.INSIDE,
+    CardPosition.JAMMED: CardMedia.JAMMED,
 }
 
 READ_ERRORS = frozenset(
@@ -71,29 +71,6 @@ INITIALISE_MODES: dict[str, InitialiseMode] = {
     "eject": InitialiseMode.EJECT,
     "keep": InitialiseMode.KEEP,
 }
-
-
-@dataclass(frozen=True)
-class CardReaderStatus:
-    media: str  # "none" | "gate" | "inside" | "jammed"
-    retain_bin_full: bool
-    initialised: bool = True
-    last_error: str = ""  # a refused card entry ("13" too long, "14" too short), reported once
-
-
-@dataclass(frozen=True)
-class CardTracks:
-    """What the card's stripe holds; the PAN and raw tracks stay out of repr."""
-
-    track1: str | None = field(repr=False)
-    track2: str | None = field(repr=False)
-    pan: str = field(repr=False)
-    expiry: str  # YYMM
-    service_code: str
-
-    @property
-    def masked_pan(self) -> str:
-        return mask_pan(self.pan)
 
 
 class CardReaderDriver(SerialDriver):

@@ -8,10 +8,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, TypeVar
 
+from device.controller.device_status import (
+    CassetteStatus,
+    DispenseResult,
+    DispenserStatus,
+    PresentResult,
+    RetractResult,
+)
 from device.controller.ports import DeviceFault, DeviceTimeout, DriverError
 from device.drivers.base import SerialDriver
 from peripherals.wire import cash_dispenser as wire
@@ -26,60 +32,6 @@ NOTE_SECONDS = 0.1
 
 class DispenserError(DeviceFault):
     """The dispenser answered with an error: `code` is its name, e.g. "shutter_jam"."""
-
-
-@dataclass(frozen=True)
-class CassetteStatus:
-    number: int
-    denomination: int  # cents
-    currency: str  # ISO 4217 numeric, e.g. "978"
-    count: int
-    capacity: int
-    low_threshold: int
-    state: str  # "ok" | "low" | "empty" | "missing"
-
-
-@dataclass(frozen=True)
-class DispenserStatus:
-    cassettes: list[CassetteStatus]
-    stacker_notes: int
-    presented_notes: int
-    shutter: str  # "closed" | "open" | "jammed"
-    reject_notes: int
-    retract_notes: int
-    device_ok: bool
-    stacker_amount: int = 0
-    presented_amount: int = 0
-    transport_notes: int = 0
-    reject_amount: int = 0
-    retract_amount: int = 0
-    last_outcome: str = "none"  # what became of the last notes presented
-
-
-@dataclass(frozen=True)
-class DispenseResult:
-    dispensed: dict[int, int]  # notes that reached the stacker, per cassette
-    rejected: dict[int, int]  # notes diverted to the reject bin, per cassette
-    error: str | None  # the device's error name, None if good
-    ok: bool  # no error and every note asked for is in the stacker
-    amount: int  # cents in the stacker
-    in_transport: dict[int, int] = field(default_factory=dict)  # stuck notes after a jam
-    picked: dict[int, int] = field(default_factory=dict)  # notes out of each cassette
-    repeated: bool = False  # the device answered a re-sent command from memory
-
-
-@dataclass(frozen=True)
-class PresentResult:
-    presented_amount: int  # cents
-    ok: bool
-    error: str | None
-    notes: int = 0
-
-
-@dataclass(frozen=True)
-class RetractResult:
-    notes: int
-    amount: int  # cents
 
 
 # ----- the planner ----------------------------------------------------------------------------

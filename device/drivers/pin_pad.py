@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import serial
 
+from device.controller.device_status import EncryptedPinBlock, PinPadStatus
 from device.controller.ports import DeviceFault, DeviceTimeout, LinkError
 from device.drivers.base import SerialDriver
 from peripherals.wire import pin_pad as wire
@@ -35,25 +35,6 @@ class PinPadError(DeviceFault):
 
 class TamperedError(PinPadError):
     """The PIN pad was tampered with: its keys are erased until it is re-installed."""
-
-
-@dataclass(frozen=True)
-class PinPadStatus:
-    mode: str  # "idle" | "plain" | "pin_entry"
-    keys_loaded: bool
-    tampered: bool
-    pin_ready: bool = False
-    pin_block_format: int = 0
-    key_source: str = "fixed"  # "fixed" | "dukpt_tdes" | "dukpt_aes"
-
-
-@dataclass(frozen=True)
-class EncryptedPinBlock:
-    """An enciphered ISO 9564 PIN block, with the DUKPT KSN if any. Never log `block`."""
-
-    block: bytes = field(repr=False)
-    format: int
-    ksn: str | None
 
 
 class PinPadDriver(SerialDriver):

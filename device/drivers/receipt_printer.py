@@ -7,12 +7,12 @@ printer that does not answer is "unknown", never "adequate".
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import serial
 
+from device.controller.device_status import PaperLevel, PrinterStatus
 from device.controller.ports import DeviceFault, DeviceTimeout, LinkError
 from device.drivers.base import open_port
 from peripherals.wire import escpos as wire
@@ -22,21 +22,7 @@ class PrinterError(DeviceFault):
     """The printer cannot print: `code` is paper_out, cover_open, jam or offline."""
 
 
-@dataclass(frozen=True)
-class PrinterStatus:
-    """None / "unknown" where the printer did not answer."""
-
-    online: bool | None
-    cover_open: bool | None
-    paper: str  # "adequate" | "near_end" | "out" | "unknown"
-    jammed: bool | None
-
-    @property
-    def answered(self) -> bool:
-        return self.online is not None
-
-
-UNKNOWN = PrinterStatus(online=None, cover_open=None, paper="unknown", jammed=None)
+UNKNOWN = PrinterStatus(online=None, cover_open=None, paper=PaperLevel.UNKNOWN, jammed=None)
 
 
 def _escpos_over_port(port: Any) -> Any:
@@ -113,7 +99,9 @@ class ReceiptPrinterDriver:
         return PrinterStatus(
             online=not printer & wire.PRINTER_OFFLINE,
             cover_open=None if offline is None else bool(offline & wire.OFFLINE_COVER_OPEN),
-            paper="unknown" if paper is None else wire.decode_paper(paper).value,
+            paper=PaperLevel.UNKNOWN
+            if paper is None
+            else PaperLevel(wire.decode_paper(paper).value),
             jammed=jammed,
         )
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from device.drivers.card_reader import CardReaderDriver, CardReaderError, CardReaderStatus
+from device.controller.device_status import CardReaderStatus
+from device.drivers.card_reader import CardReaderDriver, CardReaderError
 from tests.contract.conftest import OneDeviceBay
 
 Reader = tuple[Any, Any, CardReaderDriver]

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from device.controller.device_status import PinPadStatus
 from device.controller.ports import DeviceTimeout
-from device.drivers.pin_pad import PinPadDriver, PinPadStatus, TamperedError
+from device.drivers.pin_pad import PinPadDriver, TamperedError
 from peripherals.pin_crypto.ciphers import tdes_ecb_decrypt, tdes_ecb_encrypt
 from peripherals.wire.pin_pad import KeyEvent
 from tests.contract.conftest import OneDeviceBay

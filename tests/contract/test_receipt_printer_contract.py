@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from device.controller.device_status import PrinterStatus
 from device.controller.ports import DeviceTimeout
-from device.drivers.receipt_printer import PrinterError, PrinterStatus, ReceiptPrinterDriver
+from device.drivers.receipt_printer import PrinterError, ReceiptPrinterDriver
 from tests.contract.conftest import OneDeviceBay
 
 Printer = tuple[Any, Any, ReceiptPrinterDriver]
@@ -17,7 +18,9 @@ Printer = tuple[Any, Any, ReceiptPrinterDriver]
 @pytest.fixture
 def printer(one_device_bay: OneDeviceBay) -> Iterator[Printer]:
     bay = one_device_bay("receipt_printer")
-    with ReceiptPrinterDriver(bay.url("receipt_printer"), timeout=0.3) as driver:
+    # The product's status timeout: the first status after a cut waits for the emulator to
+    # render the receipt, which a loaded machine stretches past a shorter one.
+    with ReceiptPrinterDriver(bay.url("receipt_printer"), timeout=1.0) as driver:
         yield bay, bay.receipt_printer, driver
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from device.controller.device_status import PrinterStatus
 from device.controller.ports import DeviceTimeout
-from device.drivers.receipt_printer import PrinterError, PrinterStatus, ReceiptPrinterDriver
+from device.drivers.receipt_printer import PrinterError, ReceiptPrinterDriver
 from peripherals.links.endpoint import LinkClosed, PtyEndpoint
 from peripherals.links.runner import LinkRunner
 from peripherals.receipt_printer import Receipt, ReceiptPrinterEmulator
