@@ -180,6 +180,16 @@ def plan_chaos(atms: int, per_atm: list[int], seed: int) -> list[list[ChaosEvent
     return events
 
 
+def plan_run(
+    atms: int, sessions: int, seed: int
+) -> tuple[list[list[ChaosEvent]], list[random.Random]]:
+    """Every ATM's events and arrival gaps, dealt as plan_fleet deals the sessions; a shard of a
+    distributed run takes its ATMs' rows, so each ATM meets what it would in one process."""
+    per_atm = [sessions // atms + (1 if i < sessions % atms else 0) for i in range(atms)]
+    arrivals = [random.Random(f"arrivals:{seed}:{i}") for i in range(atms)]
+    return plan_chaos(atms, per_atm, seed), arrivals
+
+
 class ChaosFleet(Fleet):
     """A Fleet whose ATMs each reach the bank through a HostFaultProxy, with faults per session."""
 
@@ -220,6 +230,8 @@ class ChaosFleet(Fleet):
 
     def __enter__(self) -> ChaosFleet:
         super().__enter__()
+        if self._bank is None:  # a shard of a distributed run: the bank keeps its own time
+            return self
         # The bank on the ATMs' time: a lockout ends, daily limits start again on a new day.
         bank = self.bank
         self._bank_clocks = (bank.bank.clock, bank.server.now)
@@ -248,12 +260,7 @@ class ChaosFleet(Fleet):
     def run(self) -> Any:
         assert self.population is not None
         config = self.config
-        per_atm = [
-            config.sessions // config.atms + (1 if i < config.sessions % config.atms else 0)
-            for i in range(config.atms)
-        ]
-        self.events = plan_chaos(config.atms, per_atm, config.seed)
-        self.arrivals = [random.Random(f"arrivals:{config.seed}:{i}") for i in range(config.atms)]
+        self.events, self.arrivals = plan_run(config.atms, config.sessions, config.seed)
         return super().run()
 
     def checkpoint(self, label: str, *, final: bool = False) -> list[Check]:

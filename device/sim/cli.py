@@ -130,7 +130,7 @@ def _run_scenario(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_fleet(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command == "chaos":
+    if args.command == "chaos" and not args.distributed:
         from device.sim.chaos import run_chaos
 
         return run_chaos(
@@ -151,6 +151,7 @@ def _run_fleet(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
             customers=args.customers,
             options=options,
+            chaos=args.command == "chaos",
         )
     from device.sim.fleet import run_fleet
 
@@ -286,15 +287,16 @@ def _parser() -> argparse.ArgumentParser:
             default=None,
             help="generated customers besides the seeded (fleet: 20; chaos: one per 10 sessions)",
         )
-        fleet.set_defaults(run=_run_fleet, distributed=False)
-        if name == "fleet":
-            fleet.add_argument(
-                "--distributed", action="store_true", help="shards as Celery tasks to workers"
-            )
-            fleet.add_argument("--shards", type=int, help="shards (default: one per worker)")
-            fleet.add_argument("--bind", default="127.0.0.1", help="the run's host listens here")
-            fleet.add_argument("--advertise", help="host address workers dial (default: --bind)")
-    worker = sub.add_parser("worker", help="a Celery worker: statements, scenarios, fleet shards")
+        fleet.set_defaults(run=_run_fleet)
+        fleet.add_argument(
+            "--distributed", action="store_true", help="shards as Celery tasks to workers"
+        )
+        fleet.add_argument("--shards", type=int, help="shards (default: one per worker)")
+        fleet.add_argument("--bind", default="127.0.0.1", help="the run's host listens here")
+        fleet.add_argument("--advertise", help="host address workers dial (default: --bind)")
+    worker = sub.add_parser(
+        "worker", help="a Celery worker: statements, scenarios, fleet/chaos shards"
+    )
     worker.add_argument("--concurrency", type=int, default=1, help="tasks at once (default 1)")
     worker.add_argument("--name", help="worker node name (default: atm-sim-PID@HOST)")
     worker.set_defaults(run=_run_worker)

@@ -1,11 +1,16 @@
 """A fleet across machines: `atm-sim fleet --distributed` seeds a fresh bank and serves its host,
 Celery workers anywhere run shards of the ATMs against that host address, and the money
 invariants are checked here on the bank's database once every shard has settled.
+
+`atm-sim chaos --distributed` sends the same shards with chaos on: each worker puts a host fault
+proxy of its own in front of the host address for each ATM and plays the faults and power cuts
+one-process chaos plans for that ATM; the invariants are checked once, at the end.
 """
 
 from __future__ import annotations
 
 import binascii
+import contextlib
 import dataclasses
 import json
 import math
@@ -25,8 +30,16 @@ import yaml
 from celery import Celery
 
 from config.settings import Settings
+from device.clock import VirtualClock
 from device.sim import customers as population_code
 from device.sim.bank_stack import BankStack
+from device.sim.chaos import (
+    CHAOS_BCRYPT_ROUNDS,
+    ChaosFleet,
+    chaos_customers,
+    chaos_host_timeout,
+    plan_run,
+)
 from device.sim.customers import SimCustomer, prepare_population
 from device.sim.fleet import (
     SHARD_ATMS,
@@ -36,6 +49,7 @@ from device.sim.fleet import (
     FleetError,
     FleetReport,
     FleetShard,
+    SessionPlan,
     SessionResult,
     ShardSpec,
     fleet_bank,
@@ -51,6 +65,7 @@ from device.sim.invariants import (
     check_all,
     read_bank,
 )
+from device.sim.scenarios.host_faults import HostFaultProxy
 from device.sim.simulated_atm import HostAddress
 from device.sim.worker.celery_app import make_celery
 from device.sim.worker.tasks import FLEET_SHARD_TASK
@@ -62,6 +77,9 @@ from peripherals.cards import load_wallet
 
 SHARD_TIMEOUT_SECONDS = 3600.0
 PING_SECONDS = 2.0
+# Sessions of one ATM between the engineer's visits to its retain bin in a chaos shard (in one
+# process the visits come with the invariant checks, every 5 sessions by default).
+ENGINEER_SESSIONS = 5
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,7 @@ class RemoteShardSpec:
     customers: int  # generated customers of the run, besides the seeded ones
     settle_seconds: float
     host_timeout: float
+    chaos: bool = False  # faults and power cuts as `atm-sim chaos` plans them for these ATMs
 
 
 # ----- on the worker --------------------------------------------------------------------------
@@ -122,6 +141,59 @@ class RemoteShard(FleetShard):
         )
 
 
+class ChaosShard(ChaosFleet, RemoteShard):
+    """A RemoteShard under chaos: each ATM reaches the remote host through a HostFaultProxy on
+    this machine and meets the device, link and host faults and power cuts that one-process
+    chaos plans for its position in the fleet. The bank keeps its own (real) time."""
+
+    def make_slot(self, index: int, terminal_id: str) -> AtmSlot:
+        clock = VirtualClock(self.epoch)
+        key = binascii.unhexlify(TEST_MAC_KEY)
+        proxy = HostFaultProxy(
+            (self.host_name, self.spec.host_port),
+            clock=clock,
+            mac_key=key,
+            atm_host_timeout=self.config.host_timeout,
+        )
+        self.proxies.append(proxy)
+        port = proxy.start()
+        return AtmSlot(
+            terminal_id,
+            self.run_dir / "atms" / terminal_id,
+            Path(self.spec.wallet),
+            HostAddress("127.0.0.1", port, key),
+            settle_seconds=self.config.settle_seconds,
+            host_timeout=self.config.host_timeout,
+            clock=clock,
+        )
+
+    def __enter__(self) -> ChaosShard:
+        super().__enter__()
+        return self
+
+    def run_shard(self) -> dict[str, Any]:
+        events, arrivals = plan_run(self.config.atms, self.config.sessions, self.config.seed)
+        self.events = [events[i] for i in self.spec.indices]
+        self.arrivals = [arrivals[i] for i in self.spec.indices]
+        result = super().run_shard()
+        result["chaos"] = {
+            "kinds": dict(self.kinds_applied),
+            "faults": dict(self.applied),
+            "reboots": dict(self.reboots),
+            "cards_retrieved": self.cards_retrieved,
+        }
+        return result
+
+    def run_session(self, slot: AtmSlot, plan: SessionPlan, number: int) -> SessionResult:
+        result = super().run_session(slot, plan, number)
+        if (number + 1) % ENGINEER_SESSIONS == 0:  # a full retain bin would refuse captures
+            with contextlib.suppress(ValueError, RuntimeError):
+                retrieved = int(slot.atm.bay.card_reader.empty_retain_bin())
+                with self._lock:
+                    self.cards_retrieved += retrieved
+        return result
+
+
 def run_remote_shard(raw: dict[str, Any]) -> dict[str, Any]:
     """The body of the fleet-shard task: start the ATMs, run their sessions, settle, report."""
     spec = RemoteShardSpec(**raw)
@@ -148,7 +220,8 @@ def run_remote_shard(raw: dict[str, Any]) -> dict[str, Any]:
             str(customers_file),
             str(run_dir / "result.json"),
         )
-        with RemoteShard(local, spec.host) as shard:
+        kind = ChaosShard if spec.chaos else RemoteShard
+        with kind(local, spec.host) as shard:
             result = shard.run_shard()
         result["worker"] = f"{socket.gethostname()}:{os.getpid()}"
         return result
@@ -204,6 +277,7 @@ def run_shards(
     address: tuple[str, int],
     shards: int,
     timeout: float = SHARD_TIMEOUT_SECONDS,
+    chaos: bool = False,
     out: Callable[[str], None] = print,
 ) -> tuple[FleetReport, list[dict[str, Any]]]:
     """Seed the run's customers and ATMs, send one task per shard, gather, check invariants."""
@@ -228,6 +302,7 @@ def run_shards(
             config.customers,
             config.settle_seconds,
             config.host_timeout,
+            chaos,
         )
         task = app.send_task(FLEET_SHARD_TASK, args=[dataclasses.asdict(spec)])
         pending.append((spec, task))
@@ -243,9 +318,11 @@ def run_shards(
                 f"{type(err).__name__}: {err}"
             ) from err
         results.append(shard)
+        faults = shard.get("chaos", {}).get("kinds")
         out(
             f"progress: {spec.terminal_ids[0]}..{spec.terminal_ids[-1]} done "
             f"on {shard.get('worker', '?')}"
+            + (f"; faults by kind: {_counts(faults)}" if faults is not None else "")
         )
     report = _report(results, bank, baseline, limits, started)
     return report, results
@@ -272,6 +349,7 @@ def _report(
     notes = [f"shards {len(shards)} on {len(workers)} worker(s): {', '.join(workers)}"]
     notes += [f"ATM restarts {restarts}"] if restarts else []
     notes += [f"ATM ERROR x{n}: {text}" for text, n in sorted(errors.items())]
+    notes += _chaos_notes([s["chaos"] for s in shards if "chaos" in s])
     # Workers' wall clocks: the span from the first shard's first session to the last's end.
     span = max(s["finished"] for s in shards) - min(s["started"] for s in shards)
     return FleetReport(
@@ -288,6 +366,31 @@ def _report(
     )
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"
+
+
+def _chaos_notes(shards: list[dict[str, Any]]) -> list[str]:
+    """The faults the shards played, added up as one-process chaos reports them."""
+    if not shards:
+        return []
+    totals: dict[str, Counter[str]] = {name: Counter() for name in ("kinds", "faults", "reboots")}
+    for shard in shards:
+        for name, counter in totals.items():
+            counter.update(shard[name])
+    notes = [
+        f"faults by kind: {_counts(totals['kinds'])}",
+        f"faults: {_counts(totals['faults'])}",
+    ]
+    notes += [
+        f"restarted by the engineer x{n}, out of service after the faults were cleared: {reason}"
+        for reason, n in sorted(totals["reboots"].items())
+    ]
+    retrieved = sum(int(s["cards_retrieved"]) for s in shards)
+    notes.append(f"{retrieved} card(s) taken from the retain bins")
+    return notes
+
+
 def run_distributed_fleet(
     settings: Settings,
     *,
@@ -296,19 +399,36 @@ def run_distributed_fleet(
     seed: int,
     customers: int | None = None,
     options: DistributedOptions | None = None,
+    chaos: bool = False,
     out: Callable[[str], None] = print,
 ) -> int:
-    """`atm-sim fleet --distributed`: 0 when every invariant holds, 1 otherwise."""
+    """`atm-sim fleet --distributed` (and `atm-sim chaos --distributed` with `chaos`): 0 when
+    every invariant holds at the final check, 1 otherwise."""
     options = options or DistributedOptions()
+    command = "chaos" if chaos else "fleet"
     transport = task_transport(settings)
-    out(f"fleet --distributed: tasks through {transport.description}")
+    out(f"{command} --distributed: tasks through {transport.description}")
     app = make_celery(settings, transport)
     workers = workers_answering(app, can_broadcast=transport.can_broadcast)
     shards = shard_count(atms, options.shards, workers)
     if options.shards is None and not transport.can_broadcast:
         out("this transport cannot count the workers: pass --shards N to spread over N of them")
-    generated = FleetConfig.customers if customers is None else customers
-    config = FleetConfig(atms=atms, sessions=sessions, seed=seed, customers=generated)
+    if chaos:
+        generated = chaos_customers(sessions) if customers is None else customers
+        biggest = max(len(s) for s in deal(atms, shards))  # the ATMs of one worker process
+        config = FleetConfig(
+            atms=atms,
+            sessions=sessions,
+            seed=seed,
+            customers=generated,
+            host_timeout=chaos_host_timeout(biggest),
+        )
+        settings = dataclasses.replace(
+            settings, bcrypt_rounds=min(settings.bcrypt_rounds, CHAOS_BCRYPT_ROUNDS)
+        )
+    else:
+        generated = FleetConfig.customers if customers is None else customers
+        config = FleetConfig(atms=atms, sessions=sessions, seed=seed, customers=generated)
     with run_directory() as run_dir, fleet_bank(settings, run_dir) as bank:
         server = bank.server
         public: HostServer | None = None
@@ -321,7 +441,7 @@ def run_distributed_fleet(
             server = public
         address = (options.advertise or options.bind, server.port)
         out(
-            f"fleet: {atms} ATMs, {sessions} sessions, seed {seed}; host at "
+            f"{command}: {atms} ATMs, {sessions} sessions, seed {seed}; host at "
             f"{address[0]}:{address[1]}; {shards} shard(s), {workers or 'unknown'} worker(s) seen"
         )
         try:
@@ -333,6 +453,7 @@ def run_distributed_fleet(
                 address=address,
                 shards=shards,
                 timeout=options.timeout,
+                chaos=chaos,
                 out=out,
             )
         finally:
@@ -345,6 +466,12 @@ def run_distributed_fleet(
     for line in report.summary():
         out(f"  {line}")
     if not report.ok:
-        out(f"invariant violated; replay with --seed {seed}")
+        if chaos:
+            out(
+                f"INVARIANT VIOLATED; replay with: atm-sim chaos --distributed --atms {atms} "
+                f"--sessions {sessions} --seed {seed}"
+            )
+        else:
+            out(f"invariant violated; replay with --seed {seed}")
         return 1
     return 0

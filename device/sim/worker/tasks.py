@@ -73,7 +73,8 @@ def _shipped(name: str) -> Path:
 
 
 def fleet_shard(spec: dict[str, Any]) -> dict[str, Any]:
-    """Some ATMs of a distributed fleet against the host address in `spec`; their results."""
+    """Some ATMs of a distributed fleet (or chaos run, with `spec["chaos"]`) against the host
+    address in `spec`; their results."""
     from device.sim.distributed_fleet import run_remote_shard
 
     return run_remote_shard(spec)
