@@ -1,5 +1,6 @@
 """Kiosk frame time at 1024x768 (median, p99) during a withdrawal and while idle, and the CPU
-the kiosk process uses while idle at 60 fps. Run: python -m scripts.bench.kiosk_bench
+the kiosk process uses while its own loop (`KioskApp.run`) idles, with the operator panel
+closed and open. Run: python -m scripts.bench.kiosk_bench
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,12 +18,11 @@ from pathlib import Path
 os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ["SDL_AUDIODRIVER"] = "dummy"
 
-import pygame
-
 from config.settings import load_settings
 from device.clock import SystemClock
 from device.sim.bank_stack import BankStack
 from device.sim.customer_script import parse_script, run_action
+from device.sim.kiosk.input_map import TogglePanel
 from device.sim.kiosk.kiosk_app import HostSwitch, KioskApp, KioskCustomer
 from device.sim.simulated_atm import SimulatedAtm
 from host.database import stop_embedded
@@ -60,6 +61,16 @@ def report(name: str, frames: list[float]) -> None:
         f"{name:<34} {len(ms):>5} frames  median {statistics.median(ms):6.2f} ms"
         f"  p99 {percentile(ms, 0.99):6.2f} ms  max {max(ms):6.2f} ms"
     )
+
+
+def idle_run(kiosk: KioskApp, seconds: float) -> tuple[float, float]:
+    """Run the kiosk's own loop for `seconds`; returns (CPU seconds, wall seconds)."""
+    kiosk.running = True
+    stop = threading.Timer(seconds, lambda: setattr(kiosk, "running", False))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    stop.start()
+    kiosk.run()
+    return time.process_time() - cpu0, time.perf_counter() - wall0
 
 
 def main() -> None:
@@ -108,20 +119,22 @@ def main() -> None:
                     forced.append(time.perf_counter() - begin)
                 report("idle, full redraw every frame", forced)
 
-                idle: list[float] = []
-                tick = pygame.time.Clock()
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                while time.perf_counter() - wall0 < args.idle_seconds:
-                    begin = time.perf_counter()
-                    plain_frame()
-                    idle.append(time.perf_counter() - begin)
-                    tick.tick(60)
-                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-                report("idle at 60 fps", idle)
-                print(
-                    f"idle CPU: {cpu:.2f} s CPU over {wall:.2f} s wall = {100 * cpu / wall:.1f}% "
-                    "of one core (whole process: kiosk, device links, bank host)"
-                )
+                idle_run(kiosk, 1.0)  # past the last change: the loop goes quiet
+                for panel in (False, True):
+                    if panel != kiosk.show_panel:
+                        kiosk.perform(TogglePanel())
+                        idle_run(kiosk, 1.0)
+                    frames.clear()
+                    draws = kiosk.draws
+                    cpu, wall = idle_run(kiosk, args.idle_seconds)
+                    name = "panel open" if panel else "panel closed"
+                    report(f"idle run loop, {name}", frames)
+                    print(
+                        f"idle CPU, {name}: {cpu:.2f} s CPU over {wall:.2f} s wall = "
+                        f"{100 * cpu / wall:.1f}% of one core (whole process: kiosk, device "
+                        f"links, bank host); {len(frames) / wall:.1f} frames/s, "
+                        f"{(kiosk.draws - draws) / wall:.1f} draws/s"
+                    )
             finally:
                 kiosk.close()
     stop_embedded()

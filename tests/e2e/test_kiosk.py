@@ -22,7 +22,14 @@ from device.sim.kiosk.fascia import (
     SCREEN_TEXT,
 )
 from device.sim.kiosk.input_map import Hotspot, Operator
-from device.sim.kiosk.kiosk_app import HostSwitch, KioskApp, KioskCustomer, run_script
+from device.sim.kiosk.kiosk_app import (
+    BLINK_SECONDS,
+    FPS,
+    HostSwitch,
+    KioskApp,
+    KioskCustomer,
+    run_script,
+)
 from device.sim.kiosk.layout import Layout
 from tests.e2e.conftest import MakeAtm
 
@@ -207,6 +214,54 @@ def test_an_idle_kiosk_asks_the_card_reader_once_a_frame(
         kiosk.frame()
     assert status.call_count == 10  # one poll a frame, not one per controller step
     assert kiosk.atm.atm.state == "idle"
+
+
+def test_an_idle_kiosk_draws_nothing_until_a_key_or_the_screen_changes(
+    make_atm: MakeAtm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the virtual clock, as the kiosk's own clock too: no timing in the checks."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    atm = make_atm()
+    clock = atm.clock
+    assert isinstance(clock, VirtualClock)
+    app = KioskApp(atm, size=(1024, 768), sounds=False, now=clock.monotonic)
+    try:
+        KioskCustomer(app, clock).wait_for_state("idle", 10)
+        clock.advance(1.0)  # past the last change: the loop goes quiet
+        app.frame()
+        # Just after the card light blinked: for the next 0.4 s nothing shown changes.
+        clock.advance(BLINK_SECONDS - clock.monotonic() % BLINK_SECONDS + 0.01)
+        app.frame()
+        draws = app.draws
+        for _ in range(40):
+            clock.advance(0.01)
+            app.frame()
+        assert app.draws == draws, "the idle kiosk redrew with nothing changed"
+        assert not app.busy()
+        # Idle, the loop waits for input until the light's next blink, not a frame at a time.
+        assert app.idle_wait() > 1 / FPS
+        assert app.idle_wait() == pytest.approx(BLINK_SECONDS - clock.monotonic() % BLINK_SECONDS)
+
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_5, mod=0, unicode=""))
+        app.frame()
+        assert app.draws == draws + 1, "a key press was not drawn in its own frame"
+        assert app.fascia_state().pressed == "5"
+        assert app.busy()  # full frame rate after input
+
+        clock.advance(1.0)  # the key comes back up
+        app.frame()
+        clock.advance(1.0)
+        app.frame()
+        assert not app.busy()
+        draws = app.draws
+        atm.atm.show("idle", notice="Cash is not available")  # the ATM changes its screen
+        app.frame()
+        assert app.draws == draws + 1, "a new screen was not drawn in the next frame"
+        assert drawn_text(app, "Cash is not available")
+        assert app.busy()
+    finally:
+        app.close()
 
 
 def test_supervisor_sets_each_cassette_count_from_the_panel(kiosk: KioskApp) -> None:

@@ -1,5 +1,6 @@
 """The kiosk's main loop: each frame handles input, steps the controller a few times and draws
-the fascia; a headless mode runs a customer script through synthetic events, with screenshots.
+the fascia, at the full frame rate while something changes and a few times a second when idle;
+a headless mode runs a customer script through synthetic events, with screenshots.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,13 @@ DEFAULT_SIZE = (1024, 768)
 STEPS_PER_FRAME = 4
 STEP_BUDGET_SECONDS = 0.008  # leaves room in a 16 ms frame for drawing
 FPS = 60
+# With no input and nothing new on the fascia for ACTIVE_SECONDS the loop stops running frames
+# at FPS: it runs one every IDLE_FRAME_SECONDS (sooner for a due controller timer, a blink or
+# a message running out) and in between only looks for input, every INPUT_CHECK_SECONDS.
+ACTIVE_SECONDS = 0.5
+IDLE_FRAME_SECONDS = 0.25
+INPUT_CHECK_SECONDS = 1 / FPS
+BLINK_SECONDS = 0.5
 MESSAGE_SECONDS = 4.0
 PRESSED_SECONDS = 0.15
 JOURNAL_REFRESH_SECONDS = 0.5
@@ -84,18 +92,28 @@ class HostSwitch:
 
 @dataclass
 class _Timed:
+    now: Callable[[], float] = time.monotonic
     text: str = ""
     until: float = 0.0
 
     def set(self, text: str, seconds: float = MESSAGE_SECONDS) -> None:
-        self.text, self.until = text, time.monotonic() + seconds
+        self.text, self.until = text, self.now() + seconds
 
     def get(self) -> str:
-        return self.text if time.monotonic() < self.until else ""
+        return self.text if self.now() < self.until else ""
+
+    def left(self) -> float | None:
+        """Seconds until the text goes; None when none is shown."""
+        left = self.until - self.now()
+        return left if self.text and left > 0 else None
 
 
 class KioskApp:
-    """A pygame window on a started SimulatedAtm. `frame()` runs one frame; `run()` loops."""
+    """A pygame window on a started SimulatedAtm. `frame()` runs one frame; `run()` loops.
+
+    `now` is the clock of what the kiosk itself times (the card light's blink, messages, the
+    pressed key, the quiet wait): real monotonic time unless a test passes another.
+    """
 
     def __init__(
         self,
@@ -105,6 +123,7 @@ class KioskApp:
         host_switch: HostSwitch | None = None,
         sounds: bool = True,
         steps_per_frame: int = STEPS_PER_FRAME,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         pygame.init()
         pygame.display.set_caption(f"ATM simulator - {atm.terminal_id}")
@@ -122,14 +141,18 @@ class KioskApp:
         self.hotspots: list[Hotspot] = []
         self.running = True
         self.frames = 0
+        self.draws = 0  # frames that drew and flipped the window
+        self.now = now
+        self._active_until = now() + ACTIVE_SECONDS
+        self._seen: tuple[Any, ...] | None = None  # what changed last, less what the kiosk times
         self.recovery_report: list[str] = list(atm.atm.recovery_report)
         self._owned: list[SimulatedAtm] = []  # ATMs the kiosk started after a power failure
         self._receipts_taken = 0
         self.reading: int | None = None  # index of the receipt held up to read
         self._receipt_images: dict[int, pygame.Surface | None] = {}
-        self._cash_message = _Timed()
-        self._panel_message = _Timed()
-        self._pressed = _Timed()
+        self._cash_message = _Timed(now)
+        self._panel_message = _Timed(now)
+        self._pressed = _Timed(now)
         self._counters = self._dispenser_counters()
         self._journal_lines: tuple[str, ...] = ()
         self._journal_read_at = 0.0
@@ -149,16 +172,58 @@ class KioskApp:
         pygame.display.quit()
 
     def run(self, fps: int = FPS) -> None:
-        """The interactive loop, until the window is closed (or Ctrl+Q)."""
+        """The interactive loop, until the window is closed (or Ctrl+Q): frames at `fps` while
+        anything changes, and while idle a frame only when one is due or input comes."""
         clock = pygame.time.Clock()
         while self.running:
             self.frame()
-            clock.tick(fps)
+            if self.busy():
+                clock.tick(fps)
+            else:
+                self.wait_for_input(self.idle_wait())
+
+    def busy(self) -> bool:
+        """Whether input came or the fascia changed in the last ACTIVE_SECONDS."""
+        return self.now() < self._active_until
+
+    def idle_wait(self) -> float:
+        """Seconds the idle loop may wait for input before the next frame is due: at most
+        IDLE_FRAME_SECONDS, less when the controller's next timer, the card light's next blink
+        or the end of a message or a pressed key comes first."""
+        waits = [IDLE_FRAME_SECONDS]
+        deadline = self.atm.atm.next_deadline
+        if deadline is not None:
+            waits.append(deadline - self.atm.clock.monotonic())
+        drawn = self._drawn[0] if self._drawn else None
+        if isinstance(drawn, FasciaState) and (
+            (drawn.entry_enabled and drawn.card_media == "none") or drawn.notes
+        ):
+            waits.append(BLINK_SECONDS - self.now() % BLINK_SECONDS)
+        for timed in (self._pressed, self._cash_message, self._panel_message):
+            left = timed.left()
+            if left is not None:
+                waits.append(left)
+        return max(min(waits), 1 / FPS)  # a timer due now: never faster than the frame rate
+
+    def wait_for_input(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, looking for input every INPUT_CHECK_SECONDS (pygame's own
+        event.wait polls every millisecond); returns whether input came."""
+        end = time.monotonic() + seconds
+        while not pygame.event.peek():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, INPUT_CHECK_SECONDS))
+        return True
+
+    def _activity(self) -> None:
+        self._active_until = self.now() + ACTIVE_SECONDS
 
     def frame(self) -> None:
         """One frame: input, a few controller steps, and a redraw if anything changed."""
         self.frames += 1
         for event in pygame.event.get():
+            self._activity()
             if event.type in (pygame.VIDEORESIZE, pygame.WINDOWSIZECHANGED):
                 self._relayout()
                 continue
@@ -192,6 +257,7 @@ class KioskApp:
 
     def perform(self, action: Action) -> None:
         """Do what a key or click asked, through the devices' own customer and operator API."""
+        self._activity()
         bay = self.atm.bay
         if isinstance(action, Quit):
             self.running = False
@@ -387,6 +453,9 @@ class KioskApp:
             self._cash_message.set("Cash taken")
         self._counters = counters
         card = reader.card
+        # Only an empty card slot taking cards and notes waiting blink: the fascia changes
+        # with the blink only then.
+        blinking = (reader.entry_enabled and reader.state.value == "none") or bool(piles)
         return FasciaState(
             screen_lines=tuple(screen.lines),
             function_labels=tuple(sorted((k, v.label) for k, v in screen.keys.items())),
@@ -400,7 +469,7 @@ class KioskApp:
             receipts_waiting=len(self._waiting_receipts()),
             wallet=tuple(WalletEntry(k, c.label) for k, c in self.atm.wallet.items()),
             pressed=self._pressed.get(),
-            blink=int(time.monotonic() * 2) % 2 == 0,
+            blink=blinking and int(self.now() / BLINK_SECONDS) % 2 == 0,
             in_service=self.atm.atm.state != "out_of_service",
         )
 
@@ -518,7 +587,7 @@ class KioskApp:
         )
 
     def _journal_tail(self) -> tuple[str, ...]:
-        now = time.monotonic()
+        now = self.now()
         if now - self._journal_read_at >= JOURNAL_REFRESH_SECONDS:
             self._journal_read_at = now
             lines = []
@@ -547,10 +616,18 @@ class KioskApp:
         """Redraw if anything shown changed; returns whether it drew."""
         fascia = self.fascia_state()
         panel = self.panel_state() if self.show_panel else None
+        # What the kiosk times itself (the blink, a message or a pressed key running out) and
+        # the panel's device counters, which move with every poll, keep no full frame rate.
+        quiet = replace(fascia, blink=False, pressed="", cash_message="")
+        seen = (self.atm.atm.state, quiet, self.reading, self.show_panel)
+        if seen != self._seen:
+            self._seen = seen
+            self._activity()
         key = (fascia, panel, self.reading, self.window.get_size())
         if not force and key == self._drawn:
             return False
         self._drawn = key
+        self.draws += 1
         self.hotspots = self.fascia.draw(self.window, self.layout, fascia)
         if panel is not None:
             self.hotspots += self.panel.draw(self.window, self.layout, panel)
