@@ -1,9 +1,20 @@
 """The host's PIN verification unit: deciphers ISO 9564 PIN blocks (format 0 under TDES, format 4
 under AES; fixed terminal keys or DUKPT) and checks the PIN against its bcrypt hash. The clear
 PIN never leaves this module.
+
+A customer session sends the same PIN block with each of its requests (verification, then the
+transaction): VerifiedPins remembers, for the session timeout, which blocks bcrypt already found
+right, so one session costs one bcrypt. It keeps no PIN and no PIN block, only a keyed digest.
 """
 
 from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import bcrypt
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -11,9 +22,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from config.settings import Settings
 from host import dukpt
-from host.crypto_keys import TerminalKeys
+from host.crypto_keys import TerminalKeys, derive_key
 
 SUPPORTED_FORMATS = (0, 4)
+MAX_REMEMBERED_CARDS = 10_000  # least recently verified cards are forgotten first
+MAX_BLOCKS_PER_CARD = 8  # e.g. one block per terminal the card was used at lately
 
 
 class PinUnitError(Exception):
@@ -94,14 +107,139 @@ def _pin_key(keys: TerminalKeys, block_format: int, ksn: bytes | None) -> bytes:
         raise PinBlockError(str(err)) from err
 
 
+def _pin_under(pin_key: bytes, block: bytes, block_format: int, pan: str) -> str:
+    if block_format == 0:
+        return _format0_pin(pin_key, block, pan)
+    if block_format == 4:
+        return _format4_pin(pin_key, block, pan)
+    raise PinBlockError(f"PIN block format {block_format} is not supported (only 0 and 4)")
+
+
 def _extract_pin(
     keys: TerminalKeys, block: bytes, block_format: int, pan: str, ksn: bytes | None
 ) -> str:
-    if block_format == 0:
-        return _format0_pin(_pin_key(keys, block_format, ksn), block, pan)
-    if block_format == 4:
-        return _format4_pin(_pin_key(keys, block_format, ksn), block, pan)
-    raise PinBlockError(f"PIN block format {block_format} is not supported (only 0 and 4)")
+    return _pin_under(_pin_key(keys, block_format, ksn), block, block_format, pan)
+
+
+class _BcryptCounter:
+    """How many bcrypt PIN checks this process ran (a figure for tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def value(self) -> int:
+        with self._lock:
+            return self._count
+
+
+_BCRYPT_CHECKS = _BcryptCounter()
+
+
+def bcrypt_checks() -> int:
+    """The number of bcrypt PIN checks this process has run so far."""
+    return _BCRYPT_CHECKS.value()
+
+
+@dataclass(frozen=True)
+class _Verified:
+    digest: bytes  # HMAC of card, key, format, KSN and block: never the block itself
+    pin_hash: bytes  # the hash the block was checked against: a PIN change makes it stale
+    expires_at: dt.datetime
+
+
+class VerifiedPins:
+    """PIN blocks bcrypt found right lately, per card, for `lifetime` after that check.
+
+    Only a keyed digest (HMAC-SHA256 under a key derived from SECRET_KEY) of the card, the key
+    that enciphered the block, the format, the KSN and the block is kept, with the stored hash
+    it matched; digests and hashes are compared in constant time. Bounded (MAX_REMEMBERED_CARDS
+    cards, MAX_BLOCKS_PER_CARD blocks each) and thread-safe. Each host process has its own: a
+    block verified by another process costs one more bcrypt here, nothing else.
+
+    The caller decides when memory may be trusted: it forgets a card on a wrong PIN, a lock, a
+    pending failed-PIN count and a PIN change, and asks only once the card's tries allow a check.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        lifetime: dt.timedelta,
+        *,
+        max_cards: int = MAX_REMEMBERED_CARDS,
+        max_per_card: int = MAX_BLOCKS_PER_CARD,
+    ) -> None:
+        self._key = derive_key(settings, "verified-pin-blocks")
+        self.lifetime = lifetime
+        self._max_cards = max_cards
+        self._max_per_card = max_per_card
+        self._lock = threading.Lock()
+        self._cards: OrderedDict[int, list[_Verified]] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"VerifiedPins(<{len(self)} cards>)"
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._cards)
+
+    def digest(
+        self, card_id: int, pin_key: bytes, block_format: int, ksn: bytes | None, block: bytes
+    ) -> bytes:
+        parts = (
+            str(card_id).encode("ascii"),
+            pin_key,
+            bytes([block_format]),
+            b"fixed" if ksn is None else b"ksn:" + ksn,
+            block,
+        )
+        length_prefixed = b"".join(len(p).to_bytes(2, "big") + p for p in parts)
+        return hmac.new(self._key, length_prefixed, hashlib.sha256).digest()
+
+    def recall(self, card_id: int, digest: bytes, pin_hash: str, now: dt.datetime) -> bool:
+        """True when this digest was verified right against pin_hash and has not expired."""
+        stored_hash = pin_hash.encode("ascii", "replace")
+        with self._lock:
+            entries = self._cards.get(card_id)
+            if not entries:
+                return False
+            live = [e for e in entries if now < e.expires_at]
+            if len(live) != len(entries):
+                if live:
+                    self._cards[card_id] = live
+                else:
+                    del self._cards[card_id]
+            found = False
+            for entry in live:  # every entry compared: the time taken tells nothing
+                same = hmac.compare_digest(entry.digest, digest)
+                same &= hmac.compare_digest(entry.pin_hash, stored_hash)
+                found |= same
+            return found
+
+    def remember(self, card_id: int, digest: bytes, pin_hash: str, now: dt.datetime) -> None:
+        entry = _Verified(digest, pin_hash.encode("ascii", "replace"), now + self.lifetime)
+        with self._lock:
+            entries = [
+                e
+                for e in self._cards.pop(card_id, [])
+                if now < e.expires_at and not hmac.compare_digest(e.digest, digest)
+            ]
+            entries.append(entry)
+            self._cards[card_id] = entries[-self._max_per_card :]
+            while len(self._cards) > self._max_cards:
+                self._cards.popitem(last=False)
+
+    def forget(self, card_id: int) -> None:
+        with self._lock:
+            self._cards.pop(card_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cards.clear()
 
 
 def _secret(settings: Settings, pin: str) -> bytes:
@@ -123,17 +261,40 @@ def verify_pin_block(
     pan: str,
     pin_hash: str,
     ksn: bytes | None = None,
+    *,
+    memory: VerifiedPins | None = None,
+    card_id: int | None = None,
+    now: dt.datetime | None = None,
 ) -> bool:
     """True when the PIN block carries the PIN whose hash is pin_hash.
+
+    With `memory` (and the card's id and the time), a block this card already passed with the
+    same key, KSN and stored hash within memory's lifetime is taken without bcrypt, and a block
+    that passes bcrypt is remembered. The block is deciphered in every case.
 
     Raises PinBlockError when the block does not decipher to a well-formed PIN, MissingKeyError
     when the terminal's DUKPT key is unknown.
     """
-    pin = _extract_pin(keys, block, block_format, pan, ksn)
+    if block_format not in SUPPORTED_FORMATS:
+        raise PinBlockError(f"PIN block format {block_format} is not supported (only 0 and 4)")
+    pin_key = _pin_key(keys, block_format, ksn)
+    pin = _pin_under(pin_key, block, block_format, pan)
+    digest = b""
+    if memory is not None and card_id is not None and now is not None:
+        digest = memory.digest(card_id, pin_key, block_format, ksn, block)
+        if memory.recall(card_id, digest, pin_hash, now):
+            return True
+    _BCRYPT_CHECKS.add()
     try:
-        return bcrypt.checkpw(_secret(settings, pin), pin_hash.encode("ascii"))
+        correct = bcrypt.checkpw(_secret(settings, pin), pin_hash.encode("ascii"))
     except ValueError as err:  # a damaged stored hash
         raise PinUnitError("the stored PIN hash is unreadable") from err
+    if digest and memory is not None and card_id is not None and now is not None:
+        if correct:
+            memory.remember(card_id, digest, pin_hash, now)
+        else:
+            memory.forget(card_id)
+    return correct
 
 
 def hash_pin_block(

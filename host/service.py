@@ -215,6 +215,10 @@ class Bank:
         self.settings = settings
         self.clock: Clock = clock or _utc_now
         self._digest_key = crypto_keys.derive_key(settings, "request-digest")
+        # PIN blocks bcrypt found right, for one session timeout: one bcrypt per customer session.
+        self.verified_pins = pin_unit.VerifiedPins(
+            settings, dt.timedelta(seconds=settings.session_timeout_seconds)
+        )
 
     # ----- entry point ------------------------------------------------------------------------
 
@@ -473,6 +477,10 @@ class Bank:
         for ksn in (request.pin_ksn, request.new_pin_ksn):
             if ksn is not None:
                 self._accept_ksn(session, terminal, ksn)
+        if card.failed_pin_attempts or card.status == "locked":
+            # A wrong PIN was counted since (here or in another host process), or the card was
+            # locked: the next right PIN is hashed again.
+            self.verified_pins.forget(card.id)
         try:
             correct = pin_unit.verify_pin_block(
                 self.settings,
@@ -482,12 +490,16 @@ class Bank:
                 pan,
                 card.pin_hash,
                 request.pin_ksn,
+                memory=self.verified_pins,
+                card_id=card.id,
+                now=now,
             )
         except pin_unit.MissingKeyError as err:
             raise Declined(ResponseCode.SECURITY_VIOLATION, str(err)) from err
         except pin_unit.PinBlockError:
             correct = False  # a block that does not decipher counts as a wrong PIN
         if not correct:
+            self.verified_pins.forget(card.id)
             self._count_wrong_pin(session, card, now)
         if card.failed_pin_attempts or card.status == "locked":
             session.execute(
@@ -757,6 +769,7 @@ class Bank:
             .values(pin_hash=new_hash)
             .execution_options(synchronize_session=False)
         )
+        self.verified_pins.forget(card.id)  # the old PIN's blocks (the new hash refuses them too)
         log.info("card %s: PIN changed", card.masked_pan)
         return HostResponse(ResponseCode.APPROVED, request.stan, message="PIN changed")
 

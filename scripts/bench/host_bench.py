@@ -1,12 +1,19 @@
 """Host throughput: N terminals send withdrawals over TCP to the ISO 8583 host on real PostgreSQL.
 
-Prints authorisations per second, p50/p99 latency, and the bare conditional UPDATE rate measured
-against the same database in the same run. Run: .venv/bin/python -m scripts.bench.host_bench
+Prints authorisations per second, p50/p99 latency, the bcrypt PIN checks the host ran, and the
+bare conditional UPDATE rate measured against the same database in the same run.
+
+Workloads: `withdrawals` (the default) sends one withdrawal after another with the card's one
+fixed-key PIN block, so after the first every request is a PIN block the host already verified;
+`sessions` runs customer sessions (PIN check, withdrawal, balance) each with a new format 4 PIN
+block (random fill), so each session costs the host one bcrypt.
+Run: .venv/bin/python -m scripts.bench.host_bench [--bcrypt-rounds 12] [--workload sessions]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import statistics
@@ -26,9 +33,9 @@ from psec import des, pinblock
 from sqlalchemy.engine import make_url
 
 from config.settings import Settings, load_settings
-from device.controller.ports import CardData, PinBlock
+from device.controller.ports import CardData, HostReply, PinBlock
 from device.host_client import HostClient, HostClientError
-from host import bank_admin
+from host import bank_admin, pin_unit
 from host.crypto_keys import mac_key_lookup
 from host.database import database_url, make_engine
 from host.server import HostServer
@@ -36,6 +43,8 @@ from host.service import Bank
 
 MAC_KEY = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 PIN_KEY_TDES = bytes.fromhex("89ABCDEF0123456776543210FEDCBA98")
+PIN_KEY_AES = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+WORKLOADS = ("withdrawals", "sessions")
 # (PAN, PIN, expiry, account) of the shared test data; each terminal takes one in turn.
 CARDS = (
     ("4761739001010010", "1234", "3012", "10000001"),
@@ -49,6 +58,7 @@ BENCH_BALANCE = 10**11  # cents put in each bench account so that no withdrawal 
 class TerminalResult:
     latencies: list[float]
     approved: int = 0
+    sessions: int = 0
     declined: dict[str, int] | None = None
     errors: int = 0
 
@@ -64,6 +74,11 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def format0_pin_block(pin: str, pan: str) -> bytes:
     """An ISO 9564 format 0 PIN block under the test TDES PIN key, as the PIN pad makes it."""
     return bytes(des.encrypt_tdes_ecb(PIN_KEY_TDES, pinblock.encode_pinblock_iso_0(pin, pan)))
+
+
+def format4_pin_block(pin: str, pan: str) -> bytes:
+    """An ISO 9564 format 4 PIN block under the test AES PIN key: random fill, new each time."""
+    return bytes(pinblock.encipher_pinblock_iso_4(PIN_KEY_AES, pin, pan))
 
 
 def bench_settings(home: Path, bcrypt_rounds: int, url: str | None) -> Settings:
@@ -110,6 +125,17 @@ def seed_with_terminals(directory: Path, count: int) -> Path:
     return path
 
 
+SESSION_STEPS = ("pin_verify", "withdrawal", "balance")
+
+
+def send(client: HostClient, step: str, card: CardData, block: PinBlock, amount: int) -> HostReply:
+    if step == "pin_verify":
+        return client.verify_pin(card, block)
+    if step == "balance":
+        return client.balance(card, block, "checking")
+    return client.withdraw(card, block, "checking", amount)
+
+
 def run_terminal(
     port: int,
     terminal_id: str,
@@ -117,6 +143,7 @@ def run_terminal(
     amount: int,
     stop_at: float,
     result: TerminalResult,
+    workload: str = "withdrawals",
 ) -> None:
     pan, pin, expiry, _ = CARDS[card_index % len(CARDS)]
     card = CardData(pan, expiry, "201")
@@ -125,19 +152,25 @@ def run_terminal(
     with HostClient("127.0.0.1", port, terminal_id, MAC_KEY, timeout=30) as client:
         client.sign_on()
         while time.perf_counter() < stop_at:
-            started = time.perf_counter()
-            try:
-                reply = client.withdraw(card, block, "checking", amount)
-            except HostClientError as err:
-                result.errors += 1
-                if result.errors == 1:
-                    print(f"{terminal_id}: {err}", file=sys.stderr)
-                continue
-            result.latencies.append(time.perf_counter() - started)
-            if reply.approved:
-                result.approved += 1
-            else:
-                declined[reply.response_code] = declined.get(reply.response_code, 0) + 1
+            steps = SESSION_STEPS if workload == "sessions" else ("withdrawal",)
+            if workload == "sessions":
+                block = PinBlock(format4_pin_block(pin, pan), 4)
+                result.sessions += 1
+            for step in steps:
+                started = time.perf_counter()
+                try:
+                    reply = send(client, step, card, block, amount)
+                except HostClientError as err:
+                    result.errors += 1
+                    if result.errors == 1:
+                        print(f"{terminal_id}: {err}", file=sys.stderr)
+                    break
+                result.latencies.append(time.perf_counter() - started)
+                if reply.approved:
+                    result.approved += 1
+                else:
+                    declined[reply.response_code] = declined.get(reply.response_code, 0) + 1
+                    break
     result.declined = declined
 
 
@@ -179,6 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--bcrypt-rounds", type=int, default=4, help="bcrypt cost of the PIN hashes (default 4)"
     )
     parser.add_argument("--amount", type=int, default=2000, help="cents per withdrawal")
+    parser.add_argument(
+        "--no-pin-memory",
+        action="store_true",
+        help="let the host forget every verified PIN block at once: bcrypt on every request, "
+        "as before the host remembered them (for comparison)",
+    )
+    parser.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="withdrawals",
+        help="withdrawals with one PIN block, or sessions (PIN check, withdrawal, balance) "
+        "with a new PIN block each (default withdrawals)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", message=".*TripleDES")  # the test keys are double length
@@ -202,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     {"b": BENCH_BALANCE},
                 )
             bank = Bank(engine, settings)
+            if args.no_pin_memory:
+                bank.verified_pins = pin_unit.VerifiedPins(settings, dt.timedelta(0))
             server = HostServer(bank, mac_key_lookup(engine, settings))
             port = server.start()
             results = [TerminalResult([]) for _ in range(args.terminals)]
@@ -209,10 +257,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads = [
                 threading.Thread(
                     target=run_terminal,
-                    args=(port, f"ATM{n + 1:05d}", n, args.amount, stop_at, results[n]),
+                    args=(
+                        port,
+                        f"ATM{n + 1:05d}",
+                        n,
+                        args.amount,
+                        stop_at,
+                        results[n],
+                        args.workload,
+                    ),
                 )
                 for n in range(args.terminals)
             ]
+            checks_before = pin_unit.bcrypt_checks()
             started = time.perf_counter()
             for t in threads:
                 t.start()
@@ -220,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 t.join()
             elapsed = time.perf_counter() - started
             server.stop()
+            bcrypt_runs = pin_unit.bcrypt_checks() - checks_before
             update_rate = bare_update_rate(engine, args.terminals, 3.0)
         finally:
             engine.dispose()
@@ -239,9 +297,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     where = "a fresh database on DATABASE_URL" if url else "embedded PostgreSQL, fresh data dir"
     print(f"database             {where}")
-    print(f"duration             {elapsed:.1f} s of {args.amount}-cent withdrawals (0200)")
+    memory = "off (every request hashed)" if args.no_pin_memory else "on"
+    print(f"verified PIN memory  {memory}")
+    if args.workload == "sessions":
+        sessions = sum(r.sessions for r in results)
+        print(
+            f"duration             {elapsed:.1f} s of customer sessions (PIN check, "
+            f"{args.amount}-cent withdrawal, balance; a new PIN block each)"
+        )
+        print(f"sessions             {sessions} ({sessions / elapsed:.1f}/s)")
+    else:
+        print(
+            f"duration             {elapsed:.1f} s of {args.amount}-cent withdrawals (0200), "
+            "one PIN block per card"
+        )
     print(f"approved             {approved}, declined {declined or 0}, link errors {errors}")
-    print(f"authorisations/s     {rate:.1f}")
+    print(f"authorisations/s     {rate:.1f} (approved requests)")
+    print(f"bcrypt PIN checks    {bcrypt_runs} ({bcrypt_runs / max(1, approved):.3f} per approval)")
     print(
         f"latency p50 / p99    {percentile(latencies, 0.5) * 1000:.1f} / "
         f"{percentile(latencies, 0.99) * 1000:.1f} ms (mean {mean:.1f} ms)"
