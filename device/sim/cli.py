@@ -50,6 +50,16 @@ def _run_host_holds(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of jobs (1 or more)")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -113,6 +123,7 @@ def _run_journal(args: argparse.Namespace, settings: Settings) -> int:
 def _run_scenario(args: argparse.Namespace, settings: Settings) -> int:
     if "LOG_LEVEL" not in os.environ:  # the results table is the story; library chatter hides it
         logging.getLogger().setLevel(logging.WARNING)
+    from device.sim.scenarios.parallel import default_jobs
     from device.sim.scenarios.report import run_paths
     from host.database import database_url
 
@@ -126,6 +137,7 @@ def _run_scenario(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         junit=args.junit,
         progress=progress,
+        jobs=args.jobs if args.jobs is not None else default_jobs(),
     )
 
 
@@ -269,6 +281,14 @@ def _parser() -> argparse.ArgumentParser:
     scenario_run.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     scenario_run.add_argument("--junit", type=Path, help="write JUnit XML results to FILE")
     scenario_run.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    scenario_run.add_argument(
+        "--jobs",
+        "-j",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="run scenarios in N worker processes (default: the number of CPUs; 1: one by one)",
+    )
     scenario_run.set_defaults(run=_run_scenario)
 
     for name, text in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -111,3 +112,56 @@ def test_the_cli_runs_a_folder_prints_a_table_and_writes_junit(
     assert "unreadable_card" in out.getvalue() and "1 scenarios: 1 passed" in out.getvalue()
     assert "[1/1] unreadable_card: PASS" in capsys.readouterr().err
     assert ET.parse(junit).getroot().get("tests") == "1"
+
+
+WRONG = """version: 1
+steps:
+  - wait: idle
+  - expect:
+      state: out_of_service
+expect:
+  balances: {"10000003": 1}
+"""
+
+
+def _without_wall_times(text: str) -> str:
+    """The table and JUnit XML with the wall-clock figures (never the same twice) taken out."""
+    text = re.sub(r'time="[0-9.]+"', 'time=""', text)
+    return re.sub(r"^(\S+\s+[A-Z]+\s+\d+)\s+[0-9.]+(\s+[0-9.]+)$", r"\1 -\2", text, flags=re.M)
+
+
+def test_jobs_2_reports_the_same_table_details_and_junit_as_jobs_1(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in ("unreadable_card", "host_declining", "balance_inquiry", "inactivity_at_pin_entry"):
+        (folder / f"{name}.yaml").write_text((SCENARIOS / f"{name}.yaml").read_text())
+    (folder / "c_wrong.yaml").write_text(WRONG)  # fails, second of five
+    settings = load_settings({**TEST_SECRETS, "ATM_SIM_HOME": str(tmp_path / "home")})
+    seen: dict[int, tuple[int, str, str, list[str]]] = {}
+    for jobs in (1, 2):
+        out = io.StringIO()
+        junit = tmp_path / f"results-{jobs}.xml"
+        lines: list[str] = []
+        code = run_paths(
+            [folder],
+            server_url=postgres_url,
+            settings=settings,
+            junit=junit,
+            out=out,
+            progress=lines.append,
+            jobs=jobs,
+        )
+        text = out.getvalue().replace(str(junit), "JUNIT")
+        xml = _without_wall_times(junit.read_text())
+        seen[jobs] = (code, _without_wall_times(text), xml, lines)
+    code, table, xml, lines = seen[2]
+    assert (code, table, xml) == seen[1][:3]
+    assert code == 1
+    assert "5 scenarios: 4 passed, 1 failed" in table
+    assert f"{folder / 'c_wrong.yaml'}:5: state: expected 'out_of_service', seen idle" in xml
+    names = [case.get("name") for case in ET.fromstring(xml).iter("testcase")]
+    assert names == sorted(names)  # the files' order, whichever worker finished first
+    assert sorted(lines) == sorted(seen[1][3])  # every start and end line, in any order
+    assert "[2/5] c_wrong: FAIL" in lines

@@ -89,13 +89,19 @@ def run_paths(
     junit: Path | None = None,
     out: TextIO = sys.stdout,
     progress: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> int:
-    """Load every scenario (all must be valid), run them, print the table; 0 if all passed."""
+    """Load every scenario (all must be valid), run them, print the table; 0 if all passed.
+
+    With `jobs` above 1 the scenarios run in that many worker processes; the table, the
+    details and the JUnit XML keep the order of the files all the same."""
     from config.settings import Settings
     from device.sim.scenarios.runner import ScenarioRunner
     from device.sim.scenarios.schema import ScenarioError, load_scenarios
 
     assert isinstance(settings, Settings)
+    if jobs < 1:
+        raise ValueError("jobs must be 1 or more")
     try:
         scenarios = load_scenarios(paths)
     except ScenarioError as err:
@@ -103,14 +109,31 @@ def run_paths(
         print("atm-sim: nothing was run", file=sys.stderr)
         return 2
     results: list[ScenarioResult] = []
-    with ScenarioRunner(server_url, settings, seed=seed) as runner:
-        for index, scenario in enumerate(scenarios, start=1):
-            if progress is not None:
-                progress(f"[{index}/{len(scenarios)}] {scenario.name} ...")
-            result = runner.run(scenario)
-            results.append(result)
-            if progress is not None:
-                progress(f"[{index}/{len(scenarios)}] {scenario.name}: {MARKS[result.status]}")
+    total = len(scenarios)
+    if jobs > 1 and total > 1:
+        from device.sim.scenarios.parallel import run_parallel
+        from device.sim.scenarios.schema import Scenario
+
+        def report(index: int, scenario: Scenario, result: ScenarioResult | None) -> None:
+            if progress is None:
+                return
+            if result is None:
+                progress(f"[{index + 1}/{total}] {scenario.name} ...")
+            else:
+                progress(f"[{index + 1}/{total}] {scenario.name}: {MARKS[result.status]}")
+
+        # The parent makes the template only: its workers copy it.
+        with ScenarioRunner(server_url, settings, seed=seed, pool_size=0) as runner:
+            results = run_parallel(scenarios, runner, jobs, report)
+    else:
+        with ScenarioRunner(server_url, settings, seed=seed) as runner:
+            for index, scenario in enumerate(scenarios, start=1):
+                if progress is not None:
+                    progress(f"[{index}/{total}] {scenario.name} ...")
+                result = runner.run(scenario)
+                results.append(result)
+                if progress is not None:
+                    progress(f"[{index}/{total}] {scenario.name}: {MARKS[result.status]}")
     print(table(results), file=out)
     for result in results:
         if result.status not in ("passed",):

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from device.clock import VirtualClock
 from device.journal import JournalEntry
+from device.sim.scenarios.databases import DEFAULT_POOL_SIZE, DatabasePool
 from device.sim.scenarios.host_faults import HostBehaviour, HostFaultProxy
 from device.sim.scenarios.schema import (
     Advance,
@@ -114,6 +115,8 @@ class ScenarioRunner:
         seed: int = 0,
         bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS,
         work_dir: Path | None = None,
+        template: str | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self.server_url = server_url
         self.settings = dataclasses.replace(settings, bcrypt_rounds=bcrypt_rounds)
@@ -121,7 +124,12 @@ class ScenarioRunner:
         self._own_work_dir = work_dir is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="atm-scenarios-"))
         self._admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-        self._template: str | None = None
+        # A template another runner made (a parallel run's workers share the parent's) is
+        # used as it is and left to its maker to drop.
+        self._template: str | None = template
+        self._own_template = template is None
+        self.pool_size = pool_size
+        self._pool: DatabasePool | None = None
         self.template_seconds = 0.0
 
     # ----- databases --------------------------------------------------------------------------
@@ -142,25 +150,35 @@ class ScenarioRunner:
             self.template_seconds = time.perf_counter() - started
         return self._template
 
+    def template(self) -> str:
+        """The seeded template's name (made now if need be): other runners may copy it."""
+        return self._template_database()
+
+    def _database_pool(self) -> DatabasePool:
+        if self._pool is None:
+            self._pool = DatabasePool(self._admin, self._template_database(), self.pool_size)
+        return self._pool
+
     def prepare(self) -> float:
-        """Make the seeded template now (else the first run does); returns the seconds it took."""
-        self._template_database()
+        """Make the seeded template and the first ready copy now (else the first run does);
+        returns the seconds the template took."""
+        self._database_pool().wait_ready(1)
         return self.template_seconds
 
     @contextmanager
     def _scenario_database(self) -> Iterator[str]:
-        template = self._template_database()
-        name = f"atm_scenario_{uuid.uuid4().hex[:12]}"
-        with self._admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        pool = self._database_pool()
+        name = pool.take()
         try:
             yield self._url(name)
         finally:
-            with self._admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            pool.release(name)
 
     def close(self) -> None:
-        if self._template is not None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._template is not None and self._own_template:
             with self._admin.connect() as conn:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)'))
             self._template = None
@@ -178,7 +196,7 @@ class ScenarioRunner:
 
     def run(self, scenario: Scenario) -> ScenarioResult:
         result = ScenarioResult(scenario, replay=replay_command(scenario, self.seed))
-        self._template_database()  # made once, before the clock starts for the first scenario
+        self._database_pool()  # the template made once, before the clock starts for the first
         started = time.perf_counter()
         random.seed(self.seed)
         state_dir = self.work_dir / f"{scenario.path.stem}-{uuid.uuid4().hex[:6]}"
