@@ -327,7 +327,7 @@ def bank_router(
             200: {
                 "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
             },
-            404: {"model": ErrorOut, "description": "no such job"},
+            404: {"model": ErrorOut, "description": "no such job, or its PDF is elsewhere (S3)"},
             409: {"model": ErrorOut, "description": "the statement is not ready (or failed)"},
         },
     )
@@ -335,6 +335,10 @@ def bank_router(
         """The statement PDF once its job has succeeded."""
         job = _statement_job(job_id)
         path: Path | None = jobs.file(job.id, STATEMENT_FILE)
+        if job.status == "succeeded" and path is None:
+            raise HTTPException(
+                404, f"statement job {job_id} left no PDF here; its result says where it is"
+            )
         if job.status != "succeeded" or path is None:
             raise HTTPException(
                 409, f"statement job {job_id} is {job.status}; poll until succeeded"

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from config.log_context import RequestIdMiddleware
 from config.log_format import configure_logging
 from config.settings import Settings, load_settings
+from device.sim.api.celery_jobs import CeleryJobs, describe
 from device.sim.api.jobs import InProcessJobs
 from device.sim.api.lab import Lab
 from device.sim.api.lab_routes import lab_router
@@ -72,7 +73,8 @@ def create_app(
     own_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(database_url(settings))
     registry = CollectorRegistry()
-    jobs = InProcessJobs()
+    jobs = CeleryJobs(settings, InProcessJobs())
+    log.info("statement jobs: %s", describe(settings))
     auth = OperatorAuth(
         bank_engine,
         settings,

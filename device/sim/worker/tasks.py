@@ -5,6 +5,8 @@ scenarios, a shard of a fleet. Each reads its settings from the worker's own env
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,18 @@ from config.settings import load_settings
 STATEMENT_TASK = "atm_sim.statement"
 SCENARIO_BATCH_TASK = "atm_sim.scenario_batch"
 FLEET_SHARD_TASK = "atm_sim.fleet_shard"
+PING_TASK = "atm_sim.ping"
 SHIPPED_SCENARIOS = Path(__file__).parents[3] / "config" / "scenarios"
+
+
+def worker_id() -> str:
+    """hostname:pid of the process doing the work."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def ping() -> str:
+    """A worker's answer where the transport has no broadcast ping (the database): who it is."""
+    return worker_id()
 
 
 def statement_pdf(account: str, date_from: str, date_to: str) -> dict[str, Any]:
@@ -28,7 +41,7 @@ def statement_pdf(account: str, date_from: str, date_to: str) -> dict[str, Any]:
         settings, account, dt.date.fromisoformat(date_from), dt.date.fromisoformat(date_to)
     )
     stored = store_statement(settings, path)
-    return {"account": account, "from": date_from, "to": date_to, **stored}
+    return {"account": account, "from": date_from, "to": date_to, **stored, "worker": worker_id()}
 
 
 def scenario_batch(
@@ -86,3 +99,4 @@ def register_tasks(app: Celery) -> None:
     app.task(name=STATEMENT_TASK, acks_late=True)(statement_pdf)
     app.task(name=SCENARIO_BATCH_TASK, acks_late=True)(scenario_batch)
     app.task(name=FLEET_SHARD_TASK, acks_late=False)(fleet_shard)
+    app.task(name=PING_TASK)(ping)
