@@ -4,6 +4,7 @@ and the keyed hash (HMAC-SHA256) under which card numbers are looked up.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -38,13 +39,19 @@ class KeyFormatError(KeyStoreError, ValueError):
 
 def derive_key(settings: Settings, purpose: str, length: int = 32) -> bytes:
     """A key for one purpose, derived from SECRET_KEY; each purpose gets an unrelated key."""
+    return _derived(settings.secret_key, purpose, length)
+
+
+# Every request needs three or four derived keys; HKDF once per secret and purpose, not per use.
+@functools.lru_cache(maxsize=64)
+def _derived(secret_key: str, purpose: str, length: int) -> bytes:
     hkdf = HKDF(
         algorithm=hashes.SHA256(),
         length=length,
         salt=b"atm-sim host key store",
         info=purpose.encode("ascii"),
     )
-    return hkdf.derive(settings.secret_key.encode("utf-8"))
+    return hkdf.derive(secret_key.encode("utf-8"))
 
 
 def pan_digest(settings: Settings, pan: str) -> bytes:
@@ -127,13 +134,17 @@ def open_terminal_keys(settings: Settings, terminal: Terminal) -> TerminalKeys:
 def mac_key_lookup(engine: sa.Engine, settings: Settings) -> Callable[[str], bytes | None]:
     """For the ISO 8583 server: a terminal's MAC key, or None for a terminal the bank lacks."""
 
+    # One statement outside a transaction: no BEGIN and ROLLBACK around a single read.
+    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+    statement = sa.select(Terminal.mac_key_sealed).where(
+        Terminal.terminal_id == sa.bindparam("terminal_id")
+    )
+
     def lookup(terminal_id: str) -> bytes | None:
         if not is_terminal_id(terminal_id):
             return None  # a NUL or a stray byte must never reach the database driver
-        with engine.connect() as conn:
-            sealed = conn.scalar(
-                sa.select(Terminal.mac_key_sealed).where(Terminal.terminal_id == terminal_id)
-            )
+        with reader.connect() as conn:
+            sealed = conn.scalar(statement, {"terminal_id": terminal_id})
         if sealed is None:
             return None
         return open_key(settings, terminal_id, "mac_key", sealed)

@@ -272,6 +272,15 @@ def make_engine(url: str, **options: Any) -> sa.Engine:
     return sa.create_engine(url, **options)
 
 
+def host_engine(url: str, connections: int) -> sa.Engine:
+    """The authorisation service's engine: `connections` kept open, none pinged before use.
+
+    A ping is one more round trip on every request; the service runs a request again when its
+    connection turns out dead instead (nothing was committed on it).
+    """
+    return sa.create_engine(url, pool_size=connections, max_overflow=0, pool_pre_ping=False)
+
+
 @contextlib.contextmanager
 def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
     """A new empty database on the server of `server_url` for the block (its URL), dropped

@@ -11,8 +11,12 @@ import datetime as dt
 import errno
 import importlib
 import logging
+import multiprocessing
+import multiprocessing.process
+import os
 import select
 import selectors
+import signal
 import socket
 import threading
 import time
@@ -39,6 +43,7 @@ TICK_SECONDS = 0.1  # deadlines are checked this often at most
 SEND_TIMEOUT_SECONDS = 5.0  # a peer that reads nothing for this long loses its connection
 MAX_QUEUED_FRAMES = 8  # an ATM has one request in flight; more waiting is a flood
 LISTEN_BACKLOG = 1024
+WORKERS = 32  # requests answered at once; each holds one database connection while it runs
 ACCEPT_PAUSE_SECONDS = 0.2  # out of file descriptors: stop accepting this long
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -96,7 +101,8 @@ class HostServer:
         frame_timeout: float = 5.0,
         proof_timeout: float = 3.0,
         max_unproven: int = 512,
-        workers: int = 32,
+        workers: int = WORKERS,
+        reuse_port: bool = False,
         now: Callable[[], dt.datetime] = _utc_now,
         table: FieldTable | None = None,
     ) -> None:
@@ -111,6 +117,7 @@ class HostServer:
         self.proof_timeout = proof_timeout
         self.max_unproven = max_unproven
         self.workers = workers
+        self.reuse_port = reuse_port
         self.now = now
         self.table = table or iso.field_table()
         self._tick = max(0.01, min(TICK_SECONDS, frame_timeout / 4, proof_timeout / 4))
@@ -137,7 +144,7 @@ class HostServer:
         """Listen and serve in the background; return the bound port."""
         try:
             listener = socket.create_server(
-                (self.host, self.port), reuse_port=False, backlog=LISTEN_BACKLOG
+                (self.host, self.port), reuse_port=self.reuse_port, backlog=LISTEN_BACKLOG
             )
         except OSError as err:
             raise HostServerError(f"cannot listen on {self.host}:{self.port}: {err}") from err
@@ -557,16 +564,39 @@ class HostServer:
             self.served += 1
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the host server on the bank database until interrupted (Ctrl-C)."""
-    from host.database import database_url, make_engine
+def serve(settings: Settings, host: str, port: int, processes: int = 1) -> None:
+    """Run the host server on the bank database until interrupted (Ctrl-C).
+
+    With `processes` > 1 that many processes share the port (SO_REUSEPORT: the kernel spreads
+    connections over them, each connection staying with one), so the bank's Python work runs on
+    every core; a process that dies is started again.
+    """
+    from host.database import database_url
+
+    if processes < 1:
+        raise HostServerError("the host needs at least one process")
+    url = database_url(settings)  # the embedded server, if any, is started here, once
+    _serve_on(settings, url, host, port, processes=processes)
+
+
+def _serve_on(
+    settings: Settings,
+    url: str,
+    host: str,
+    port: int,
+    *,
+    processes: int,
+    helper: bool = False,
+) -> None:
+    """Serve `port` in this process; the first of several `processes` starts and minds the rest."""
+    from host.database import host_engine
 
     try:
         service = importlib.import_module("host.service")
         crypto_keys = importlib.import_module("host.crypto_keys")
     except ImportError as err:
         raise HostServerError(f"the authorisation service is not available: {err}") from err
-    engine = make_engine(database_url(settings))
+    engine = host_engine(url, WORKERS)
     bank = service.Bank(engine, settings)
     mac_key_for = crypto_keys.mac_key_lookup(engine, settings)
     try:
@@ -577,11 +607,54 @@ def serve(settings: Settings, host: str, port: int) -> None:
             f"atm-sim: the bank database is not ready ({type(err).__name__}); "
             "run `atm-sim db upgrade` and `atm-sim db seed` first"
         ) from err
-    server = HostServer(bank, mac_key_for, host=host, port=port)
+    server = HostServer(bank, mac_key_for, host=host, port=port, reuse_port=processes > 1)
+    others: list[multiprocessing.process.BaseProcess] = []
     try:
         bound = server.start()
-        print(f"ISO 8583 host listening on {host}:{bound} (Ctrl-C to stop)", flush=True)
-        threading.Event().wait()
+        spawn = multiprocessing.get_context("spawn")
+
+        def start_helper(number: int) -> multiprocessing.process.BaseProcess:
+            process = spawn.Process(
+                target=_helper_process,
+                args=(settings, url, host, bound, processes),
+                name=f"iso8583-host-{number}",
+            )
+            process.start()
+            return process
+
+        if not helper:
+            others.extend(start_helper(n) for n in range(2, processes + 1))
+            shared = f", {processes} processes" if processes > 1 else ""
+            print(f"ISO 8583 host listening on {host}:{bound}{shared} (Ctrl-C to stop)", flush=True)
+        parent = os.getppid()
+        while not (helper and os.getppid() != parent):  # a helper ends with the first process
+            time.sleep(1.0)
+            for n, process in enumerate(others):
+                if not process.is_alive():
+                    log.warning(
+                        "host process %s ended (exit code %s); starting another",
+                        process.name,
+                        process.exitcode,
+                    )
+                    others[n] = start_helper(n + 2)
     finally:
+        for process in others:
+            process.terminate()
+        for process in others:
+            process.join(5.0)
         server.stop()
         engine.dispose()
+
+
+def _helper_process(settings: Settings, url: str, host: str, port: int, processes: int) -> None:
+    """One more process serving the port of `serve`; logs as the first one does."""
+    from config.log_format import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        _serve_on(settings, url, host, port, processes=processes, helper=True)

@@ -61,6 +61,69 @@ RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failu
 ATTEMPTS = 3
 
 
+# ----- the statements of every card request, built once ------------------------------------------
+# Built per call they cost more Python time than the database needs to run them; here they are
+# compiled once and run on the session's connection (plain rows, no ORM bookkeeping).
+
+_TERMINAL = sa.select(Terminal).where(Terminal.terminal_id == sa.bindparam("terminal_id"))
+_CLAIM = (
+    pg_insert(HostTransaction)
+    .on_conflict_do_nothing(constraint="uq_host_transactions_idempotency")
+    .returning(HostTransaction.id)
+)
+_FINISH = (
+    sa.update(HostTransaction)
+    .where(HostTransaction.id == sa.bindparam("record_id"))
+    .values(
+        response_code=sa.bindparam("response_code"),
+        retrieval_reference=sa.bindparam("retrieval_reference"),
+        response=sa.bindparam("response", type_=HostTransaction.response.type),
+        card_id=sa.bindparam("card_id"),
+        account_id=sa.bindparam("account_id"),
+        amount=sa.bindparam("amount"),
+        original_id=sa.bindparam("original_id"),
+        kind=sa.func.coalesce(sa.bindparam("repeat_kind", type_=sa.String), HostTransaction.kind),
+    )
+)
+_CARD_LOCKED = (
+    sa.select(Card)
+    .where(Card.pan_hash == sa.bindparam("pan_hash"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_LINKED_ACCOUNTS = (
+    sa.select(
+        Account.id,
+        Account.number,
+        CardAccount.account_type,
+        CardAccount.is_default,
+        Account.currency,
+    )
+    .join(CardAccount, CardAccount.account_id == Account.id)
+    .where(CardAccount.card_id == sa.bindparam("card_id"))
+    .order_by(Account.id)
+)
+_BALANCES = sa.select(Account.ledger_balance, Account.available_balance).where(
+    Account.id == sa.bindparam("account_id")
+)
+_usage = pg_insert(DailyUsage)
+_USE_LIMIT = _usage.on_conflict_do_update(
+    index_elements=[DailyUsage.account_id, DailyUsage.day, DailyUsage.kind],
+    set_={"used": DailyUsage.used + _usage.excluded.used},
+    where=DailyUsage.used + _usage.excluded.used <= sa.bindparam("limit"),
+).returning(DailyUsage.used)
+_HOLD_FUNDS = (
+    sa.update(Account)
+    .where(
+        Account.id == sa.bindparam("account_id"),
+        Account.available_balance >= sa.bindparam("amount"),
+    )
+    .values(available_balance=Account.available_balance - sa.bindparam("amount"))
+    .returning(Account.ledger_balance, Account.available_balance)
+)
+_INSERT_HOLD = sa.insert(Hold)
+
+
 class Declined(Exception):
     """A request the bank refuses; raised inside a savepoint so its money moves are undone."""
 
@@ -233,10 +296,15 @@ class Bank:
                 try:
                     return self._handle_once(request)
                 except DBAPIError as err:
+                    # A pooled connection the database closed (a restart) failed before anything
+                    # was committed; the pool has dropped it, so the request runs again.
                     sqlstate = getattr(err.orig, "sqlstate", None)
-                    if sqlstate not in RETRY_SQLSTATES or attempt == ATTEMPTS:
+                    cause = "connection lost" if err.connection_invalidated else sqlstate
+                    if attempt == ATTEMPTS or not (
+                        err.connection_invalidated or sqlstate in RETRY_SQLSTATES
+                    ):
                         raise
-                    log.info("%s stan=%s: %s, trying again", request.terminal_id, stan, sqlstate)
+                    log.info("%s stan=%s: %s, trying again", request.terminal_id, stan, cause)
         except Exception:
             log.exception("%s stan=%s: the bank failed", request.terminal_id, stan)
         return HostResponse(ResponseCode.SYSTEM_MALFUNCTION, stan, message="bank failure")
@@ -250,9 +318,7 @@ class Bank:
     def _handle_once(self, request: HostRequest) -> HostResponse:
         now = self._now()
         with Session(self.engine) as session, session.begin():
-            terminal = session.scalar(
-                sa.select(Terminal).where(Terminal.terminal_id == request.terminal_id)
-            )
+            terminal = session.scalar(_TERMINAL, {"terminal_id": request.terminal_id})
             if terminal is None:
                 return HostResponse(
                     ResponseCode.SECURITY_VIOLATION, request.stan, message="unknown terminal"
@@ -307,20 +373,22 @@ class Bank:
         """Claim (terminal, STAN, business date), or the first answer if it is already taken."""
         business_date = _business_date(request)
         digest = self._digest(request)
-        record_id = session.scalar(
-            pg_insert(HostTransaction)
-            .values(
-                terminal_id=request.terminal_id,
-                stan=request.stan,
-                business_date=business_date,
-                kind=request.kind.value,
-                request_digest=digest,
-                transmitted_at=request.transmitted_at,
-                received_at=now,
-                amount=request.amount,
+        record_id = (
+            session.connection()
+            .execute(
+                _CLAIM,
+                {
+                    "terminal_id": request.terminal_id,
+                    "stan": request.stan,
+                    "business_date": business_date,
+                    "kind": request.kind.value,
+                    "request_digest": digest,
+                    "transmitted_at": request.transmitted_at,
+                    "received_at": now,
+                    "amount": request.amount,
+                },
             )
-            .on_conflict_do_nothing(constraint="uq_host_transactions_idempotency")
-            .returning(HostTransaction.id)
+            .scalar()
         )
         if record_id is not None:
             return _Record(record_id, business_date)
@@ -349,20 +417,19 @@ class Bank:
         response = dataclasses.replace(
             response, retrieval_reference=reference, approval_code=approval
         )
-        session.execute(
-            sa.update(HostTransaction)
-            .where(HostTransaction.id == record.id)
-            .values(
-                response_code=response.response_code.value,
-                retrieval_reference=reference,
-                response=_response_to_json(response),
-                card_id=record.card_id,
-                account_id=record.account_id,
-                amount=record.amount,
-                original_id=record.original_id,
-                **({} if record.kind is None else {"kind": record.kind}),
-            )
-            .execution_options(synchronize_session=False)
+        session.connection().execute(
+            _FINISH,
+            {
+                "record_id": record.id,
+                "response_code": response.response_code.value,
+                "retrieval_reference": reference,
+                "response": _response_to_json(response),
+                "card_id": record.card_id,
+                "account_id": record.account_id,
+                "amount": record.amount,
+                "original_id": record.original_id,
+                "repeat_kind": record.kind,
+            },
         )
         return response
 
@@ -453,10 +520,7 @@ class Bank:
         # run one after another, each seeing the count and lock the previous one left, so at
         # most MAX_FAILED_PIN_ATTEMPTS guesses are judged per lockout however many arrive.
         card = session.scalar(
-            sa.select(Card)
-            .where(Card.pan_hash == crypto_keys.pan_digest(self.settings, pan))
-            .with_for_update()
-            .execution_options(populate_existing=True)
+            _CARD_LOCKED, {"pan_hash": crypto_keys.pan_digest(self.settings, pan)}
         )
         if card is None:
             raise Declined(ResponseCode.INVALID_CARD, "unknown card")
@@ -570,18 +634,7 @@ class Bank:
     # ----- accounts ---------------------------------------------------------------------------
 
     def _linked_accounts(self, session: Session, card: Card) -> list[_LinkedAccount]:
-        rows = session.execute(
-            sa.select(
-                Account.id,
-                Account.number,
-                CardAccount.account_type,
-                CardAccount.is_default,
-                Account.currency,
-            )
-            .join(CardAccount, CardAccount.account_id == Account.id)
-            .where(CardAccount.card_id == card.id)
-            .order_by(Account.id)
-        ).all()
+        rows = session.connection().execute(_LINKED_ACCOUNTS, {"card_id": card.id})
         return [_LinkedAccount(*row) for row in rows]
 
     def _resolve(
@@ -598,11 +651,7 @@ class Bank:
 
     @staticmethod
     def _balances(session: Session, account_id: int) -> tuple[int, int]:
-        row = session.execute(
-            sa.select(Account.ledger_balance, Account.available_balance).where(
-                Account.id == account_id
-            )
-        ).one()
+        row = session.connection().execute(_BALANCES, {"account_id": account_id}).one()
         return row.ledger_balance, row.available_balance
 
     def _use_limit(
@@ -611,15 +660,19 @@ class Bank:
         """Count `amount` against the account's daily limit, atomically, or Declined(61)."""
         if amount > limit:
             raise Declined(ResponseCode.EXCEEDS_WITHDRAWAL_LIMIT, f"over the daily {kind} limit")
-        insert = pg_insert(DailyUsage).values(
-            account_id=account_id, day=day, kind=kind, used=amount
-        )
-        used = session.scalar(
-            insert.on_conflict_do_update(
-                index_elements=[DailyUsage.account_id, DailyUsage.day, DailyUsage.kind],
-                set_={"used": DailyUsage.used + insert.excluded.used},
-                where=DailyUsage.used + insert.excluded.used <= limit,
-            ).returning(DailyUsage.used)
+        used = (
+            session.connection()
+            .execute(
+                _USE_LIMIT,
+                {
+                    "account_id": account_id,
+                    "day": day,
+                    "kind": kind,
+                    "used": amount,
+                    "limit": limit,
+                },
+            )
+            .scalar()
         )
         if used is None:
             raise Declined(ResponseCode.EXCEEDS_WITHDRAWAL_LIMIT, f"over the daily {kind} limit")
@@ -663,26 +716,24 @@ class Bank:
         self._use_limit(
             session, account.id, day, "withdrawal", amount, self.settings.daily_withdrawal_limit
         )
-        row = session.execute(
-            sa.update(Account)
-            .where(Account.id == account.id, Account.available_balance >= amount)
-            .values(available_balance=Account.available_balance - amount)
-            .returning(Account.ledger_balance, Account.available_balance)
-            .execution_options(synchronize_session=False)
+        connection = session.connection()
+        row = connection.execute(
+            _HOLD_FUNDS, {"account_id": account.id, "amount": amount}
         ).one_or_none()
         if row is None:
             raise Declined(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
-        session.execute(
-            sa.insert(Hold).values(
-                host_transaction_id=record.id,
-                account_id=account.id,
-                terminal_id=request.terminal_id,
-                amount=amount,
-                posted_amount=0,
-                usage_day=day,
-                status="held",
-                created_at=now,
-            )
+        connection.execute(
+            _INSERT_HOLD,
+            {
+                "host_transaction_id": record.id,
+                "account_id": account.id,
+                "terminal_id": request.terminal_id,
+                "amount": amount,
+                "posted_amount": 0,
+                "usage_day": day,
+                "status": "held",
+                "created_at": now,
+            },
         )
         record.amount = amount
         return HostResponse(

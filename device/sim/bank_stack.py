@@ -13,9 +13,9 @@ from config.settings import Settings
 from device.sim.simulated_atm import HostAddress
 from host import bank_admin
 from host.crypto_keys import mac_key_lookup
-from host.database import database_url, make_engine
+from host.database import database_url, host_engine
 from host.models import Account
-from host.server import HostServer
+from host.server import WORKERS, HostServer
 from host.service import Bank
 
 
@@ -33,7 +33,7 @@ class BankStack:
             self.seed_report = bank_admin.seed_bank(self.settings)
         else:
             bank_admin.upgrade_database(self.settings)
-        self.engine = make_engine(url)
+        self.engine = host_engine(url, WORKERS)
         self.bank = Bank(self.engine, self.settings)
         self.server = HostServer(self.bank, mac_key_lookup(self.engine, self.settings), port=port)
         self.server.start()

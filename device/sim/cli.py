@@ -39,7 +39,7 @@ def _run_db(args: argparse.Namespace, settings: Settings) -> int:
 def _run_host(args: argparse.Namespace, settings: Settings) -> int:
     from host.server import serve
 
-    serve(settings, host=args.bind, port=args.port)
+    serve(settings, host=args.bind, port=args.port, processes=args.processes)
     return 0
 
 
@@ -222,6 +222,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = host_sub.add_parser("serve", help="serve ISO 8583 over TCP")
     serve.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8583)
+    serve.add_argument(
+        "--processes",
+        type=_jobs,
+        default=1,
+        help="host processes sharing the port, to use every core (default 1)",
+    )
     serve.set_defaults(run=_run_host)
     holds = host_sub.add_parser("holds", help="open withdrawal holds and their age (read only)")
     holds.add_argument("--older-than", type=_seconds, default=0.0, metavar="SECONDS")

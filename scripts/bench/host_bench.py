@@ -7,23 +7,30 @@ Workloads: `withdrawals` (the default) sends one withdrawal after another with t
 fixed-key PIN block, so after the first every request is a PIN block the host already verified;
 `sessions` runs customer sessions (PIN check, withdrawal, balance) each with a new format 4 PIN
 block (random fill), so each session costs the host one bcrypt.
-Run: .venv/bin/python -m scripts.bench.host_bench [--bcrypt-rounds 12] [--workload sessions]
+Each terminal has its own customer, card and account unless `--cards N` makes them share N.
+`--host-processes N` runs the host as deployed (`atm-sim host serve --processes N`) instead of
+in this process. Run: .venv/bin/python -m scripts.bench.host_bench [--bcrypt-rounds 12]
+[--workload sessions] [--terminals 16] [--cards N] [--host-processes N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
+import re
+import select
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,25 +39,39 @@ import yaml
 from psec import des, pinblock
 from sqlalchemy.engine import make_url
 
+from config.card_numbers import luhn_check_digit
 from config.settings import Settings, load_settings
 from device.controller.ports import CardData, HostReply, PinBlock
 from device.host_client import HostClient, HostClientError
 from host import bank_admin, pin_unit
 from host.crypto_keys import mac_key_lookup
-from host.database import database_url, make_engine
-from host.server import HostServer
+from host.database import database_url, host_engine
+from host.server import WORKERS, HostServer
 from host.service import Bank
 
 MAC_KEY = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 PIN_KEY_TDES = bytes.fromhex("89ABCDEF0123456776543210FEDCBA98")
 PIN_KEY_AES = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 WORKLOADS = ("withdrawals", "sessions")
-# (PAN, PIN, expiry, account) of the shared test data; each terminal takes one in turn.
-CARDS = (
-    ("4761739001010010", "1234", "3012", "10000001"),
-    ("4111111111111111", "4321", "2912", "10000003"),
-    ("4012345678909", "0852", "2806", "10000004"),
-)
+BENCH_PIN = "1234"
+BENCH_EXPIRY = "3012"
+
+
+@dataclass(frozen=True)
+class BenchCard:
+    pan: str
+    account: str
+
+
+def bench_cards(count: int) -> list[BenchCard]:
+    """`count` customers, each with one card and one checking account, added to the seed."""
+    cards = []
+    for n in range(1, count + 1):
+        body = f"49900000{n:07d}"
+        cards.append(BenchCard(body + luhn_check_digit(body), f"9{n:07d}"))
+    return cards
+
+
 BENCH_BALANCE = 10**11  # cents put in each bench account so that no withdrawal is declined
 
 
@@ -82,6 +103,10 @@ def format4_pin_block(pin: str, pan: str) -> bytes:
 
 
 def bench_settings(home: Path, bcrypt_rounds: int, url: str | None) -> Settings:
+    return load_settings(bench_environment(home, bcrypt_rounds, url))
+
+
+def bench_environment(home: Path, bcrypt_rounds: int, url: str | None) -> dict[str, str]:
     env = {
         "ATM_SIM_HOME": str(home),
         "BCRYPT_ROUNDS": str(bcrypt_rounds),
@@ -93,7 +118,28 @@ def bench_settings(home: Path, bcrypt_rounds: int, url: str | None) -> Settings:
     }
     if url:
         env["DATABASE_URL"] = url
-    return load_settings(env)
+    return env
+
+
+@contextlib.contextmanager
+def host_processes(environment: dict[str, str], processes: int) -> Iterator[int]:
+    """`atm-sim host serve --processes N` on a free port, as deployed; yields the port."""
+    command = [sys.executable, "-m", "device.sim.cli", "--log-format", "text", "host", "serve"]
+    command += ["--port", "0", "--processes", str(processes)]
+    host = subprocess.Popen(
+        command, env={**os.environ, **environment}, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert host.stdout is not None
+        ready, _, _ = select.select([host.stdout], [], [], 60.0)
+        line = host.stdout.readline() if ready else ""
+        found = re.search(r"listening on [^:]+:(\d+)", line)
+        if found is None:
+            raise SystemExit(f"host_bench: the host did not start: {line.strip() or 'silent'}")
+        yield int(found.group(1))
+    finally:
+        host.terminate()
+        host.wait(10.0)
 
 
 def fresh_database_on(server_url: str) -> tuple[str, Callable[[], None]]:
@@ -112,9 +158,25 @@ def fresh_database_on(server_url: str) -> tuple[str, Callable[[], None]]:
     return url, drop
 
 
-def seed_with_terminals(directory: Path, count: int) -> Path:
-    """The sample bank's seed file with terminals ATM00001..count, all with the test keys."""
+def bench_seed(directory: Path, count: int, cards: Sequence[BenchCard]) -> Path:
+    """The sample bank's seed file with terminals ATM00001..count, all with the test keys, and
+    one customer per bench card."""
     seed = yaml.safe_load(bank_admin.SEED_FILE.read_text(encoding="utf-8"))
+    for n, card in enumerate(cards, start=1):
+        seed["customers"].append(
+            {
+                "name": f"Bench Customer {n}",
+                "accounts": [{"number": card.account, "type": "checking", "balance": 0}],
+                "cards": [
+                    {
+                        "pan": card.pan,
+                        "pin": BENCH_PIN,
+                        "expiry": BENCH_EXPIRY,
+                        "accounts": [card.account],
+                    }
+                ],
+            }
+        )
     template = seed["terminals"][0]
     known = {t["id"] for t in seed["terminals"]}
     for n in range(1, count + 1):
@@ -139,14 +201,14 @@ def send(client: HostClient, step: str, card: CardData, block: PinBlock, amount:
 def run_terminal(
     port: int,
     terminal_id: str,
-    card_index: int,
+    bench_card: BenchCard,
     amount: int,
     stop_at: float,
     result: TerminalResult,
     workload: str = "withdrawals",
 ) -> None:
-    pan, pin, expiry, _ = CARDS[card_index % len(CARDS)]
-    card = CardData(pan, expiry, "201")
+    pan, pin = bench_card.pan, BENCH_PIN
+    card = CardData(pan, BENCH_EXPIRY, "201")
     block = PinBlock(format0_pin_block(pin, pan), 0)
     declined: dict[str, int] = {}
     with HostClient("127.0.0.1", port, terminal_id, MAC_KEY, timeout=30) as client:
@@ -174,21 +236,23 @@ def run_terminal(
     result.declined = declined
 
 
-def bare_update_rate(engine: sa.Engine, threads: int, seconds: float) -> float:
+def bare_update_rate(engine: sa.Engine, accounts: Sequence[str], seconds: float) -> float:
     """Committed conditional debits per second, each its own transaction, `threads` at once.
 
-    Thread n debits the account terminal n withdraws from, so row contention is the same.
+    Thread n debits the account terminal n withdraws from (`accounts[n]`), so row contention
+    is the same.
     """
     # What a withdrawal's hold does to the account row: available goes down if it can.
     statement = sa.text(
         "UPDATE accounts SET available_balance = available_balance - :amount "
         "WHERE number = :number AND available_balance >= :amount RETURNING available_balance"
     )
+    threads = len(accounts)
     counts = [0] * threads
     stop_at = time.perf_counter() + seconds
 
     def worker(index: int) -> None:
-        account = CARDS[index % len(CARDS)][3]
+        account = accounts[index]
         with engine.connect() as conn:
             while time.perf_counter() < stop_at:
                 with conn.begin():
@@ -225,7 +289,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="withdrawals with one PIN block, or sessions (PIN check, withdrawal, balance) "
         "with a new PIN block each (default withdrawals)",
     )
+    parser.add_argument(
+        "--cards",
+        type=int,
+        default=0,
+        help="customers (one card, one account each) the terminals share in turn (default: one "
+        "per terminal, as at real ATMs; fewer makes terminals queue on the same card and account)",
+    )
+    parser.add_argument(
+        "--host-processes",
+        type=int,
+        default=0,
+        help="run the host as `atm-sim host serve --processes N` (default: in this process)",
+    )
     args = parser.parse_args(argv)
+    if args.host_processes and args.no_pin_memory:
+        parser.error("--no-pin-memory works on a host in this process only")
+    cards = bench_cards(args.cards or args.terminals)
+    card_of_terminal = [cards[n % len(cards)] for n in range(args.terminals)]
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", message=".*TripleDES")  # the test keys are double length
 
@@ -236,9 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server_url:
             url, drop = fresh_database_on(database_url(bench_settings(Path(tmp), 4, server_url)))
         settings = bench_settings(Path(tmp), args.bcrypt_rounds, url)
-        engine = make_engine(database_url(settings), pool_size=args.terminals + 4)
+        engine = host_engine(database_url(settings), WORKERS)
+        stack = contextlib.ExitStack()  # the host, in this process or in its own
         try:
-            bank_admin.seed_bank(settings, seed_with_terminals(Path(tmp), args.terminals))
+            bank_admin.seed_bank(settings, bench_seed(Path(tmp), args.terminals, cards))
             with engine.begin() as conn:
                 conn.execute(
                     sa.text(
@@ -247,11 +329,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ),
                     {"b": BENCH_BALANCE},
                 )
-            bank = Bank(engine, settings)
-            if args.no_pin_memory:
-                bank.verified_pins = pin_unit.VerifiedPins(settings, dt.timedelta(0))
-            server = HostServer(bank, mac_key_lookup(engine, settings))
-            port = server.start()
+            if args.host_processes:
+                environment = bench_environment(
+                    Path(tmp), args.bcrypt_rounds, database_url(settings)
+                )
+                port = stack.enter_context(host_processes(environment, args.host_processes))
+            else:
+                bank = Bank(engine, settings)
+                if args.no_pin_memory:
+                    bank.verified_pins = pin_unit.VerifiedPins(settings, dt.timedelta(0))
+                server = stack.enter_context(HostServer(bank, mac_key_lookup(engine, settings)))
+                port = server.port
             results = [TerminalResult([]) for _ in range(args.terminals)]
             stop_at = time.perf_counter() + args.seconds
             threads = [
@@ -260,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args=(
                         port,
                         f"ATM{n + 1:05d}",
-                        n,
+                        card_of_terminal[n],
                         args.amount,
                         stop_at,
                         results[n],
@@ -276,10 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for t in threads:
                 t.join()
             elapsed = time.perf_counter() - started
-            server.stop()
+            stack.close()  # the host stops before the bare rate is measured
             bcrypt_runs = pin_unit.bcrypt_checks() - checks_before
-            update_rate = bare_update_rate(engine, args.terminals, 3.0)
+            update_rate = bare_update_rate(engine, [c.account for c in card_of_terminal], 3.0)
         finally:
+            stack.close()
             engine.dispose()
             drop()
     latencies = [x for r in results for x in r.latencies]
@@ -292,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = sum(r.errors for r in results)
     mean = statistics.fmean(latencies) * 1000 if latencies else float("nan")
     print(f"terminals            {args.terminals} (ATM00001..ATM{args.terminals:05d})")
+    print(f"cards                {len(cards)} (one account each, shared by the terminals in turn)")
     print(
         f"bcrypt cost          {settings.bcrypt_rounds} (BCRYPT_ROUNDS; the product default is 12)"
     )
@@ -313,7 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"approved             {approved}, declined {declined or 0}, link errors {errors}")
     print(f"authorisations/s     {rate:.1f} (approved requests)")
-    print(f"bcrypt PIN checks    {bcrypt_runs} ({bcrypt_runs / max(1, approved):.3f} per approval)")
+    if args.host_processes:
+        print(f"host                 {args.host_processes} process(es) of `atm-sim host serve`")
+    else:
+        per_approval = bcrypt_runs / max(1, approved)
+        print(f"bcrypt PIN checks    {bcrypt_runs} ({per_approval:.3f} per approval)")
     print(
         f"latency p50 / p99    {percentile(latencies, 0.5) * 1000:.1f} / "
         f"{percentile(latencies, 0.99) * 1000:.1f} ms (mean {mean:.1f} ms)"

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from config.settings import Settings
+from host.database import host_engine
 from host.messages import HostRequest, RequestKind, ResponseCode
 from host.service import Bank
 from tests.integration.conftest import (
@@ -451,3 +452,28 @@ def test_nothing_secret_is_logged_or_stored(
         assert secret not in caplog.text
         assert secret.lower() not in dump.lower()
     assert "2b7e151628aed2a6abf7158809cf4f3c" not in dump.lower()
+
+
+def test_a_connection_the_database_closed_costs_no_request(
+    bank_settings: Settings, bank_engine: sa.Engine, bank_requests: BankRequests
+) -> None:
+    # The host's engine pings no connection before use: a request that meets a dead one (the
+    # database restarted) must run again on a new one, not be answered 96.
+    assert bank_settings.database_url is not None
+    engine = host_engine(bank_settings.database_url, 1)
+    try:
+        bank = Bank(engine, bank_settings, clock=bank_requests.clock)
+        assert bank.handle(bank_requests.card(K.BALANCE, ALICE)).response_code is R.APPROVED
+        with bank_engine.connect() as admin:
+            ended = admin.scalar(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        assert ended
+        answer = bank.handle(bank_requests.card(K.WITHDRAWAL, ALICE, amount=2000))
+        assert answer.response_code is R.APPROVED
+        assert answer.available_balance == 248000
+    finally:
+        engine.dispose()

@@ -6,6 +6,7 @@ tests run the real service on a seeded PostgreSQL bank behind the server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -14,7 +15,9 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import iso8583
 import pytest
@@ -438,6 +441,70 @@ def test_atm_sim_host_serve_answers_until_interrupted(bank_settings: Settings) -
             client.sign_on()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _listening_pids(port: int, candidates: list[int]) -> set[int]:
+    """Which of `candidates` hold a socket listening on 127.0.0.1:`port` (from /proc)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text(encoding="ascii").splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    holders = set()
+    for pid in candidates:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        holders.add(pid)
+    return holders
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as listing:
+        return [int(child) for child in listing.read().split()]
+
+
+def test_host_serve_processes_share_the_port_and_a_lost_one_is_replaced(
+    bank_settings: Settings,
+) -> None:
+    env = {**os.environ, **TEST_SECRETS, "DATABASE_URL": str(bank_settings.database_url)}
+    command = [sys.executable, "-m", "device.sim.cli", "host", "serve", "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--processes", "2"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert ", 2 processes" in line, line
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+
+        def listeners() -> set[int]:
+            return _listening_pids(port, [process.pid, *_children(process.pid)])
+
+        wait_until(lambda: len(listeners()) == 2, 30)
+        helper = next(iter(listeners() - {process.pid}))
+        for n in range(1, 5):
+            with HostClient("127.0.0.1", port, f"ATM0000{n}", MAC_KEY, timeout=10) as client:
+                client.sign_on()
+        os.kill(helper, signal.SIGKILL)
+        wait_until(lambda: len(listeners()) == 2 and helper not in listeners(), 30)
+        helpers = listeners() - {process.pid}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 130
+        for pid in helpers:  # the helpers end with the first process
+            wait_until(lambda pid=pid: not os.path.exists(f"/proc/{pid}/stat"), 15)
     finally:
         if process.poll() is None:
             process.kill()
