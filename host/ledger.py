@@ -13,6 +13,25 @@ from sqlalchemy.orm import Session
 
 from host.models import CUSTOMER_ACCOUNT_KINDS, Account, JournalEntry, JournalLine
 
+# Built once and run on the session's connection: posting is on every withdrawal's path.
+_INSERT_ENTRY = sa.insert(JournalEntry).returning(JournalEntry.id)
+_MOVE_BALANCES = (
+    sa.update(Account)
+    .where(
+        Account.id == sa.bindparam("account_id"),
+        sa.or_(
+            Account.kind.not_in(CUSTOMER_ACCOUNT_KINDS),
+            Account.available_balance + sa.bindparam("available") >= 0,
+        ),
+    )
+    .values(
+        ledger_balance=Account.ledger_balance + sa.bindparam("amount"),
+        available_balance=Account.available_balance + sa.bindparam("available"),
+    )
+    .returning(Account.ledger_balance, Account.available_balance)
+)
+_INSERT_LINE = sa.insert(JournalLine)
+
 
 class InsufficientFunds(Exception):
     """A posting would take a customer account's available balance below zero."""
@@ -45,46 +64,35 @@ def post_entry(
     """
     if sum(p.amount for p in postings) != 0:
         raise ValueError(f"{kind} entry does not balance")
-    entry_id = session.scalar(
-        sa.insert(JournalEntry)
-        .values(
-            posted_at=posted_at,
-            kind=kind,
-            description=description[:80],
-            host_transaction_id=host_transaction_id,
-        )
-        .returning(JournalEntry.id)
-    )
+    connection = session.connection()
+    entry_id = connection.execute(
+        _INSERT_ENTRY,
+        {
+            "posted_at": posted_at,
+            "kind": kind,
+            "description": description[:80],
+            "host_transaction_id": host_transaction_id,
+        },
+    ).scalar_one()
     balances: dict[int, tuple[int, int]] = {}
     for posting in postings:
         available = posting.amount if posting.available_change is None else posting.available_change
-        row = session.execute(
-            sa.update(Account)
-            .where(
-                Account.id == posting.account_id,
-                sa.or_(
-                    Account.kind.not_in(CUSTOMER_ACCOUNT_KINDS),
-                    Account.available_balance + available >= 0,
-                ),
-            )
-            .values(
-                ledger_balance=Account.ledger_balance + posting.amount,
-                available_balance=Account.available_balance + available,
-            )
-            .returning(Account.ledger_balance, Account.available_balance)
-            .execution_options(synchronize_session=False)
+        row = connection.execute(
+            _MOVE_BALANCES,
+            {"account_id": posting.account_id, "amount": posting.amount, "available": available},
         ).one_or_none()
         if row is None:
             raise InsufficientFunds(f"account {posting.account_id} would go below zero")
         if posting.amount:
-            session.execute(
-                sa.insert(JournalLine).values(
-                    entry_id=entry_id,
-                    account_id=posting.account_id,
-                    amount=posting.amount,
-                    balance_after=row.ledger_balance,
-                    memo=posting.memo[:40],
-                )
+            connection.execute(
+                _INSERT_LINE,
+                {
+                    "entry_id": entry_id,
+                    "account_id": posting.account_id,
+                    "amount": posting.amount,
+                    "balance_after": row.ledger_balance,
+                    "memo": posting.memo[:40],
+                },
             )
         balances[posting.account_id] = (row.ledger_balance, row.available_balance)
     return balances

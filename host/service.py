@@ -122,6 +122,37 @@ _HOLD_FUNDS = (
     .returning(Account.ledger_balance, Account.available_balance)
 )
 _INSERT_HOLD = sa.insert(Hold)
+_ORIGINAL_KINDS = [RequestKind.WITHDRAWAL.value, BLOCKED_ORIGINAL]
+_ORIGINAL_SENT_AT = (
+    sa.select(HostTransaction)
+    .where(
+        HostTransaction.terminal_id == sa.bindparam("terminal_id"),
+        HostTransaction.stan == sa.bindparam("stan"),
+        HostTransaction.transmitted_at == sa.bindparam("transmitted_at"),
+        HostTransaction.kind.in_(_ORIGINAL_KINDS),
+        HostTransaction.id != sa.bindparam("record_id"),
+    )
+    .order_by(HostTransaction.id.desc())
+    .limit(1)
+)
+_ORIGINAL_RECENT = (
+    sa.select(HostTransaction)
+    .where(
+        HostTransaction.terminal_id == sa.bindparam("terminal_id"),
+        HostTransaction.stan == sa.bindparam("stan"),
+        HostTransaction.business_date.in_(sa.bindparam("days", expanding=True)),
+        HostTransaction.kind.in_(_ORIGINAL_KINDS),
+        HostTransaction.id != sa.bindparam("record_id"),
+    )
+    .order_by(HostTransaction.business_date.desc())
+    .limit(1)
+)
+_HOLD_LOCKED = (
+    sa.select(Hold).where(Hold.host_transaction_id == sa.bindparam("original_id")).with_for_update()
+)
+_SETTLEMENT_ACCOUNT = sa.select(Terminal.settlement_account_id).where(
+    Terminal.terminal_id == sa.bindparam("terminal_id")
+)
 
 
 class Declined(Exception):
@@ -835,39 +866,21 @@ class Bank:
         same terminal, however many days ago (a late advice still finds its hold). Without it:
         the STAN of the same terminal today or yesterday.
         """
+        names = {
+            "terminal_id": request.terminal_id,
+            "stan": request.original_stan,
+            "record_id": record.id,
+        }
         if request.original_transmitted_at is not None:
             return session.scalar(
-                sa.select(HostTransaction)
-                .where(
-                    HostTransaction.terminal_id == request.terminal_id,
-                    HostTransaction.stan == request.original_stan,
-                    HostTransaction.transmitted_at == request.original_transmitted_at,
-                    HostTransaction.kind.in_([RequestKind.WITHDRAWAL.value, BLOCKED_ORIGINAL]),
-                    HostTransaction.id != record.id,
-                )
-                .order_by(HostTransaction.id.desc())
-                .limit(1)
+                _ORIGINAL_SENT_AT, {**names, "transmitted_at": request.original_transmitted_at}
             )
-        return session.scalar(
-            sa.select(HostTransaction)
-            .where(
-                HostTransaction.terminal_id == request.terminal_id,
-                HostTransaction.stan == request.original_stan,
-                HostTransaction.business_date.in_(
-                    [record.business_date, record.business_date - dt.timedelta(days=1)]
-                ),
-                HostTransaction.kind.in_([RequestKind.WITHDRAWAL.value, BLOCKED_ORIGINAL]),
-                HostTransaction.id != record.id,
-            )
-            .order_by(HostTransaction.business_date.desc())
-            .limit(1)
-        )
+        days = [record.business_date, record.business_date - dt.timedelta(days=1)]
+        return session.scalar(_ORIGINAL_RECENT, {**names, "days": days})
 
     @staticmethod
     def _hold_of(session: Session, original: HostTransaction) -> Hold | None:
-        return session.scalar(
-            sa.select(Hold).where(Hold.host_transaction_id == original.id).with_for_update()
-        )
+        return session.scalar(_HOLD_LOCKED, {"original_id": original.id})
 
     def _settle(
         self,
@@ -906,8 +919,8 @@ class Bank:
 
     @staticmethod
     def _settlement_account(session: Session, terminal_id: str) -> int:
-        account = session.scalar(
-            sa.select(Terminal.settlement_account_id).where(Terminal.terminal_id == terminal_id)
+        account = (
+            session.connection().execute(_SETTLEMENT_ACCOUNT, {"terminal_id": terminal_id}).scalar()
         )
         assert account is not None
         return account
