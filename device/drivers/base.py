@@ -5,6 +5,7 @@ A driver never hard-wires serial.Serial: `/dev/ttyUSB0`, a pty path, socket:// a
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from types import TracebackType
@@ -14,13 +15,18 @@ import serial
 
 from device import crash_points
 from device.controller.ports import LinkError
+from device.drivers.polled_serial import PolledSerial
 
 ACK = 0x06  # every protocol here acknowledges a received frame with this one byte
 
 
 def open_port(url: str, *, baudrate: int = 9600, timeout: float = 0.5, **options: Any) -> Any:
-    """Open a pyserial port by URL or device path."""
+    """Open a pyserial port by URL or device path (a path through poll(2): no fd limit)."""
     try:
+        if "://" not in url and os.name == "posix":
+            return PolledSerial(
+                url, baudrate=baudrate, timeout=timeout, write_timeout=2.0, **options
+            )
         return serial.serial_for_url(
             url, baudrate=baudrate, timeout=timeout, write_timeout=2.0, **options
         )
@@ -54,10 +60,14 @@ class SerialDriver:
             if remaining <= 0:
                 return b""
             try:
-                # setting the timeout reconfigures a pty, which fails once its other end is gone
-                self.port.timeout = min(remaining, 0.05)
                 waiting = max(1, self.port.in_waiting)
-                data: bytes = self.port.read(waiting)
+                if isinstance(self.port, PolledSerial):
+                    data: bytes = self.port.read_within(waiting, remaining)
+                else:
+                    # setting the timeout reconfigures a pty, which fails once its other end is
+                    # gone
+                    self.port.timeout = min(remaining, 0.05)
+                    data = self.port.read(waiting)
             except (serial.SerialException, OSError) as err:
                 raise LinkError(f"{self.url}: read failed: {err}") from err
             if data:

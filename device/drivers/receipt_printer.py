@@ -51,21 +51,10 @@ class ReceiptPrinterDriver:
     def __init__(self, url: str, *, timeout: float = 1.0) -> None:
         self.url = url
         self.timeout = timeout
-        if "://" in url:
-            # python-escpos's Serial takes only a device path; other backends go through pyserial.
-            self.port = open_port(url, timeout=0.05)
-            self._printer = _escpos_over_port(self.port)
-        else:
-            from escpos.exceptions import DeviceNotFoundError
-            from escpos.printer import Serial
-
-            self._printer = Serial(devfile=url, baudrate=9600, timeout=0.05)
-            try:
-                self._printer.open()
-            except DeviceNotFoundError as err:
-                raise LinkError(f"cannot open receipt printer {url!r}: {err}") from err
-            self.port = self._printer.device
-            self.port.write_timeout = 2.0  # a full pty buffer must not block us forever
+        # python-escpos's own Serial opens a plain pyserial port: its waits use select(), which
+        # fails on a descriptor above 1023. Our port (any URL) carries the printer's bytes.
+        self.port = open_port(url, timeout=0.05)
+        self._printer = _escpos_over_port(self.port)
 
     # ----- status ----------------------------------------------------------------------------
 

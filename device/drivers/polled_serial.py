@@ -1,0 +1,84 @@
+"""pyserial's POSIX port with its reads and writes waiting in poll(2) instead of select(2).
+
+select() cannot watch a descriptor above 1023, and one process running a fleet of ATMs on ptys
+holds thousands; poll() has no such limit. Everything else is pyserial's own port.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+import serial
+from serial.serialutil import PortNotOpenError, SerialException, SerialTimeoutException, Timeout
+
+
+class PolledSerial(serial.Serial):
+    """A serial device path (a tty or a pty) read and written through poll(2)."""
+
+    def read(self, size: int = 1) -> bytes:
+        return self.read_within(size, self.timeout)
+
+    def read_within(self, size: int, seconds: float | None) -> bytes:
+        """read() with its own timeout: setting `timeout` rewrites the tty's settings (two
+        system calls), which a driver waiting in short slices would do before every read."""
+        fd = self.fd
+        if not self.is_open or fd is None:
+            raise PortNotOpenError()
+        received = bytearray()
+        timeout = _timeout(seconds)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while len(received) < size:
+            if not poller.poll(_milliseconds(timeout)):
+                break  # the read timeout passed
+            try:
+                chunk = os.read(fd, size - len(received))
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as err:
+                raise SerialException(f"read failed: {err}") from err
+            if not chunk:
+                # As pyserial says it: readable with nothing to read is a link that went away.
+                raise SerialException(
+                    "device reports readiness to read but returned no data "
+                    "(device disconnected or multiple access on port?)"
+                )
+            received += chunk
+            if timeout.expired():
+                break
+        return bytes(received)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        fd = self.fd
+        if not self.is_open or fd is None:
+            raise PortNotOpenError()
+        view = memoryview(bytes(data))
+        total = len(view)
+        timeout = _timeout(self.write_timeout)
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as err:
+                raise SerialException(f"write failed: {err}") from err
+            if timeout.expired():
+                raise SerialTimeoutException("Write timeout")
+            poller.poll(_milliseconds(timeout))
+        return total
+
+
+def _timeout(seconds: float | None) -> Timeout:
+    # pyserial's Timeout takes None for "no limit", though its type stubs say float only.
+    return Timeout(seconds)  # type: ignore[arg-type]
+
+
+def _milliseconds(timeout: Timeout) -> int | None:
+    """poll()'s timeout for what is left of a pyserial Timeout (None: wait as long as it takes)."""
+    if timeout.is_infinite:
+        return None
+    return max(0, int(timeout.time_left() * 1000 + 0.999))
