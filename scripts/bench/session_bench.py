@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -23,10 +24,15 @@ from device.sim.bank_stack import BankStack
 from device.sim.customer_script import parse_script, run_action
 from device.sim.simulated_atm import SimulatedAtm
 from host.database import stop_embedded
+from host.messages import HostRequest, HostResponse
+from host.service import Bank
 from peripherals.emulator import Emulator
 from peripherals.harness.profile import DEFAULT_PROFILE, load_profile
 from peripherals.links.endpoint import PtyEndpoint
 from peripherals.links.runner import LinkRunner
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 # (card, PIN, account key): five accounts, so the daily limit of one is not the bottleneck.
 CUSTOMERS = [
@@ -36,6 +42,13 @@ CUSTOMERS = [
     ("charlie", "0852", "F1"),
     ("charlie", "0852", "F2"),
 ]
+
+
+# The writes a withdrawal needs on disk before its next step, so that a power cut at any moment
+# loses no money (docs/durable-files.md): the journal's intents withdrawal_requested,
+# present_started and the outcome, the completion advice queued and acknowledged, and the
+# dispenser's note counts after it moves notes to the stacker, presents them and sees them taken.
+DURABLE_WRITES = 8
 
 
 def session_script(card: str, pin: str, account_key: str) -> str:
@@ -126,6 +139,58 @@ def postgres_transaction(engine: sa.Engine, samples: int) -> float:
     return statistics.median(times)
 
 
+def fsync_time(folder: Path, samples: int) -> float:
+    """Median seconds to append a journal-sized line to a file in `folder` and fsync it."""
+    times = []
+    path = folder / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(samples):
+            start = time.perf_counter()
+            os.write(fd, b"x" * 120 + b"\n")
+            os.fsync(fd)
+            times.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times)
+
+
+def timed_bank(bank: Bank) -> list[float]:
+    """Make `bank` add the seconds each answer takes to the returned one-item list."""
+    total = [0.0]
+    answer = bank.handle
+
+    def handle(request: HostRequest) -> HostResponse:
+        started = time.perf_counter()
+        try:
+            return answer(request)
+        finally:
+            total[0] += time.perf_counter() - started
+
+    bank.handle = handle  # type: ignore[method-assign]
+    return total
+
+
+class FsyncCounter:
+    """Counts the fsyncs this process makes (the ATM's journal and advices, the devices' state)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._real = os.fsync
+
+    def __enter__(self) -> FsyncCounter:
+        def counted(fd: FileDescriptorLike) -> None:
+            self.count += 1
+            self._real(fd)
+
+        os.fsync = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.fsync = self._real
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=20)
@@ -144,6 +209,7 @@ def main() -> None:
     profile = load_profile(DEFAULT_PROFILE)
     assert profile.host is not None
     with BankStack(settings) as bank:
+        host_seconds = timed_bank(bank.bank)
         atm = SimulatedAtm(
             profile,
             bank.address_for(profile.host.mac_key),
@@ -151,29 +217,34 @@ def main() -> None:
             clock=VirtualClock(),
             settle_seconds=0.002,
         )
-        with atm:
+        with atm, FsyncCounter() as counter:
             devices = [atm.bay.emulator(name) for name in atm.bay.names]
-            durations, commands = [], []
+            durations, commands, fsyncs, host_times = [], [], [], []
             started = time.perf_counter()
             for number in range(args.sessions):
                 script = parse_script(
                     session_script(*CUSTOMERS[number % len(CUSTOMERS)]).splitlines()
                 )
                 seen = sum(d.faults.commands_seen for d in devices)
+                synced = counter.count
+                host_before = host_seconds[0]
                 begin = time.perf_counter()
                 for action in script:
                     run_action(atm, action)
                 durations.append(time.perf_counter() - begin)
                 commands.append(sum(d.faults.commands_seen for d in devices) - seen)
+                fsyncs.append(counter.count - synced)
+                host_times.append(host_seconds[0] - host_before)
             wall = time.perf_counter() - started
         pty = pty_round_trip(200)
         tcp = tcp_round_trip(200)
         database = postgres_transaction(bank.engine, 200)
+        disk = fsync_time(home, 200)
     stop_embedded()
     shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
     device_commands = statistics.median(commands)
     host_exchanges = 3  # PIN verification, withdrawal, completion advice
-    floor = device_commands * pty + host_exchanges * (tcp + database)
+    floor = device_commands * pty + host_exchanges * (tcp + database) + DURABLE_WRITES * disk
     median = statistics.median(durations)
     print(f"sessions:                 {args.sessions} (bcrypt cost {args.bcrypt_rounds})")
     print(f"sessions per second:      {args.sessions / wall:.2f}")
@@ -183,8 +254,18 @@ def main() -> None:
         f"host exchanges/session:   {host_exchanges} (TCP round trip {tcp * 1e6:.0f} us, "
         f"PostgreSQL transaction {database * 1e6:.0f} us)"
     )
+    print(
+        f"durable writes/session:   {DURABLE_WRITES} needed (fsync {disk * 1e6:.0f} us); "
+        f"{statistics.median(fsyncs):.0f} made"
+    )
     print(f"bare I/O floor/session:   {floor * 1000:.2f} ms")
     print(f"ratio session / floor:    {median / floor:.1f}x")
+    host_median = statistics.median(host_times)
+    print(
+        f"where it goes:            bank service {host_median * 1000:.1f} ms "
+        f"(answering the 3 requests, in this process); the other "
+        f"{(median - host_median) * 1000:.1f} ms in the ATM, its drivers and emulators"
+    )
 
 
 if __name__ == "__main__":
