@@ -12,13 +12,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
+from config.data_files import read_data_file
 
 FUNCTION_KEYS = tuple(f"F{n}" for n in range(1, 9))
 
 
 class ScreenError(ValueError):
-    """The screen set is invalid, or a screen is unknown."""
+    """A screen the screen set does not have (a bad screen file raises DataFileError)."""
 
 
 class ScreenEvent(StrEnum):
@@ -89,48 +89,31 @@ class ScreenSet:
         return RenderedScreen(name, filled, screen.keys)
 
 
-def _fail(path: Path, where: str, reason: str, line: int | None = None) -> ScreenError:
-    return ScreenError(f"{path}{f':{line}' if line else ''}: {where}: {reason}")
-
-
-def _line_of(path: Path, keys: tuple[str, ...]) -> int | None:
-    """The 1-based line of the value at `keys` in a YAML mapping file, if it can be found."""
-    node: yaml.Node | None = yaml.compose(path.read_text(encoding="utf-8"))
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        node = next((v for k, v in node.value if k.value == key), None)
-    return node.start_mark.line + 1 if node is not None else None
-
-
 def load_screens(path: Path) -> ScreenSet:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise ScreenError(f"{path}: cannot read screen set ({err})") from err
-    if not isinstance(data, dict) or data.get("version") != 1:
-        raise _fail(path, "version", "expected a mapping with version: 1")
-    raw_screens = data.get("screens")
+    """Read and check a screen set file; DataFileError names the file and the line."""
+    file = read_data_file(path)
+    raw_screens = file.data.get("screens")
     if not isinstance(raw_screens, dict) or not raw_screens:
-        raise _fail(path, "screens", "expected a mapping of screen names")
+        raise file.error(("screens",), "expected a mapping of screen names")
     screens: dict[str, Screen] = {}
     for name, body in raw_screens.items():
+        where = ("screens", name)
         if not isinstance(body, dict) or not isinstance(body.get("lines"), list):
-            raise _fail(path, f"screens.{name}", "expected `lines:` as a list of text")
+            raise file.error(where, "expected `lines:` as a list of text")
         lines = tuple(str(line) for line in body["lines"])
+        raw_keys = body.get("keys") or {}
+        if not isinstance(raw_keys, dict):
+            raise file.error((*where, "keys"), "expected a mapping of function keys")
         keys: dict[str, FunctionKey] = {}
-        for key, spec in (body.get("keys") or {}).items():
+        for key, spec in raw_keys.items():
             if key not in FUNCTION_KEYS:
-                raise _fail(path, f"screens.{name}.keys.{key}", "expected one of F1..F8")
+                raise file.error((*where, "keys", key), "expected one of F1..F8")
             if not isinstance(spec, dict) or not {"label", "event"} <= set(spec):
-                raise _fail(path, f"screens.{name}.keys.{key}", "expected label and event")
+                raise file.error((*where, "keys", key), "expected label and event")
             if spec["event"] not in set(ScreenEvent):
-                line = _line_of(path, ("screens", name, "keys", key, "event"))
-                raise _fail(
-                    path,
-                    f"screens.{name}.keys.{key}.event",
+                raise file.error(
+                    (*where, "keys", key, "event"),
                     f"unknown event {spec['event']!r}; known: {', '.join(sorted(ScreenEvent))}",
-                    line,
                 )
             keys[key] = FunctionKey(str(spec["label"]), ScreenEvent(spec["event"]))
         screens[str(name)] = Screen(str(name), lines, keys)

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.orm import Session
 
 from config.card_numbers import luhn_valid, mask_pan
+from config.data_files import DataFile, DataFileError, Key, read_data_file
 from config.settings import Settings
 from host import crypto_keys, pin_unit
 from host.crypto_keys import KeyFormatError, TerminalKeys
@@ -42,10 +42,6 @@ SEED_LOCK = 0x41544D5345454400  # pg advisory lock id: one seeding at a time
 
 class BankAdminError(RuntimeError):
     """The bank database could not be migrated or seeded."""
-
-
-class SeedError(BankAdminError, ValueError):
-    """The seed file is wrong: the message names the file, the key and the reason."""
 
 
 # ----- migrations -----------------------------------------------------------------------------
@@ -111,117 +107,119 @@ class BankSeed:
 
 
 class _Reader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    """Typed access to the seed document; every failure is a DataFileError at its line."""
 
-    def fail(self, where: str, reason: str) -> SeedError:
-        return SeedError(f"{self.path}: {where}: {reason}")
+    def __init__(self, file: DataFile) -> None:
+        self.file = file
 
-    def mapping(self, value: object, where: str) -> dict[str, Any]:
+    def fail(self, keys: tuple[Key, ...], reason: str) -> DataFileError:
+        return self.file.error(keys, reason)
+
+    def mapping(self, value: object, keys: tuple[Key, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(where, "expected a mapping")
+            raise self.fail(keys, "expected a mapping")
         return value
 
-    def items(self, value: object, where: str) -> list[Any]:
+    def items(self, value: object, keys: tuple[Key, ...]) -> list[Any]:
         if not isinstance(value, list) or not value:
-            raise self.fail(where, "expected a non-empty list")
+            raise self.fail(keys, "expected a non-empty list")
         return value
 
-    def text(self, data: dict[str, Any], key: str, where: str, *, digits: int | None = None) -> str:
-        value = data.get(key)
+    def text(
+        self, data: dict[str, Any], keys: tuple[Key, ...], *, digits: int | None = None
+    ) -> str:
+        """The text at `keys`, whose last key names it in `data`."""
+        value = data.get(str(keys[-1]))
         if not isinstance(value, str):
-            raise self.fail(f"{where}.{key}", "expected a quoted string")
+            raise self.fail(keys, "expected a quoted string")
         if digits is not None and not (value.isdigit() and value.isascii()):
-            raise self.fail(f"{where}.{key}", "expected digits only")
+            raise self.fail(keys, "expected digits only")
         if digits is not None and digits and len(value) != digits:
-            raise self.fail(f"{where}.{key}", f"expected {digits} digits")
+            raise self.fail(keys, f"expected {digits} digits")
         return value
 
-    def cents(self, data: dict[str, Any], key: str, where: str) -> int:
-        value = data.get(key)
+    def cents(self, data: dict[str, Any], keys: tuple[Key, ...]) -> int:
+        value = data.get(str(keys[-1]))
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.fail(f"{where}.{key}", "expected a whole number of cents, 0 or more")
+            raise self.fail(keys, "expected a whole number of cents, 0 or more")
         return value
 
 
 def load_seed(path: Path = SEED_FILE) -> BankSeed:
-    """Read and check the seed file."""
-    reader = _Reader(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise SeedError(f"{path}: cannot read the seed file ({err})") from err
-    top = reader.mapping(data, "top level")
-    currency = reader.text(top, "currency", "top level", digits=3)
+    """Read and check the seed file; DataFileError names the file and the line."""
+    reader = _Reader(read_data_file(path))
+    top = reader.file.data
+    currency = reader.text(top, ("currency",), digits=3)
     customers = []
     numbers: set[str] = set()
     pans: set[str] = set()
-    for i, raw in enumerate(reader.items(top.get("customers"), "customers")):
-        where = f"customers[{i}]"
+    for i, raw in enumerate(reader.items(top.get("customers"), ("customers",))):
+        where: tuple[Key, ...] = ("customers", i)
         entry = reader.mapping(raw, where)
-        name = reader.text(entry, "name", where)
+        name = reader.text(entry, (*where, "name"))
         accounts = []
-        for j, raw_account in enumerate(reader.items(entry.get("accounts"), f"{where}.accounts")):
-            at = f"{where}.accounts[{j}]"
+        for j, raw_account in enumerate(reader.items(entry.get("accounts"), (*where, "accounts"))):
+            at = (*where, "accounts", j)
             account = reader.mapping(raw_account, at)
-            number = reader.text(account, "number", at, digits=0)
+            number = reader.text(account, (*at, "number"), digits=0)
             kind = account.get("type")
             if kind not in CUSTOMER_ACCOUNT_KINDS:
                 raise reader.fail(
-                    f"{at}.type", f"expected one of {', '.join(CUSTOMER_ACCOUNT_KINDS)}"
+                    (*at, "type"), f"expected one of {', '.join(CUSTOMER_ACCOUNT_KINDS)}"
                 )
             if number in numbers:
-                raise reader.fail(f"{at}.number", f"account {number} appears twice")
+                raise reader.fail((*at, "number"), f"account {number} appears twice")
             numbers.add(number)
-            accounts.append(SeedAccount(number, str(kind), reader.cents(account, "balance", at)))
+            balance = reader.cents(account, (*at, "balance"))
+            accounts.append(SeedAccount(number, str(kind), balance))
         own = {a.number: a for a in accounts}
         cards = []
-        for j, raw_card in enumerate(reader.items(entry.get("cards"), f"{where}.cards")):
-            at = f"{where}.cards[{j}]"
+        for j, raw_card in enumerate(reader.items(entry.get("cards"), (*where, "cards"))):
+            at = (*where, "cards", j)
             card = reader.mapping(raw_card, at)
-            pan = reader.text(card, "pan", at, digits=0)
+            pan = reader.text(card, (*at, "pan"), digits=0)
             if not 12 <= len(pan) <= 19 or not luhn_valid(pan):
-                raise reader.fail(f"{at}.pan", "expected 12 to 19 digits passing the Luhn check")
+                raise reader.fail((*at, "pan"), "expected 12 to 19 digits passing the Luhn check")
             if pan in pans:
-                raise reader.fail(f"{at}.pan", "the same card appears twice")
+                raise reader.fail((*at, "pan"), "the same card appears twice")
             pans.add(pan)
-            pin = reader.text(card, "pin", at, digits=0)
+            pin = reader.text(card, (*at, "pin"), digits=0)
             if not 4 <= len(pin) <= 12:
-                raise reader.fail(f"{at}.pin", "expected 4 to 12 digits")
-            expiry = reader.text(card, "expiry", at, digits=4)
+                raise reader.fail((*at, "pin"), "expected 4 to 12 digits")
+            expiry = reader.text(card, (*at, "expiry"), digits=4)
             if not 1 <= int(expiry[2:]) <= 12:
-                raise reader.fail(f"{at}.expiry", "expected YYMM")
+                raise reader.fail((*at, "expiry"), "expected YYMM")
             linked = card.get("accounts")
             if not isinstance(linked, list) or not linked:
-                raise reader.fail(f"{at}.accounts", "expected a list of account numbers")
+                raise reader.fail((*at, "accounts"), "expected a list of account numbers")
             for number in linked:
                 if number not in own:
-                    raise reader.fail(f"{at}.accounts", f"{number!r} is not this customer's")
+                    raise reader.fail((*at, "accounts"), f"{number!r} is not this customer's")
             kinds = [own[n].kind for n in linked]
             if len(set(kinds)) != len(kinds):
-                raise reader.fail(f"{at}.accounts", "a card reaches one account of each type")
+                raise reader.fail((*at, "accounts"), "a card reaches one account of each type")
             cards.append(SeedCard(pan, pin, expiry, tuple(linked)))
         customers.append(SeedCustomer(name, tuple(accounts), tuple(cards)))
     terminals = []
-    for i, raw in enumerate(reader.items(top.get("terminals"), "terminals")):
-        where = f"terminals[{i}]"
+    for i, raw in enumerate(reader.items(top.get("terminals"), ("terminals",))):
+        where = ("terminals", i)
         entry = reader.mapping(raw, where)
-        terminal_id = reader.text(entry, "id", where)
+        terminal_id = reader.text(entry, (*where, "id"))
         if not 1 <= len(terminal_id) <= 8:
-            raise reader.fail(f"{where}.id", "expected 1 to 8 characters")
-        keys = reader.mapping(entry.get("keys"), f"{where}.keys")
+            raise reader.fail((*where, "id"), "expected 1 to 8 characters")
+        keys = reader.mapping(entry.get("keys"), (*where, "keys"))
         try:
             parsed: dict[str, bytes | None] = {
-                name: crypto_keys.key_from_hex(name, reader.text(keys, name, f"{where}.keys"))
+                name: crypto_keys.key_from_hex(name, reader.text(keys, (*where, "keys", name)))
                 for name in crypto_keys.KEY_NAMES
             }
             for name in crypto_keys.OPTIONAL_KEY_NAMES:
                 if keys.get(name) is not None:
                     parsed[name] = crypto_keys.key_from_hex(
-                        name, reader.text(keys, name, f"{where}.keys")
+                        name, reader.text(keys, (*where, "keys", name))
                     )
         except KeyFormatError as err:
-            raise reader.fail(f"{where}.keys", str(err)) from err
+            raise reader.fail((*where, "keys"), str(err)) from err
         terminals.append(SeedTerminal(terminal_id, TerminalKeys(**parsed)))  # type: ignore[arg-type]
     return BankSeed(currency, tuple(customers), tuple(terminals))
 

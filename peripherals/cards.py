@@ -12,16 +12,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from config.card_numbers import luhn_valid, mask_pan
+from config.data_files import DataFile, DataFileError, read_data_file
 from peripherals.wire.card_reader import ErrorCode
 
 __all__ = [
     "TrackDamage",
     "TrackReadError",
     "WalletCard",
-    "WalletError",
     "damage_stripe",
     "encode_stripe",
     "load_wallet",
@@ -30,10 +28,6 @@ __all__ = [
     "parse_wallet",
     "read_stripe",
 ]
-
-
-class WalletError(ValueError):
-    """A wallet file that cannot be used; the message names the file, the key and the reason."""
 
 
 class TrackReadError(ValueError):
@@ -199,111 +193,112 @@ CARD_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 NAME = re.compile(r"[A-Z0-9 /.'-]{2,26}")
 
 
-def _string(card: Mapping[str, Any], key: str, where: str) -> str:
-    value = card[key]
-    if not isinstance(value, str):
-        raise WalletError(
-            f"{where}.{key}: must be a quoted string, got {type(value).__name__} {value!r}"
-        )
-    return value
+class _WalletChecker:
+    """Reads one wallet document, raising DataFileError at the first problem."""
 
+    def __init__(self, file: DataFile) -> None:
+        self.file = file
 
-def _card(card_id: str, entry: Any, where: str) -> WalletCard:
-    if not isinstance(entry, Mapping):
-        raise WalletError(f"{where}: expected a mapping of card fields")
-    unknown = sorted(set(entry) - CARD_KEYS)
-    if unknown:
-        raise WalletError(
-            f"{where}.{unknown[0]}: unknown key; known: {', '.join(sorted(CARD_KEYS))}"
+    def fail(self, card_id: str, key: str | None, reason: str) -> DataFileError:
+        return self.file.error(
+            ("cards", card_id) if key is None else ("cards", card_id, key), reason
         )
-    for key in REQUIRED_KEYS:
-        if key not in entry:
-            raise WalletError(f"{where}.{key}: missing")
-    pan = _string(entry, "pan", where)
-    if not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
-        raise WalletError(f"{where}.pan: expected 12 to 19 digits")
-    if not luhn_valid(pan):
-        raise WalletError(f"{where}.pan: {mask_pan(pan)} fails the Luhn check")
-    name = _string(entry, "name", where).upper()
-    if not NAME.fullmatch(name):
-        raise WalletError(
-            f"{where}.name: expected 2 to 26 letters, digits, spaces or / . ' - "
-            f"(as embossed: SURNAME/FIRST)"
+
+    def string(self, card_id: str, card: Mapping[str, Any], key: str) -> str:
+        value = card[key]
+        if not isinstance(value, str):
+            raise self.fail(
+                card_id, key, f"must be a quoted string, got {type(value).__name__} {value!r}"
+            )
+        return value
+
+    def card(self, card_id: str, entry: Any) -> WalletCard:
+        fail = self.fail
+        if not isinstance(entry, Mapping):
+            raise fail(card_id, None, "expected a mapping of card fields")
+        unknown = sorted(set(entry) - CARD_KEYS)
+        if unknown:
+            raise fail(card_id, unknown[0], f"unknown key; known: {', '.join(sorted(CARD_KEYS))}")
+        for key in REQUIRED_KEYS:
+            if key not in entry:
+                raise fail(card_id, key, "missing")
+        pan = self.string(card_id, entry, "pan")
+        if not (pan.isascii() and pan.isdigit() and 12 <= len(pan) <= 19):
+            raise fail(card_id, "pan", "expected 12 to 19 digits")
+        if not luhn_valid(pan):
+            raise fail(card_id, "pan", f"{mask_pan(pan)} fails the Luhn check")
+        name = self.string(card_id, entry, "name").upper()
+        if not NAME.fullmatch(name):
+            raise fail(
+                card_id,
+                "name",
+                "expected 2 to 26 letters, digits, spaces or / . ' - (as embossed: SURNAME/FIRST)",
+            )
+        expiry = self.string(card_id, entry, "expiry")
+        if not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
+            raise fail(card_id, "expiry", "expected YYMM, 4 digits")
+        if not 1 <= int(expiry[2:]) <= 12:
+            raise fail(card_id, "expiry", f"month {expiry[2:]} not in 01..12")
+        service_code = self.string(card_id, entry, "service_code")
+        if not (len(service_code) == 3 and service_code.isascii() and service_code.isdigit()):
+            raise fail(card_id, "service_code", "expected 3 digits")
+        discretionary = (
+            self.string(card_id, entry, "discretionary") if "discretionary" in entry else ""
         )
-    expiry = _string(entry, "expiry", where)
-    if not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
-        raise WalletError(f"{where}.expiry: expected YYMM, 4 digits")
-    if not 1 <= int(expiry[2:]) <= 12:
-        raise WalletError(f"{where}.expiry: month {expiry[2:]} not in 01..12")
-    service_code = _string(entry, "service_code", where)
-    if not (len(service_code) == 3 and service_code.isascii() and service_code.isdigit()):
-        raise WalletError(f"{where}.service_code: expected 3 digits")
-    discretionary = _string(entry, "discretionary", where) if "discretionary" in entry else ""
-    if discretionary and not (discretionary.isascii() and discretionary.isdigit()):
-        raise WalletError(f"{where}.discretionary: expected digits")
-    label = _string(entry, "label", where) if "label" in entry else ""
-    damaged_track = entry.get("damaged_track")
-    if damaged_track is not None and (
-        isinstance(damaged_track, bool) or damaged_track not in (1, 2)
-    ):
-        raise WalletError(f"{where}.damaged_track: expected 1 or 2, got {damaged_track!r}")
-    damage = TrackDamage.PARITY
-    if "damage" in entry:
-        raw = _string(entry, "damage", where)
-        try:
-            damage = TrackDamage(raw)
-        except ValueError:
-            raise WalletError(
-                f"{where}.damage: {raw!r} is not one of {', '.join(d.value for d in TrackDamage)}"
-            ) from None
-    card = WalletCard(
-        card_id,
-        pan,
-        name,
-        expiry,
-        service_code,
-        discretionary,
-        label,
-        damaged_track,
-        damage,
-    )
-    for track in (1, 2):
-        try:
-            encode_stripe(card.track_text(track) or "", track)
-        except ValueError as err:
-            raise WalletError(f"{where}: {err}") from err
-    return card
+        if discretionary and not (discretionary.isascii() and discretionary.isdigit()):
+            raise fail(card_id, "discretionary", "expected digits")
+        label = self.string(card_id, entry, "label") if "label" in entry else ""
+        damaged_track = entry.get("damaged_track")
+        if damaged_track is not None and (
+            isinstance(damaged_track, bool) or damaged_track not in (1, 2)
+        ):
+            raise fail(card_id, "damaged_track", f"expected 1 or 2, got {damaged_track!r}")
+        damage = TrackDamage.PARITY
+        if "damage" in entry:
+            raw = self.string(card_id, entry, "damage")
+            try:
+                damage = TrackDamage(raw)
+            except ValueError:
+                known = ", ".join(d.value for d in TrackDamage)
+                raise fail(card_id, "damage", f"{raw!r} is not one of {known}") from None
+        card = WalletCard(
+            card_id,
+            pan,
+            name,
+            expiry,
+            service_code,
+            discretionary,
+            label,
+            damaged_track,
+            damage,
+        )
+        for track in (1, 2):
+            try:
+                encode_stripe(card.track_text(track) or "", track)
+            except ValueError as err:
+                raise fail(card_id, None, str(err)) from err
+        return card
+
+    def wallet(self) -> dict[str, WalletCard]:
+        data = self.file.data
+        if not isinstance(data, Mapping) or set(data) - {"version"} != {"cards"}:
+            raise self.file.error(("cards",), "the file must hold one mapping, `cards:`")
+        cards = data["cards"]
+        if not isinstance(cards, Mapping) or not cards:
+            raise self.file.error(("cards",), "expected a mapping of card id to card")
+        wallet: dict[str, WalletCard] = {}
+        for card_id, entry in cards.items():
+            if not isinstance(card_id, str) or not CARD_ID.fullmatch(card_id):
+                raise self.fail(str(card_id), None, "card ids are 1 to 32 of a-z, 0-9, - and _")
+            wallet[card_id] = self.card(card_id, entry)
+        return wallet
 
 
 def parse_wallet(data: Any, source: str = "<wallet>") -> dict[str, WalletCard]:
-    """Cards of an already loaded YAML document {"cards": {id: {...}}}, keyed by card id."""
-    if not isinstance(data, Mapping) or set(data) != {"cards"}:
-        raise WalletError(f"{source}: cards: the file must hold one mapping, `cards:`")
-    cards = data["cards"]
-    if not isinstance(cards, Mapping) or not cards:
-        raise WalletError(f"{source}: cards: expected a mapping of card id to card")
-    wallet: dict[str, WalletCard] = {}
-    for card_id, entry in cards.items():
-        if not isinstance(card_id, str) or not CARD_ID.fullmatch(card_id):
-            raise WalletError(
-                f"{source}: cards.{card_id}: card ids are 1 to 32 of a-z, 0-9, - and _"
-            )
-        wallet[card_id] = _card(card_id, entry, f"{source}: cards.{card_id}")
-    return wallet
+    """Cards of a document built in code, {"cards": {id: {...}}}, keyed by card id."""
+    return _WalletChecker(DataFile(source, data)).wallet()
 
 
 def load_wallet(path: Path | str) -> dict[str, WalletCard]:
-    """The wallet file's cards keyed by card id ("alice"); WalletError names what is wrong."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise WalletError(f"{path}: cannot read the wallet: {err}") from err
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(err, "problem", None) or type(err).__name__
-        raise WalletError(f"{path}: not valid YAML{line}: {problem}") from err
-    return parse_wallet(data, str(path))
+    """The wallet file's cards keyed by card id ("alice"); DataFileError names the line."""
+    return _WalletChecker(read_data_file(path)).wallet()

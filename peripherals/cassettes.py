@@ -13,8 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from config.data_files import DataFile, DataFileError, Key, read_data_file
 from peripherals.state_file import StateDisk, StateFileError, read_state, write_state
 from peripherals.wire.cash_dispenser import CASSETTE_SLOTS, COUNTER_NAMES
 
@@ -30,11 +29,12 @@ _CURRENCY = re.compile(r"[0-9]{3}")
 _CASSETTE_KEYS = frozenset(
     {"number", "denomination", "currency", "count", "capacity", "low_threshold"}
 )
-_LOAD_KEYS = frozenset({"currency", "cassettes"})
+_LOAD_KEYS = frozenset({"version", "currency", "cassettes"})
 
 
 class CassetteConfigError(ValueError):
-    """A cassette load or state file that cannot be used; the message names file, key, reason."""
+    """A dispenser state file or device section that cannot be used; the message names the file,
+    the key and the reason (a cassette load file raises DataFileError)."""
 
 
 class CassetteState(StrEnum):
@@ -73,93 +73,100 @@ class CassetteLoad:
     source: str = "<inline>"
 
 
-def _whole(value: object, where: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise CassetteConfigError(f"{where}: expected a whole number, got {value!r}")
-    if not low <= value <= high:
-        raise CassetteConfigError(f"{where}: {value} is not in {low}..{high}")
-    return value
+class _Checker:
+    """Reads a cassette load (or the counts of a state file), raising DataFileError at the
+    first problem."""
 
+    def __init__(self, file: DataFile) -> None:
+        self.file = file
 
-def _currency(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
-        raise CassetteConfigError(
-            f'{where}: expected an ISO 4217 numeric code as a quoted string like "978", '
-            f"got {value!r}"
-        )
-    return value
+    def whole(self, value: object, keys: tuple[Key, ...], low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.file.error(keys, f"expected a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise self.file.error(keys, f"{value} is not in {low}..{high}")
+        return value
 
+    def currency(self, value: object, keys: tuple[Key, ...]) -> str:
+        if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+            raise self.file.error(
+                keys,
+                f'expected an ISO 4217 numeric code as a quoted string like "978", got {value!r}',
+            )
+        return value
 
-def parse_cassette_load(document: object, source: str = "<inline>") -> CassetteLoad:
-    """Check a cassette load: {"currency": "978", "cassettes": [{number, denomination, ...}]}
-    (or the list of cassettes alone, each with its own currency)."""
-    if isinstance(document, list):
-        document = {"cassettes": document}
-    if not isinstance(document, Mapping):
-        raise CassetteConfigError(f"{source}: expected a mapping with 'cassettes'")
-    unknown = sorted(str(k) for k in set(document) - _LOAD_KEYS)
-    if unknown:
-        raise CassetteConfigError(
-            f"{source}: {unknown[0]}: unknown key; known: {', '.join(sorted(_LOAD_KEYS))}"
-        )
-    default_currency = None
-    if "currency" in document:
-        default_currency = _currency(document["currency"], f"{source}: currency")
-    items = document.get("cassettes")
-    if not isinstance(items, list) or not 1 <= len(items) <= CASSETTE_SLOTS:
-        raise CassetteConfigError(
-            f"{source}: cassettes: expected a list of 1..{CASSETTE_SLOTS} cassettes"
-        )
-    cassettes: list[Cassette] = []
-    for index, item in enumerate(items):
-        where = f"{source}: cassettes[{index}]"
+    def load(self) -> CassetteLoad:
+        document = self.file.data
+        if isinstance(document, list):
+            document = {"cassettes": document}
+        if not isinstance(document, Mapping):
+            raise self.file.error((), "expected a mapping with 'cassettes'")
+        unknown = sorted(str(k) for k in set(document) - _LOAD_KEYS)
+        if unknown:
+            raise self.file.error(
+                (unknown[0],), f"unknown key; known: {', '.join(sorted(_LOAD_KEYS))}"
+            )
+        default_currency = None
+        if "currency" in document:
+            default_currency = self.currency(document["currency"], ("currency",))
+        items = document.get("cassettes")
+        if not isinstance(items, list) or not 1 <= len(items) <= CASSETTE_SLOTS:
+            raise self.file.error(
+                ("cassettes",), f"expected a list of 1..{CASSETTE_SLOTS} cassettes"
+            )
+        cassettes = [
+            self.cassette(index, item, default_currency) for index, item in enumerate(items)
+        ]
+        numbers = [c.number for c in cassettes]
+        if len(set(numbers)) != len(numbers):
+            raise self.file.error(("cassettes",), f"numbers {numbers} repeat")
+        currencies = {c.currency for c in cassettes}
+        if len(currencies) != 1:
+            # amounts in the stacker are plain cents: one dispenser pays one currency
+            raise self.file.error(
+                ("cassettes",), f"the cassettes hold several currencies {sorted(currencies)}"
+            )
+        return CassetteLoad(tuple(sorted(cassettes, key=lambda c: c.number)), self.file.path)
+
+    def cassette(self, index: int, item: object, default_currency: str | None) -> Cassette:
+        keys: tuple[Key, ...] = ("cassettes", index)
         if not isinstance(item, Mapping):
-            raise CassetteConfigError(f"{where}: expected a mapping")
+            raise self.file.error(keys, "expected a mapping")
         unknown = sorted(str(k) for k in set(item) - _CASSETTE_KEYS)
         if unknown:
-            raise CassetteConfigError(
-                f"{where}.{unknown[0]}: unknown key; known: {', '.join(sorted(_CASSETTE_KEYS))}"
+            raise self.file.error(
+                (*keys, unknown[0]), f"unknown key; known: {', '.join(sorted(_CASSETTE_KEYS))}"
             )
         for required in ("denomination", "count", "capacity"):
             if required not in item:
-                raise CassetteConfigError(f"{where}.{required}: missing")
+                raise self.file.error((*keys, required), "missing")
         currency = item.get("currency", default_currency)
         if currency is None:
-            raise CassetteConfigError(f"{where}.currency: missing (give it here or at the top)")
-        capacity = _whole(item["capacity"], f"{where}.capacity", 1, MAX_CASSETTE_NOTES)
-        cassette = Cassette(
-            number=_whole(item.get("number", index + 1), f"{where}.number", 1, CASSETTE_SLOTS),
-            denomination=_whole(item["denomination"], f"{where}.denomination", 1, MAX_DENOMINATION),
-            currency=_currency(currency, f"{where}.currency"),
-            count=_whole(item["count"], f"{where}.count", 0, capacity),
+            raise self.file.error((*keys, "currency"), "missing (give it here or at the top)")
+        capacity = self.whole(item["capacity"], (*keys, "capacity"), 1, MAX_CASSETTE_NOTES)
+        return Cassette(
+            number=self.whole(item.get("number", index + 1), (*keys, "number"), 1, CASSETTE_SLOTS),
+            denomination=self.whole(
+                item["denomination"], (*keys, "denomination"), 1, MAX_DENOMINATION
+            ),
+            currency=self.currency(currency, (*keys, "currency")),
+            count=self.whole(item["count"], (*keys, "count"), 0, capacity),
             capacity=capacity,
-            low_threshold=_whole(
-                item.get("low_threshold", 0), f"{where}.low_threshold", 0, capacity
+            low_threshold=self.whole(
+                item.get("low_threshold", 0), (*keys, "low_threshold"), 0, capacity
             ),
         )
-        cassettes.append(cassette)
-    numbers = [c.number for c in cassettes]
-    if len(set(numbers)) != len(numbers):
-        raise CassetteConfigError(f"{source}: cassettes: numbers {numbers} repeat")
-    currencies = {c.currency for c in cassettes}
-    if len(currencies) != 1:
-        # amounts in the stacker are plain cents: one dispenser pays one currency
-        raise CassetteConfigError(
-            f"{source}: cassettes hold several currencies {sorted(currencies)}"
-        )
-    return CassetteLoad(tuple(sorted(cassettes, key=lambda c: c.number)), source)
+
+
+def parse_cassette_load(document: object, source: str = "<inline>") -> CassetteLoad:
+    """Check a cassette load built in code: {"currency": "978", "cassettes": [{number,
+    denomination, ...}]} (or the list of cassettes alone, each with its own currency)."""
+    return _Checker(DataFile(source, document)).load()
 
 
 def load_cassette_file(path: Path) -> CassetteLoad:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise CassetteConfigError(f"{path}: cannot read cassette load: {err}") from err
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise CassetteConfigError(f"{path}: not valid YAML: {err}") from err
-    return parse_cassette_load(document, str(path))
+    """Read and check a cassette load file; DataFileError names the file and the line."""
+    return _Checker(read_data_file(path)).load()
 
 
 class NoteLedger:
@@ -209,21 +216,22 @@ class NoteLedger:
                 raise CassetteConfigError(f"{path}: state version {state.get('version')!r}")
             load = parse_cassette_load({"cassettes": state["cassettes"]}, str(path))
             ledger = cls(load.cassettes, path)
+            counts = _Checker(DataFile(str(path), state))
             for place in PLACES:
                 ledger.places[place] = {
-                    int(k): _whole(v, f"{path}: {place}", 0, 10**9)
+                    int(k): counts.whole(v, ("places", place, k), 0, 10**9)
                     for k, v in state["places"][place].items()
                     if v
                 }
             for name in COUNTER_NAMES:
-                ledger.counters[name] = _whole(
-                    state["counters"][name], f"{path}: {name}", 0, 10**12
+                ledger.counters[name] = counts.whole(
+                    state["counters"][name], ("counters", name), 0, 10**12
                 )
             device = state.get("device", {})
             if not isinstance(device, dict):
                 raise CassetteConfigError(f"{path}: device: expected a mapping")
             ledger.device = device
-        except StateFileError as err:
+        except (StateFileError, DataFileError) as err:
             raise CassetteConfigError(str(err)) from err
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             if isinstance(err, CassetteConfigError):

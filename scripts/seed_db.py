@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from config.data_files import DataFileError
 from config.log_format import configure_logging
 from config.settings import SettingsError, load_settings
 from host.bank_admin import BankAdminError, seed_bank
@@ -18,7 +19,7 @@ def main() -> int:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)  # as every atm-sim process
         print(seed_bank(settings))
-    except (SettingsError, BankAdminError, DatabaseError, KeyStoreError) as err:
+    except (SettingsError, BankAdminError, DataFileError, DatabaseError, KeyStoreError) as err:
         print(f"seed_db: {err}", file=sys.stderr)
         return 1
     return 0

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from config.data_files import DataFileError
 from config.log_context import log_context
 from config.settings import Settings
 from device.clock import Clock, SystemClock, VirtualClock
@@ -17,8 +18,8 @@ from device.screens import RenderedScreen
 from device.sim.atm_home import atm_state_dir
 from device.sim.customer_script import Action, ScriptError, parse_script, run_action
 from device.sim.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
-from peripherals.cards import WalletError, load_wallet
-from peripherals.harness.profile import DEFAULT_PROFILE, AtmProfile, ProfileError, load_profile
+from peripherals.cards import load_wallet
+from peripherals.harness.profile import DEFAULT_PROFILE, AtmProfile, load_profile
 
 
 def _show(out: TextIO, screen: RenderedScreen) -> None:
@@ -32,7 +33,7 @@ def _card_problem(profile: AtmProfile, actions: list[Action], script: str) -> st
     wallet_path = profile.devices["card_reader"].settings.get("wallet")
     try:
         wallet = load_wallet(Path(wallet_path)) if wallet_path else {}
-    except WalletError as err:
+    except DataFileError as err:
         return str(err)
     for action in actions:
         if action.verb == "insert" and action.args[0] not in wallet:
@@ -47,7 +48,7 @@ def _card_problem(profile: AtmProfile, actions: list[Action], script: str) -> st
 def run_atm(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         profile = load_profile(args.profile or DEFAULT_PROFILE)
-    except ProfileError as err:
+    except DataFileError as err:
         print(f"atm-sim: {err}", file=sys.stderr)
         return 2
     if profile.host is None:
@@ -83,10 +84,10 @@ def run_atm(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdo
     with log_context(terminal_id=profile.terminal_id), atm:
         for name, url in atm.bay.urls().items():
             out.write(f"device {name} on {url}\n")
-        for line in atm.atm.recovery_report:
+        for line in atm.controller.recovery_report:
             out.write(f"recovered {line}\n")
-        _show(out, atm.atm.screen)
-        atm.atm.screen_listeners.append(lambda screen: _show(out, screen))
+        _show(out, atm.controller.screen)
+        atm.controller.screen_listeners.append(lambda screen: _show(out, screen))
         for action in actions:
             out.write(f"action {action}\n")
             out.flush()

@@ -22,22 +22,18 @@ from typing import Any
 
 from config.settings import Settings
 from device.clock import VirtualClock
-from device.sim.fleet import (
+from device.sim.fleet.cli import fleet_bank, run_directory
+from device.sim.fleet.in_process import TEST_MAC_KEY, AtmSlot, Fleet, FleetConfig
+from device.sim.fleet.robot_customer import (
     HEALTH_CHECK_SECONDS,
-    TEST_MAC_KEY,
-    AtmSlot,
     CrashNow,
-    Fleet,
-    FleetConfig,
     FleetError,
     SessionDriver,
     SessionPlan,
     SessionResult,
     classify,
-    fleet_bank,
     journal_since,
     last_seq,
-    run_directory,
 )
 from device.sim.invariants import Check
 from device.sim.scenarios.host_faults import HostBehaviour, HostFaultProxy
@@ -317,12 +313,12 @@ class ChaosFleet(Fleet):
         engineer restarts it, and the reason goes into the report."""
         sim = slot.atm
         for _ in range(3):
-            if sim.atm.state != "out_of_service":
+            if sim.controller.state != "out_of_service":
                 return
             slot.clock.advance(HEALTH_CHECK_SECONDS)
             sim.settle()
         with self._lock:
-            self.reboots[sim.atm.out_of_service_reason] += 1
+            self.reboots[sim.controller.out_of_service_reason] += 1
         slot.crash_and_restart()
         self.tidy(slot)
 

@@ -91,12 +91,13 @@ def _run_atm(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_kiosk(args: argparse.Namespace, settings: Settings) -> int:
+    from config.data_files import DataFileError
     from device.sim.kiosk.kiosk_app import run_kiosk
-    from peripherals.harness.profile import DEFAULT_PROFILE, ProfileError, load_profile
+    from peripherals.harness.profile import DEFAULT_PROFILE, load_profile
 
     try:
         profile = load_profile(args.profile or DEFAULT_PROFILE)
-    except ProfileError as err:
+    except DataFileError as err:
         print(f"atm-sim: {err}", file=sys.stderr)
         return 2
     return run_kiosk(settings, args, profile)
@@ -165,7 +166,7 @@ def _run_fleet(args: argparse.Namespace, settings: Settings) -> int:
             options=options,
             chaos=args.command == "chaos",
         )
-    from device.sim.fleet import run_fleet
+    from device.sim.fleet.cli import run_fleet
 
     return run_fleet(
         settings, atms=args.atms, sessions=args.sessions, seed=args.seed, customers=args.customers

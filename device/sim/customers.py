@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from config.card_numbers import luhn_check_digit, mask_pan
+from config.data_files import VERSION, DataFileError, read_data_file
 from config.settings import Settings
 from host import bank_admin
 from peripherals.cards import load_wallet
@@ -130,15 +131,16 @@ def prepare_population(
         raise PopulationError(f"cannot generate {generated} customers")
     ids = terminal_ids(atms)
     rng = random.Random(f"customers:{seed}")
-    base_seed = yaml.safe_load(bank_admin.SEED_FILE.read_text(encoding="utf-8"))
-    base_wallet = yaml.safe_load(WALLET_FILE.read_text(encoding="utf-8"))
+    base_seed = read_data_file(bank_admin.SEED_FILE).data
+    base_wallet = read_data_file(WALLET_FILE).data
     keys = base_seed["terminals"][0]["keys"]  # the shared test keys of every simulated ATM
     seed_doc: dict[str, Any] = {
+        "version": VERSION,
         "currency": base_seed["currency"],
         "customers": list(base_seed["customers"]),
         "terminals": [{"id": tid, "keys": dict(keys)} for tid in ids],
     }
-    wallet_doc: dict[str, Any] = {"cards": dict(base_wallet["cards"])}
+    wallet_doc: dict[str, Any] = {"version": VERSION, "cards": dict(base_wallet["cards"])}
     customers = _seeded_customers(base_seed, base_wallet)
     for index in range(1, generated + 1):
         seed_entry, wallet_entry = _generated_customer(index, rng)
@@ -158,14 +160,14 @@ def prepare_population(
     load_wallet(wallet_path)  # fail here, not in 200 card readers, if an entry is wrong
     try:
         bank_admin.seed_bank(settings, seed_path)
-    except bank_admin.BankAdminError as err:
+    except (bank_admin.BankAdminError, DataFileError) as err:
         raise PopulationError(f"cannot register the fleet in the bank: {err}") from err
     return Population(tuple(customers), ids, wallet_path, seed_path)
 
 
 def atm_profile(terminal_id: str, wallet_path: Path) -> AtmProfile:
     """The default ATM profile under another terminal id, loading the run's wallet."""
-    document: dict[str, Any] = yaml.safe_load(DEFAULT_PROFILE.read_text(encoding="utf-8"))
+    document: dict[str, Any] = read_data_file(DEFAULT_PROFILE).data
     document["terminal_id"] = terminal_id
     document["devices"]["card_reader"]["wallet"] = str(wallet_path)
     document.pop("state_dir", None)

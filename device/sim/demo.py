@@ -63,9 +63,9 @@ def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
         with log_context(terminal_id=profile.terminal_id), atm:
             for name, url in atm.bay.urls().items():
                 out.write(f"  {name:<16} on {url}\n")
-            for line in atm.atm.recovery_report:
+            for line in atm.controller.recovery_report:
                 out.write(f"  recovered: {line}\n")
-            atm.atm.screen_listeners.append(lambda screen: _print_screen(out, screen))
+            atm.controller.screen_listeners.append(lambda screen: _print_screen(out, screen))
             last_seq = max((e.seq for e in atm.journal.entries()), default=0)
             for action in parse_script(ALICE_WITHDRAWS.splitlines()):
                 if action.verb != "wait":

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from celery import Celery
 
+from config.data_files import VERSION
 from config.settings import Settings
 from device.clock import VirtualClock
 from device.sim import customers as population_code
@@ -41,21 +42,10 @@ from device.sim.chaos import (
     plan_run,
 )
 from device.sim.customers import SimCustomer, prepare_population
-from device.sim.fleet import (
-    SHARD_ATMS,
-    TEST_MAC_KEY,
-    AtmSlot,
-    FleetConfig,
-    FleetError,
-    FleetReport,
-    FleetShard,
-    SessionPlan,
-    SessionResult,
-    ShardSpec,
-    fleet_bank,
-    loaded_cash,
-    run_directory,
-)
+from device.sim.fleet.cli import fleet_bank, run_directory
+from device.sim.fleet.in_process import TEST_MAC_KEY, AtmSlot, FleetConfig, FleetReport
+from device.sim.fleet.robot_customer import FleetError, SessionPlan, SessionResult
+from device.sim.fleet.sharded import SHARD_ATMS, FleetShard, ShardSpec, loaded_cash
 from device.sim.invariants import (
     Baseline,
     DispenserCash,
@@ -108,7 +98,7 @@ def shard_population(run_dir: Path, *, generated: int, seed: int) -> tuple[list[
     rng = random.Random(f"customers:{seed}")
     base_seed = yaml.safe_load(bank_admin.SEED_FILE.read_text(encoding="utf-8"))
     base_wallet = yaml.safe_load(population_code.WALLET_FILE.read_text(encoding="utf-8"))
-    wallet_doc: dict[str, Any] = {"cards": dict(base_wallet["cards"])}
+    wallet_doc: dict[str, Any] = {"version": VERSION, "cards": dict(base_wallet["cards"])}
     found = population_code._seeded_customers(base_seed, base_wallet)
     for index in range(1, generated + 1):
         seed_entry, wallet_entry = population_code._generated_customer(index, rng)

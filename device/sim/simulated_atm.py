@@ -75,7 +75,7 @@ class SimulatedAtm:
         self.session_timeout_seconds = session_timeout_seconds
         self.settle_seconds = settle_seconds
         self.screens_shown: list[RenderedScreen] = []
-        self.controller: AtmController | None = None
+        self._controller: AtmController | None = None
         self._drivers: list[Any] = []
         self._host_client: HostClient | None = None
         self._journal: Journal | None = None
@@ -110,7 +110,7 @@ class SimulatedAtm:
         )
         self._journal = Journal(self.state_dir / "journal.jsonl", self.clock.now)
         pin_format = int(self.profile.devices["pin_pad"].settings.get("pin_block_format", 0))
-        self.controller = AtmController(
+        self._controller = AtmController(
             card_reader=card_reader,
             pin_pad=pin_pad,
             dispenser=dispenser,
@@ -127,8 +127,8 @@ class SimulatedAtm:
             ),
             plan_notes=plan_notes,
         )
-        self.controller.screen_listeners.append(self.screens_shown.append)
-        return self.controller.start()
+        self._controller.screen_listeners.append(self.screens_shown.append)
+        return self._controller.start()
 
     def stop(self) -> None:
         """Close drivers, host link, devices and journal; safe to call twice."""
@@ -169,10 +169,10 @@ class SimulatedAtm:
     # ----- running ----------------------------------------------------------------------------
 
     @property
-    def atm(self) -> AtmController:
-        if self.controller is None:
+    def controller(self) -> AtmController:
+        if self._controller is None:
             raise AtmRunError("the ATM is not started")
-        return self.controller
+        return self._controller
 
     @property
     def journal(self) -> Journal:
@@ -184,10 +184,10 @@ class SimulatedAtm:
         """Step until nothing changes for a moment: device replies have arrived and been used."""
         deadline = time.monotonic() + limit
         quiet_since = time.monotonic()
-        seen = (self.atm.state, self.atm.screen)
+        seen = (self.controller.state, self.controller.screen)
         while time.monotonic() < deadline:
-            self.atm.step()
-            now_seen = (self.atm.state, self.atm.screen)
+            self.controller.step()
+            now_seen = (self.controller.state, self.controller.screen)
             if now_seen != seen:
                 seen, quiet_since = now_seen, time.monotonic()
             elif time.monotonic() - quiet_since >= self.settle_seconds:
@@ -202,11 +202,11 @@ class SimulatedAtm:
         while not done():
             if time.monotonic() >= deadline:
                 raise AtmRunError(
-                    f"waited {seconds:g} s for {what}; the ATM is in {self.atm.state} "
-                    f"showing {self.atm.screen.name!r}"
+                    f"waited {seconds:g} s for {what}; the ATM is in {self.controller.state} "
+                    f"showing {self.controller.screen.name!r}"
                 )
             self.settle()
-            timer = self.atm.next_deadline
+            timer = self.controller.next_deadline
             if not done() and timer is not None and isinstance(self.clock, VirtualClock):
                 self.clock.advance(max(timer - self.clock.monotonic(), 0.0))
 
@@ -232,7 +232,7 @@ class SimulatedAtm:
         self.settle()
 
     def wait_for_state(self, state: str, seconds: float) -> None:
-        self.run_until(lambda: self.atm.state == state, seconds, f"state {state}")
+        self.run_until(lambda: self.controller.state == state, seconds, f"state {state}")
         self.settle()
 
     def advance(self, seconds: float) -> None:

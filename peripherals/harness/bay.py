@@ -13,13 +13,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from config.data_files import DataFileError
 from peripherals.emulator import Clock, Emulator
 from peripherals.harness.fault_board import ArmedFault, FaultBoard
 from peripherals.harness.profile import (
     DEFAULT_PROFILE,
     AtmProfile,
     LinkSettings,
-    ProfileError,
     load_profile,
 )
 from peripherals.links.backends import check_backend, open_endpoint
@@ -68,7 +68,7 @@ def build_emulators(
         try:
             emulators[name] = from_config(section.settings, clock=clock, state_dir=device_dir)
         except (ValueError, TypeError, KeyError, OSError) as err:
-            raise ProfileError(profile.source, f"devices.{name}", str(err)) from err
+            raise DataFileError(profile.source, section.line, f"devices.{name}: {err}") from err
     return emulators
 
 

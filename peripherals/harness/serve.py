@@ -13,8 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from config.data_files import DataFileError
 from peripherals.harness.bay import BayError, DeviceBay
-from peripherals.harness.profile import ProfileError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def serve_devices(config: Path, *, stop: threading.Event | None = None) -> int:
     """Run the bay until interrupted (or `stop` is set); 0 on a clean stop, 2 on a bad profile."""
     try:
         bay = DeviceBay.from_profile(config)
-    except (ProfileError, BayError) as err:
+    except (DataFileError, BayError) as err:
         print(f"atm-sim: {err}", file=sys.stderr)
         return 2
     stop = stop or threading.Event()

@@ -1,7 +1,7 @@
 """Fleet cost as N grows: for N = 10, 50, 200 ATMs (4 ptys each) against one bank, sessions per
 second, latency, memory per ATM, CPU per session and the idle CPU of the fleet. The ATMs run in
-processes of up to 25 (see fleet.SHARD_ATMS), the bank and host in this one; each N on a fresh
-database. Run: .venv/bin/python -m scripts.bench.fleet_bench
+processes of up to 25 (see fleet.sharded.SHARD_ATMS), the bank and host in this one; each N on a
+fresh database. Run: .venv/bin/python -m scripts.bench.fleet_bench
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from sqlalchemy.engine import make_url
 
 from config.settings import load_settings
 from device.sim.bank_stack import BankStack
-from device.sim.fleet import SHARD_ATMS, FleetConfig, run_directory, run_sharded
+from device.sim.fleet.cli import run_directory
+from device.sim.fleet.in_process import FleetConfig
+from device.sim.fleet.sharded import SHARD_ATMS, run_sharded
 from host.database import database_url, stop_embedded
 
 SIZES = (10, 50, 200)
@@ -59,12 +61,19 @@ def backend_cpu(engine: sa.Engine) -> float:
     return total
 
 
-def measure(atms: int, sessions: int, url: str) -> str:
+def measure(atms: int, sessions: int, url: str, shard_atms: int) -> str:
     settings = load_settings({**BENCH_ENV, "DATABASE_URL": url})
     config = FleetConfig(atms=atms, sessions=sessions, seed=1, customers=min(100, atms))
     with run_directory() as run_dir, BankStack(settings) as bank:
         host_cpu = cpu_seconds()
-        run = run_sharded(config, bank, run_dir, out=lambda _: None, idle_seconds=IDLE_SECONDS)
+        run = run_sharded(
+            config,
+            bank,
+            run_dir,
+            out=lambda _: None,
+            shard_atms=shard_atms,
+            idle_seconds=IDLE_SECONDS,
+        )
         host_cpu = cpu_seconds() - host_cpu
         db_cpu = backend_cpu(bank.engine)  # the backends live as long as the pool: all of it
     report, shards = run.report, run.shards
@@ -88,6 +97,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--sessions-per-atm", type=float, default=2.0)
     parser.add_argument("--min-sessions", type=int, default=100)
+    parser.add_argument(
+        "--shard-atms",
+        type=int,
+        default=SHARD_ATMS,
+        help=f"ATMs per process (default {SHARD_ATMS}; 200 runs 200 ATMs in one process)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level="ERROR")
     home = Path(tempfile.mkdtemp(prefix="atm-fleet-bench-"))
@@ -99,7 +114,7 @@ def main() -> int:
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     print(
         f"fleet benchmark on {os.cpu_count()} cores; PIN hashes at bcrypt cost 4; "
-        f"up to {SHARD_ATMS} ATMs per process"
+        f"up to {args.shard_atms} ATMs per process"
     )
     print(
         f"{'ATMs':>5} {'sessions':>8} {'procs':>5} {'setup s':>7} {'sess/s':>7} {'p50 s':>6} "
@@ -114,7 +129,7 @@ def main() -> int:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
             try:
                 url = server.set(database=name).render_as_string(hide_password=False)
-                print(measure(atms, sessions, url), flush=True)
+                print(measure(atms, sessions, url, args.shard_atms), flush=True)
             finally:
                 with admin.connect() as conn:
                     conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -72,7 +72,7 @@ def test_balance_inquiry_shows_the_bank_balance(make_atm: MakeAtm, bank_stack: B
     atm = make_atm()
     run(atm, LOGIN + "press F2\nwait account_selection\npress F2\nwait showing_result\n")
     balance = bank_stack.account_balance(ALICE_SAVINGS)
-    assert f"{balance // 100:,}.{balance % 100:02d}" in atm.atm.screen.text()
+    assert f"{balance // 100:,}.{balance % 100:02d}" in atm.controller.screen.text()
 
 
 def test_transfer_between_own_accounts(make_atm: MakeAtm, bank_stack: BankStack) -> None:
@@ -123,7 +123,7 @@ press enter
 wait transaction_menu
 """,
     )
-    assert atm.atm.state == "transaction_menu"
+    assert atm.controller.state == "transaction_menu"
 
 
 def test_three_wrong_pins_lock_and_capture_the_card(make_atm: MakeAtm) -> None:
@@ -184,7 +184,7 @@ def test_no_paper_asks_then_serves_cash_without_a_receipt(
     atm.bay.inject("receipt_printer", "paper_out")
     before = bank_stack.account_balance(ALICE_CHECKING)
     run(atm, LOGIN + "press F1\n")
-    assert atm.atm.screen.name == "receipt_unavailable"
+    assert atm.controller.screen.name == "receipt_unavailable"
     run(
         atm,
         """
@@ -227,23 +227,23 @@ def test_reversal_survives_an_atm_restart(
     port = bank_stack.server.port
     bank_stack.server.stop()  # the host goes away while the cash waits at the shutter
     run(atm, "advance 31\nwait idle 15\n")
-    assert [a.kind for a in atm.atm.advices.pending()] == ["reversal"]
+    assert [a.kind for a in atm.controller.advices.pending()] == ["reversal"]
     state_dir = atm.state_dir
     atm.stop()
     bank_stack.server.port = port
     bank_stack.server.start()
     restarted = make_atm(state_dir)
     run(restarted, "wait idle\n")
-    assert restarted.atm.advices.pending() == []
+    assert restarted.controller.advices.pending() == []
     assert bank_stack.account_balance(ALICE_CHECKING) == before
 
 
 def test_mini_statement_lists_the_latest_entries(make_atm: MakeAtm) -> None:
     atm = make_atm()
     run(atm, LOGIN + "press F4\nwait account_selection\npress F1\nwait showing_result\n")
-    assert atm.atm.screen.name == "result"
-    assert "Mini statement" in atm.atm.screen.text()
-    assert "2,500.00" in atm.atm.screen.text()  # the opening balance is the first entry
+    assert atm.controller.screen.name == "result"
+    assert "Mini statement" in atm.controller.screen.text()
+    assert "2,500.00" in atm.controller.screen.text()  # the opening balance is the first entry
     run(atm, "press F8\nwait ejecting_card\ntake card\nwait idle\n")
     assert "MINI STATEMENT" in atm.receipts()[-1]
 
@@ -277,18 +277,18 @@ def test_unavailable_dispenser_offers_only_non_cash_transactions(make_atm: MakeA
     atm = make_atm()
     atm.bay.inject("cash_dispenser", "unresponsive")
     run(atm, "advance 6\nwait idle\n")
-    assert "Cash is not available" in atm.atm.screen.text()
+    assert "Cash is not available" in atm.controller.screen.text()
     run(atm, LOGIN + "press F1\n")
-    assert "Cash withdrawals are not available" in atm.atm.screen.text()
-    assert atm.atm.state == "transaction_menu"
+    assert "Cash withdrawals are not available" in atm.controller.screen.text()
+    assert atm.controller.state == "transaction_menu"
     run(atm, "press F2\nwait account_selection\npress F1\nwait showing_result\n")
-    assert atm.atm.screen.name == "result"
+    assert atm.controller.screen.name == "result"
 
 
 def test_inactivity_asks_for_more_time_then_returns_the_card(make_atm: MakeAtm) -> None:
     atm = make_atm()
     run(atm, LOGIN + "advance 121\n")
-    assert atm.atm.screen.name == "more_time"
+    assert atm.controller.screen.name == "more_time"
     run(atm, "advance 31\nwait ejecting_card\n")
     assert "session_timeout" in events(atm)
 
@@ -301,7 +301,7 @@ def test_card_reader_power_loss_is_healed_by_initialising_it_again(make_atm: Mak
     run(atm, "wait idle 20\n")
     assert "card_reader_initialised" in events(atm)
     run(atm, LOGIN)
-    assert atm.atm.state == "transaction_menu"
+    assert atm.controller.state == "transaction_menu"
 
 
 def test_a_dispenser_silent_after_a_power_cut_is_settled_once_it_answers(
@@ -319,12 +319,14 @@ def test_a_dispenser_silent_after_a_power_cut_is_settled_once_it_answers(
         assert len(report) == 1 and "dispenser not answering" in report[0]
         run(restarted, "wait idle\n")
         assert "settlement_deferred" in events(restarted) and "suspect" not in events(restarted)
-        assert not restarted.atm.cash_available and restarted.atm.advices.pending() == []
+        assert (
+            not restarted.controller.cash_available and restarted.controller.advices.pending() == []
+        )
         restarted.bay.clear("cash_dispenser")
         run(restarted, "advance 6\nwait idle\n")
         assert "reversal_acknowledged" in events(restarted)
         assert bank_stack.account_balance(ALICE_CHECKING) == before
         assert restarted.bay.cash_dispenser.status()["retract_bin"] >= 1
-        assert restarted.atm.cash_available
+        assert restarted.controller.cash_available
     finally:
         restarted.stop()

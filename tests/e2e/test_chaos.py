@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from config.card_numbers import mask_pan
 from device.sim.bank_stack import BankStack
 from device.sim.chaos import ChaosFleet, chaos_host_timeout, plan_chaos
-from device.sim.fleet import (
-    FleetConfig,
+from device.sim.fleet.in_process import FleetConfig
+from device.sim.fleet.robot_customer import (
     SessionDriver,
     SessionPlan,
     classify,

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from device.sim.bank_stack import BankStack
-from device.sim.fleet import Fleet, FleetConfig, SessionDriver, SessionPlan
+from device.sim.fleet.in_process import Fleet, FleetConfig
+from device.sim.fleet.robot_customer import SessionDriver, SessionPlan
 from device.sim.invariants import check_all
 
 
@@ -25,7 +26,7 @@ def test_a_deferred_withdrawal_is_counted_until_it_settles_and_fails_only_at_the
 
         def silence_the_dispenser(_action: int) -> None:
             # As in `chaos --atms 10 --seed 7`: cash at the shutter, then no answer.
-            if sim.atm.state == "presenting_cash" and not sim.bay.armed():
+            if sim.controller.state == "presenting_cash" and not sim.bay.armed():
                 sim.bay.inject("cash_dispenser", "unresponsive")
 
         SessionDriver(sim, plan, before_action=silence_the_dispenser).run()

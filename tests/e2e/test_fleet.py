@@ -10,7 +10,9 @@ import sqlalchemy as sa
 
 from device.sim.bank_stack import BankStack
 from device.sim.customers import atm_profile, prepare_population, terminal_ids
-from device.sim.fleet import Fleet, FleetConfig, plan_fleet, run_sharded
+from device.sim.fleet.in_process import Fleet, FleetConfig
+from device.sim.fleet.robot_customer import plan_fleet
+from device.sim.fleet.sharded import run_sharded
 from host.models import Account, JournalLine, Terminal
 from peripherals.cards import load_wallet
 

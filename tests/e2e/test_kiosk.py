@@ -185,7 +185,7 @@ def test_operator_panel_faults_host_and_power(kiosk: KioskApp, tmp_path: Path) -
     customer(kiosk).wait_for_state("idle", 10)
     click(kiosk, find(kiosk.hotspots, Operator("tab", "supervisor")))
     click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
-    assert kiosk.atm.atm.state == "supervisor"
+    assert kiosk.atm.controller.state == "supervisor"
     click(kiosk, find(kiosk.hotspots, Operator("replenish")))
     assert all(c.count == c.capacity for c in kiosk.atm.bay.cash_dispenser.cassettes)
     assert "replenished" in [e.event for e in kiosk.atm.journal.entries()]
@@ -208,12 +208,12 @@ def test_resizing_keeps_the_aspect_ratio_and_the_drawing(kiosk: KioskApp) -> Non
 def test_an_idle_kiosk_asks_the_card_reader_once_a_frame(
     kiosk: KioskApp, mocker: MockerFixture
 ) -> None:
-    assert kiosk.atm.atm.state == "idle"
-    status = mocker.spy(kiosk.atm.atm.card_reader, "status")
+    assert kiosk.atm.controller.state == "idle"
+    status = mocker.spy(kiosk.atm.controller.card_reader, "status")
     for _ in range(10):
         kiosk.frame()
     assert status.call_count == 10  # one poll a frame, not one per controller step
-    assert kiosk.atm.atm.state == "idle"
+    assert kiosk.atm.controller.state == "idle"
 
 
 def test_an_idle_kiosk_draws_nothing_until_a_key_or_the_screen_changes(
@@ -255,7 +255,7 @@ def test_an_idle_kiosk_draws_nothing_until_a_key_or_the_screen_changes(
         app.frame()
         assert not app.busy()
         draws = app.draws
-        atm.atm.show("idle", notice="Cash is not available")  # the ATM changes its screen
+        atm.controller.show("idle", notice="Cash is not available")  # the ATM changes its screen
         app.frame()
         assert app.draws == draws + 1, "a new screen was not drawn in the next frame"
         assert drawn_text(app, "Cash is not available")
@@ -271,7 +271,7 @@ def test_supervisor_sets_each_cassette_count_from_the_panel(kiosk: KioskApp) -> 
     outside = Operator("disabled", "+10")  # exchange buttons are off outside supervisor mode
     assert any(spot.action == outside for spot in kiosk.hotspots)
     click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
-    assert kiosk.atm.atm.state == "supervisor"
+    assert kiosk.atm.controller.state == "supervisor"
     cassettes = {c.number: c for c in kiosk.atm.bay.cash_dispenser.cassettes}
     first, second = sorted(cassettes)[:2]
     before = cassettes[first].count
@@ -301,7 +301,7 @@ def test_a_fault_switched_on_in_once_mode_fires_once_and_is_gone(kiosk: KioskApp
     # again, and the fault is gone (a persistent drop would take the ATM out of service).
     customer(kiosk).wait_for_state("idle", 10)
     assert [str(f) for f in kiosk.atm.bay.armed()] == []
-    assert kiosk.atm.atm.state == "idle"
+    assert kiosk.atm.controller.state == "idle"
 
 
 def test_supervisor_purges_loose_notes_and_removes_a_stuck_card(kiosk: KioskApp) -> None:
@@ -309,14 +309,14 @@ def test_supervisor_purges_loose_notes_and_removes_a_stuck_card(kiosk: KioskApp)
     key(kiosk, pygame.K_F12)
     click(kiosk, find(kiosk.hotspots, Operator("tab", "supervisor")))
     click(kiosk, find(kiosk.hotspots, Operator("supervisor")))
-    assert kiosk.atm.atm.state == "supervisor"
+    assert kiosk.atm.controller.state == "supervisor"
     click(kiosk, find(kiosk.hotspots, Operator("purge")))
     assert "purged to the reject bin" in kiosk._panel_message.get()
     kiosk.atm.bay.card_reader.insert_card("alice")  # entry is off: the card waits at the gate
-    kiosk.atm.atm.card_stuck = True  # as after an eject and a capture that both failed
+    kiosk.atm.controller.card_stuck = True  # as after an eject and a capture that both failed
     click(kiosk, find(kiosk.hotspots, Operator("remove_card")))
     assert kiosk.atm.bay.card_reader.status()["media"] == "none"
-    assert not kiosk.atm.atm.card_stuck
+    assert not kiosk.atm.controller.card_stuck
     events = [e.event for e in kiosk.atm.journal.entries()]
     assert "purged" in events and "card_removed_by_operator" in events
     click(kiosk, find(kiosk.hotspots, Operator("supervisor")))

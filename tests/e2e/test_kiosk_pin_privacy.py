@@ -72,4 +72,4 @@ def test_a_scripted_session_prints_and_names_no_pin(kiosk: KioskApp, tmp_path: P
     assert not [name for name in names if PIN in name]
     assert "> type ****" in said
     assert not [line for line in said if PIN in line]
-    assert kiosk.atm.atm.state == "transaction_menu"
+    assert kiosk.atm.controller.state == "transaction_menu"

@@ -94,7 +94,7 @@ def test_kill_during_dispense_then_recovery_settles_exactly(
     restarted = make_atm(state_dir)
     run(restarted, "wait idle\n")
     status = restarted.bay.cash_dispenser.status()
-    report = restarted.atm.recovery_report
+    report = restarted.controller.recovery_report
     assert len(report) == 1 and "reversal, 0 of 10000 cents" in report[0]
     # The bank: the hold is released and nothing was posted.
     assert bank_stack.account_balance(ALICE_CHECKING) == before

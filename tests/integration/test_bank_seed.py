@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from config.data_files import DataFileError
 from config.settings import Settings
 from host import crypto_keys
-from host.bank_admin import SEED_FILE, SeedError, load_seed, seed_bank
+from host.bank_admin import SEED_FILE, load_seed, seed_bank
 from host.crypto_keys import KeyStoreError, mac_key_lookup
 from tests.integration.conftest import MAC_KEY, SEEDED_BALANCES, ledger_problems
 
@@ -133,18 +134,18 @@ def test_seed_file_mistakes_are_named(
     assert change[0] in text
     broken = tmp_path / "bank_seed.yaml"
     broken.write_text(text.replace(change[0], change[1], 1), encoding="utf-8")
-    with pytest.raises(SeedError, match=message) as caught:
+    with pytest.raises(DataFileError, match=message) as caught:
         load_seed(broken)
-    assert str(broken) in str(caught.value)
+    assert str(caught.value).startswith(f"{broken}:{caught.value.line}: ")
     assert isinstance(caught.value, ValueError)
 
 
 def test_unreadable_seed_file(tmp_path: Path) -> None:
-    with pytest.raises(SeedError, match="cannot read"):
+    with pytest.raises(DataFileError, match="cannot read the file"):
         load_seed(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("customers: [", encoding="utf-8")
-    with pytest.raises(SeedError, match="cannot read"):
+    bad.write_text("version: 1\ncustomers: [", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"bad\.yaml:2: not valid YAML"):
         load_seed(bad)
 
 

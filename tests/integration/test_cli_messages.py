@@ -139,7 +139,7 @@ def test_a_card_not_in_the_wallet_is_refused_before_anything_is_made(tmp_path: P
 
 def test_a_bad_wallet_file_is_refused_before_anything_is_made(tmp_path: Path) -> None:
     wallet = tmp_path / "wallet.yaml"
-    wallet.write_text('cards:\n  eve:\n    pan: "4111111111111111"\n')
+    wallet.write_text('version: 1\ncards:\n  eve:\n    pan: "4111111111111111"\n')
     profile = tmp_path / "profile.yaml"
     default = Path(__file__).resolve().parents[2] / "config" / "atm_profiles" / "default.yaml"
     profile.write_text(default.read_text().replace("config/wallet.yaml", str(wallet)))
@@ -151,7 +151,7 @@ def test_a_bad_wallet_file_is_refused_before_anything_is_made(tmp_path: Path) ->
         env=cli_env(home),
     )  # fmt: skip
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"atm-sim: {wallet}: cards.eve.name: missing"]
+    assert result.stderr.strip().splitlines() == [f"atm-sim: {wallet}:3: cards.eve.name: missing"]
     assert not home.exists()
 
 

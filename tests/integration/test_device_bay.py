@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from config.data_files import DataFileError
 from device.drivers.base import SerialDriver
 from device.drivers.receipt_printer import ReceiptPrinterDriver
 from peripherals.emulator import Emulator
@@ -17,7 +18,6 @@ from peripherals.harness.profile import (
     DEFAULT_PROFILE,
     PROJECT_ROOT,
     LinkSettings,
-    ProfileError,
     load_profile,
     parse_profile,
 )
@@ -28,6 +28,7 @@ pytest_plugins = ["pytester"]
 QUIET = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
 
 PRINTER_ONLY: dict[str, Any] = {
+    "version": 1,
     "terminal_id": "ATM00002",
     "devices": {"receipt_printer": {"paper_length_lines": 300, "near_end_lines": 10}},
 }
@@ -78,11 +79,12 @@ def test_default_profile_is_valid_and_keeps_the_host_section() -> None:
 @pytest.mark.parametrize(
     ("document", "key", "reason"),
     [
-        ("terminal_id: [", "<document>", "not valid YAML at line"),
-        ("- a list", "<document>", "expected a mapping, got list"),
+        ("version: 1\nterminal_id: [", "", "not valid YAML"),
+        ("- a list", "", "expected a mapping that starts with version: 1, found list"),
+        ({**PRINTER_ONLY, "version": 2}, "version", "2 is not supported; this build reads"),
         ({**PRINTER_ONLY, "terminal_id": 12345678}, "terminal_id", "as a quoted string"),
         ({**PRINTER_ONLY, "terminal_id": "ATM-1"}, "terminal_id", "8 letters or digits"),
-        ({"devices": PRINTER_ONLY["devices"]}, "terminal_id", "missing"),
+        ({"version": 1, "devices": PRINTER_ONLY["devices"]}, "terminal_id", "missing"),
         ({**PRINTER_ONLY, "colour": "blue"}, "colour", "unknown key; known: devices,"),
         ({**PRINTER_ONLY, "devices": {}}, "devices", "no devices"),
         ({**PRINTER_ONLY, "devices": {"coin_hopper": {}}}, "devices.coin_hopper", "unknown key"),
@@ -119,26 +121,26 @@ def test_default_profile_is_valid_and_keeps_the_host_section() -> None:
         ({**PRINTER_ONLY, "host": {"address": "127.0.0.1", "port": 1}}, "host.mac_key", "missing"),
     ],
 )
-def test_profile_errors_name_file_key_and_reason(
+def test_profile_errors_name_file_line_key_and_reason(
     tmp_path: Path, document: object, key: str, reason: str
 ) -> None:
     path = write_profile(tmp_path, document)
-    with pytest.raises(ProfileError) as caught:
+    with pytest.raises(DataFileError) as caught:
         load_profile(path)
     error = caught.value
-    assert (error.file, error.key) == (str(path.resolve()), key)
-    assert reason in error.reason
-    assert str(error).startswith(f"{path.resolve()}: {key}: ")
+    assert error.path == str(path.resolve()) and error.line is not None
+    assert str(error).startswith(f"{path.resolve()}:{error.line}: {key}")
+    assert reason in error.message
     assert "\n" not in str(error)
 
 
 def test_missing_profile_file_is_a_profile_error(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match=r"absent.yaml: <file>: cannot read"):
+    with pytest.raises(DataFileError, match=r"absent\.yaml: cannot read the file"):
         load_profile(tmp_path / "absent.yaml")
 
 
 def test_relative_paths_try_the_profile_folder_then_the_repository_root(tmp_path: Path) -> None:
-    (tmp_path / "my_wallet.yaml").write_text("cards: []\n", encoding="utf-8")
+    (tmp_path / "my_wallet.yaml").write_text("version: 1\ncards: []\n", encoding="utf-8")
     beside = parse_profile(
         {"terminal_id": "ATM00003", "devices": {"card_reader": {"wallet": "my_wallet.yaml"}}},
         tmp_path / "atm.yaml",
@@ -155,10 +157,10 @@ def test_relative_paths_try_the_profile_folder_then_the_repository_root(tmp_path
 def test_a_device_refusing_its_section_is_a_profile_error(tmp_path: Path) -> None:
     document = {**PRINTER_ONLY, "devices": {"receipt_printer": {"paper_length_lines": "long"}}}
     path = write_profile(tmp_path, document)
-    with pytest.raises(ProfileError) as caught:
+    with pytest.raises(DataFileError) as caught:
         DeviceBay.from_profile(path)
-    assert caught.value.key == "devices.receipt_printer"
-    assert "paper_length_lines" in caught.value.reason
+    assert str(caught.value).startswith(f"{path.resolve()}:2: devices.receipt_printer: ")
+    assert "paper_length_lines" in caught.value.message
 
 
 def test_emulator_classes_are_found_by_device_name() -> None:

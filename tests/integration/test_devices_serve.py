@@ -89,7 +89,9 @@ def test_serve_prints_ports_serves_a_driver_and_stops_on_sigint(
 
 def test_serve_refuses_a_bad_profile_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
-    config.write_text("terminal_id: ATM00001\ndevices: {toaster: {}}\n", encoding="utf-8")
+    config.write_text(
+        "version: 1\nterminal_id: ATM00001\ndevices: {toaster: {}}\n", encoding="utf-8"
+    )
     process = start_serve(config)
     try:
         _, raw = process.communicate(timeout=20)
@@ -98,6 +100,6 @@ def test_serve_refuses_a_bad_profile_with_one_line(tmp_path: Path) -> None:
             process.kill()
     assert process.returncode == 2
     assert raw.decode().strip().splitlines() == [
-        f"atm-sim: {config}: devices.toaster: unknown key; known: card_reader, cash_dispenser,"
+        f"atm-sim: {config}:3: devices.toaster: unknown key; known: card_reader, cash_dispenser,"
         " pin_pad, receipt_printer"
     ]

@@ -9,11 +9,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.data_files import DataFileError
 from peripherals.cards import (
     TrackDamage,
     TrackReadError,
     WalletCard,
-    WalletError,
     damage_stripe,
     encode_stripe,
     load_wallet,
@@ -174,10 +174,11 @@ GOOD = {"pan": "4012345678909", "name": "OKAFOR/CHARLIE", "expiry": "2806", "ser
 def test_a_bad_card_is_refused_with_file_key_and_reason(
     tmp_path: Path, card: dict[str, object], message: str
 ) -> None:
-    path = write(tmp_path, yaml.safe_dump({"cards": {"c": card}}))
-    with pytest.raises(WalletError) as caught:
+    path = write(tmp_path, yaml.safe_dump({"version": 1, "cards": {"c": card}}, sort_keys=False))
+    with pytest.raises(DataFileError) as caught:
         load_wallet(path)
-    assert str(caught.value).startswith(f"{path}: ")
+    assert caught.value.line is not None and caught.value.line >= 3
+    assert str(caught.value).startswith(f"{path}:{caught.value.line}: ")
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -185,21 +186,22 @@ def test_a_bad_card_is_refused_with_file_key_and_reason(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("cards: [1, 2]\n", "cards: expected a mapping"),
-        ("wallet: {}\n", "the file must hold one mapping"),
-        ("cards: {Alice: {}}\n", "cards.Alice: card ids are"),
-        ("cards: {a: [}\n", "not valid YAML (line 1)"),
+        ("version: 1\ncards: [1, 2]\n", "wallet.yaml:2: cards: expected a mapping"),
+        ("version: 1\nwallet: {}\n", "wallet.yaml:1: cards: the file must hold one mapping"),
+        ("version: 1\ncards: {Alice: {}}\n", "wallet.yaml:2: cards.Alice: card ids are"),
+        ("version: 1\ncards: {a: [}\n", "wallet.yaml:2: not valid YAML"),
+        ("cards: {}\n", "wallet.yaml:1: version: missing"),
     ],
 )
 def test_a_bad_file_is_refused(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(WalletError) as caught:
+    with pytest.raises(DataFileError) as caught:
         load_wallet(write(tmp_path, text))
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(WalletError, match="cannot read the wallet"):
+    with pytest.raises(DataFileError, match=r"none\.yaml: cannot read the file"):
         load_wallet(tmp_path / "none.yaml")
 
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from config.data_files import DataFileError
 from peripherals.cash_dispenser import CashDispenserEmulator
 from peripherals.cassettes import (
     STATE_FILE_NAME,
@@ -106,14 +107,16 @@ def test_default_load_has_four_euro_cassettes() -> None:
     ],
 )
 def test_bad_loads_say_which_key_and_why(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(CassetteConfigError, match=message):
+    with pytest.raises(DataFileError, match=message):
         parse_cassette_load({**small_load(), **change}, "test.yaml")
 
 
 def test_unquoted_currency_in_a_yaml_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "load.yaml"
-    path.write_text("currency: 978\ncassettes:\n  - {denomination: 2000, count: 1, capacity: 5}\n")
-    with pytest.raises(CassetteConfigError, match=f"{path}: currency"):
+    path.write_text(
+        "version: 1\ncurrency: 978\ncassettes:\n  - {denomination: 2000, count: 1, capacity: 5}\n"
+    )
+    with pytest.raises(DataFileError, match=f"{path}:2: currency"):
         load_cassette_file(path)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from device.sim.fleet import classify
+from device.sim.fleet.robot_customer import classify
 
 AUTHORISED = [("card_read", {}), ("authorisation", {"code": "00"}), ("authorised", {})]
 

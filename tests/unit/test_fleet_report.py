@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from device.sim.fleet import FleetReport, Progress, SessionResult
+from device.sim.fleet.in_process import FleetReport, Progress
+from device.sim.fleet.robot_customer import SessionResult
 from device.sim.invariants import Check
 
 

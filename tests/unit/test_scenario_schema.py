@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from config.data_files import DataFileError
 from device.sim.scenarios.schema import (
     DeviceFault,
     HostFault,
     PowerFailure,
     Press,
     Restart,
-    ScenarioError,
     TypeDigits,
     Wait,
     load_scenarios,
@@ -22,8 +22,8 @@ from device.sim.scenarios.schema import (
 SCENARIOS = Path(__file__).parents[2] / "config" / "scenarios"
 
 
-def error_of(text: str) -> ScenarioError:
-    with pytest.raises(ScenarioError) as caught:
+def error_of(text: str) -> DataFileError:
+    with pytest.raises(DataFileError) as caught:
         parse_scenario(text, "s.yaml")
     return caught.value
 
@@ -137,7 +137,7 @@ expect:
 def test_a_bad_file_names_the_line_and_the_reason(text: str, line: int, reason: str) -> None:
     err = error_of(text)
     assert err.line == line, str(err)
-    assert reason in err.reason, str(err)
+    assert reason in err.message, str(err)
     assert str(err).startswith(f"s.yaml:{line}: ")
 
 
@@ -150,5 +150,5 @@ def test_every_shipped_scenario_loads() -> None:
 def test_one_bad_file_among_good_ones_refuses_them_all(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text("version: 1\nsteps: [wait: idle]\n")
     (tmp_path / "bad.yaml").write_text("version: 1\nsteps: []\n")
-    with pytest.raises(ScenarioError, match=r"bad\.yaml:2: steps: a scenario needs"):
+    with pytest.raises(DataFileError, match=r"bad\.yaml:2: steps: a scenario needs"):
         load_scenarios([tmp_path])

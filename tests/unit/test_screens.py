@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from config.data_files import DataFileError
 from device.controller.atm_controller import STATES
 from device.screens import DEFAULT_SCREENS, ScreenError, load_screens
 
@@ -17,6 +18,8 @@ def test_default_screen_set_renders_placeholders() -> None:
     menu = screens.render("transaction_menu")
     assert menu.keys["F1"].event == "choose_withdrawal"
     assert "[F8] Cancel" in menu.text()
+    with pytest.raises(ScreenError, match="no screen named 'nowhere'"):
+        screens.render("nowhere")
 
 
 def test_every_waiting_state_has_a_screen() -> None:
@@ -28,10 +31,14 @@ def test_every_waiting_state_has_a_screen() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("version: 2\nscreens: {}\n", "version"),
-        ("version: 1\nscreens:\n  idle: {lines: hello}\n", "screens.idle"),
-        ("version: 1\nscreens:\n  idle: {lines: [a], keys: {F9: {label: x, event: y}}}\n", "F9"),
-        ("version: 1\nscreens: [unclosed\n", "cannot read"),
+        ("version: 2\nscreens: {}\n", ":1: version: 2 is not supported"),
+        ("version: 1\nscreens:\n  idle: {lines: hello}\n", ":3: screens.idle: expected `lines:`"),
+        (
+            "version: 1\nscreens:\n  idle: {lines: [a], keys: {F9: {label: x, event: y}}}\n",
+            ":3: screens.idle.keys.F9: expected one of F1..F8",
+        ),
+        ("version: 1\nscreens:\n  idle: {lines: [a], keys: [F1]}\n", ":3: screens.idle.keys:"),
+        ("version: 1\nscreens: [unclosed\n", ":3: not valid YAML"),
     ],
 )
 def test_invalid_screen_set_is_refused_with_the_reason(
@@ -39,9 +46,9 @@ def test_invalid_screen_set_is_refused_with_the_reason(
 ) -> None:
     path = tmp_path / "screens.yaml"
     path.write_text(text)
-    with pytest.raises(ScreenError) as caught:
+    with pytest.raises(DataFileError) as caught:
         load_screens(path)
-    assert str(path) in str(caught.value) and fragment in str(caught.value)
+    assert str(caught.value).startswith(f"{path}{fragment}")
 
 
 def test_a_misspelt_key_event_is_refused_at_its_line(tmp_path: Path) -> None:
@@ -51,7 +58,7 @@ def test_a_misspelt_key_event_is_refused_at_its_line(tmp_path: Path) -> None:
         "      F1: {label: Withdraw, event: choose_withdrawal}\n"
         "      F2:\n        label: Balance\n        event: choose_balanse\n"
     )
-    with pytest.raises(ScreenError) as caught:
+    with pytest.raises(DataFileError) as caught:
         load_screens(path)
     assert str(caught.value).startswith(f"{path}:9: screens.idle.keys.F2.event: ")
     assert "unknown event 'choose_balanse'" in str(caught.value)

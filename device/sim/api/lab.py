@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from config.card_numbers import mask_pan
+from config.data_files import DataFileError
 from config.settings import Settings
 from device.clock import Clock, SystemClock, VirtualClock
 from device.controller.atm_controller import SupervisorError
@@ -28,7 +29,7 @@ from device.sim.scenarios.host_faults import HostFaultProxy
 from device.sim.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
 from peripherals.card_reader import CardHandlingError
 from peripherals.harness.fault_board import ArmedFault
-from peripherals.harness.profile import PROJECT_ROOT, AtmProfile, ProfileError, load_profile
+from peripherals.harness.profile import PROJECT_ROOT, AtmProfile, load_profile
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class LabAtm:
                 if self._stopping.is_set():
                     return
                 try:
-                    self.sim.atm.step()
+                    self.sim.controller.step()
                     self._last_step_error = ""
                 except Exception as err:  # the ATM stays hosted whatever one step does
                     text = f"{type(err).__name__}: {err}"
@@ -184,7 +185,7 @@ class LabAtm:
     # ----- views ------------------------------------------------------------------------------
 
     def view(self) -> dict[str, Any]:
-        controller = self.sim.atm
+        controller = self.sim.controller
         screen = controller.screen
         connected = getattr(controller.host, "connected", None)
         return {
@@ -323,7 +324,7 @@ class LabAtm:
     def step(self, count: int) -> str:
         def step() -> None:
             for _ in range(count):
-                self.sim.atm.step()
+                self.sim.controller.step()
 
         self._locked(step)
         return f"{count} controller step(s)"
@@ -331,7 +332,7 @@ class LabAtm:
     # ----- the operator -----------------------------------------------------------------------
 
     def operate(self, action: str, cassettes: Mapping[int, int] | None = None) -> str:
-        controller = self.sim.atm
+        controller = self.sim.controller
         bay = self.sim.bay
 
         def out_of_service() -> str:
@@ -434,7 +435,7 @@ class Lab:
             )
         try:
             profile = load_profile(PROFILE_DIR / f"{spec.profile}.yaml")
-        except ProfileError as err:
+        except DataFileError as err:
             raise LabInputError(str(err), "profile") from err
         if profile.host is None:
             raise LabInputError(f"profile {spec.profile}: it names no host", "profile")

@@ -36,7 +36,6 @@ from device.sim.api.lab_schemas import (
     StepIn,
     WaitIn,
 )
-from device.sim.scenarios.schema import ScenarioError
 from host.api.bank_routes import JOB_ID, job_out
 from host.api.job_port import JobInfo, JobQueue
 from host.api.operators import OperatorAuth
@@ -342,7 +341,7 @@ def lab_router(
                 chosen = [scenario_jobs.parse_upload(body.yaml)]
             else:
                 chosen = scenario_jobs.load_named(body.names or [])
-        except (ScenarioError, ValueError) as err:
+        except ValueError as err:  # DataFileError too: the line and the reason
             field = "yaml" if body.yaml is not None else "names"
             raise HTTPException(
                 422, [{"loc": ["body", field], "msg": str(err), "type": "value_error"}]

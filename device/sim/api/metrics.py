@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from device.controller.atm_controller import STATES
 from device.sim.api.lab import Lab
+from device.sim.simulated_atm import AtmRunError
 
 HTTP_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -78,8 +79,9 @@ class LabCollector(Collector):
         )
         counts = dict.fromkeys(STATES, 0)
         for atm in self.lab.atms():
-            controller = atm.sim.controller
-            if controller is None:
+            try:
+                controller = atm.sim.controller
+            except AtmRunError:  # a lab ATM not started yet has no state to count
                 continue
             counts[controller.state] = counts.get(controller.state, 0) + 1
             per_target: dict[str, int] = {}

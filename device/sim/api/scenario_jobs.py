@@ -34,7 +34,7 @@ def load_named(names: Sequence[str]) -> list[Scenario]:
 
 
 def parse_upload(text: str) -> Scenario:
-    """An uploaded scenario, checked before it is queued (ScenarioError: line and reason)."""
+    """An uploaded scenario, checked before it is queued (DataFileError: line and reason)."""
     return parse_scenario(text, UPLOAD_NAME)
 
 

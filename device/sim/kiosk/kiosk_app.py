@@ -145,7 +145,7 @@ class KioskApp:
         self.now = now
         self._active_until = now() + ACTIVE_SECONDS
         self._seen: tuple[Any, ...] | None = None  # what changed last, less what the kiosk times
-        self.recovery_report: list[str] = list(atm.atm.recovery_report)
+        self.recovery_report: list[str] = list(atm.controller.recovery_report)
         self._owned: list[SimulatedAtm] = []  # ATMs the kiosk started after a power failure
         self._receipts_taken = 0
         self.reading: int | None = None  # index of the receipt held up to read
@@ -191,7 +191,7 @@ class KioskApp:
         IDLE_FRAME_SECONDS, less when the controller's next timer, the card light's next blink
         or the end of a message or a pressed key comes first."""
         waits = [IDLE_FRAME_SECONDS]
-        deadline = self.atm.atm.next_deadline
+        deadline = self.atm.controller.next_deadline
         if deadline is not None:
             waits.append(deadline - self.atm.clock.monotonic())
         drawn = self._drawn[0] if self._drawn else None
@@ -237,10 +237,10 @@ class KioskApp:
         deadline = time.perf_counter() + STEP_BUDGET_SECONDS
         # Between customers a step only asks the card reader whether a card came: once a frame
         # is soon enough, and the idle kiosk then costs a quarter of the device round trips.
-        steps = 1 if self.atm.atm.state in SERVICE_STATES else self.steps_per_frame
+        steps = 1 if self.atm.controller.state in SERVICE_STATES else self.steps_per_frame
         for _ in range(steps):
             try:
-                self.atm.atm.step()
+                self.atm.controller.step()
             except Exception as err:  # the window stays up whatever the ATM does
                 log.exception("controller step failed")
                 self._panel_message.set(f"controller error: {err}", 10)
@@ -317,7 +317,7 @@ class KioskApp:
 
     def _operator_command(self, command: str, argument: str) -> str:
         bay = self.atm.bay
-        controller = self.atm.atm
+        controller = self.atm.controller
         if command == "tab":
             self.panel_tab = argument
             return ""
@@ -375,7 +375,7 @@ class KioskApp:
 
     def replenish(self) -> str:
         """Fill every cassette to capacity: the controller's exchange, in supervisor mode."""
-        controller = self.atm.atm
+        controller = self.atm.controller
         if controller.state != "supervisor":
             return "replenishment needs supervisor mode"
         full = {c.number: c.capacity for c in self.atm.bay.cash_dispenser.cassettes}
@@ -387,7 +387,7 @@ class KioskApp:
     def exchange_cassette(self, argument: str) -> str:
         """One cassette's count changed ("N:+10", "N:-10", "N:empty", "N:full") through the
         controller's journalled exchange, in supervisor mode."""
-        controller = self.atm.atm
+        controller = self.atm.controller
         if controller.state != "supervisor":
             return "replenishment needs supervisor mode"
         number_text, change = argument.split(":", 1)
@@ -433,11 +433,11 @@ class KioskApp:
         return list(range(self._receipts_taken, count))
 
     def _currency(self) -> str:
-        return str(self.atm.atm.config.currency_symbol)
+        return str(self.atm.controller.config.currency_symbol)
 
     def fascia_state(self) -> FasciaState:
         bay = self.atm.bay
-        screen = self.atm.atm.screen
+        screen = self.atm.controller.screen
         reader = bay.card_reader
         dispenser = bay.cash_dispenser
         denominations = {c.number: c.denomination for c in dispenser.cassettes}
@@ -470,12 +470,12 @@ class KioskApp:
             wallet=tuple(WalletEntry(k, c.label) for k, c in self.atm.wallet.items()),
             pressed=self._pressed.get(),
             blink=blinking and int(self.now() / BLINK_SECONDS) % 2 == 0,
-            in_service=self.atm.atm.state != "out_of_service",
+            in_service=self.atm.controller.state != "out_of_service",
         )
 
     def panel_state(self) -> PanelState:
         bay = self.atm.bay
-        controller = self.atm.atm
+        controller = self.atm.controller
         lines: list[tuple[str, str]] = []
         add = lines.append
         add(("title", f"ATM {self.atm.terminal_id}: {controller.state}"))
@@ -619,7 +619,7 @@ class KioskApp:
         # What the kiosk times itself (the blink, a message or a pressed key running out) and
         # the panel's device counters, which move with every poll, keep no full frame rate.
         quiet = replace(fascia, blink=False, pressed="", cash_message="")
-        seen = (self.atm.atm.state, quiet, self.reading, self.show_panel)
+        seen = (self.atm.controller.state, quiet, self.reading, self.show_panel)
         if seen != self._seen:
             self._seen = seen
             self._activity()
@@ -672,7 +672,7 @@ class KioskCustomer:
             atm = self.kiosk.atm
             # The fascia only: the operator panel's counters move with every device poll.
             drawn = self.kiosk._drawn
-            now_seen = (atm.atm.state, atm.atm.screen, drawn[0] if drawn else None)
+            now_seen = (atm.controller.state, atm.controller.screen, drawn[0] if drawn else None)
             if now_seen != seen:
                 seen, quiet_since = now_seen, time.monotonic()
             elif time.monotonic() - quiet_since >= self.SETTLE_SECONDS:
@@ -709,16 +709,16 @@ class KioskCustomer:
     def wait_for_state(self, state: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         atm = self.kiosk.atm
-        while atm.atm.state != state:
+        while atm.controller.state != state:
             if time.monotonic() >= deadline:
                 raise KioskError(
-                    f"waited {seconds:g} s for state {state}; the ATM is in {atm.atm.state} "
-                    f"showing {atm.atm.screen.name!r}"
+                    f"waited {seconds:g} s for state {state}; the ATM is in {atm.controller.state} "
+                    f"showing {atm.controller.screen.name!r}"
                 )
             self.settle()
-            timer = atm.atm.next_deadline
+            timer = atm.controller.next_deadline
             if (
-                atm.atm.state != state
+                atm.controller.state != state
                 and timer is not None
                 and isinstance(self.clock, VirtualClock)
             ):

@@ -95,16 +95,17 @@ def run_paths(
 
     With `jobs` above 1 the scenarios run in that many worker processes; the table, the
     details and the JUnit XML keep the order of the files all the same."""
+    from config.data_files import DataFileError
     from config.settings import Settings
     from device.sim.scenarios.runner import ScenarioRunner
-    from device.sim.scenarios.schema import ScenarioError, load_scenarios
+    from device.sim.scenarios.schema import load_scenarios
 
     assert isinstance(settings, Settings)
     if jobs < 1:
         raise ValueError("jobs must be 1 or more")
     try:
         scenarios = load_scenarios(paths)
-    except ScenarioError as err:
+    except DataFileError as err:
         print(f"atm-sim: {err}", file=sys.stderr)
         print("atm-sim: nothing was run", file=sys.stderr)
         return 2

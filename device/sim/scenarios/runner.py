@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from config.data_files import VERSION
 from config.settings import Settings
 from device.clock import VirtualClock
 from device.journal import JournalEntry
@@ -291,7 +292,13 @@ class _Run:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cassette_file = self.state_dir / "cassettes.yaml"
         cassette_file.write_text(
-            yaml.safe_dump({"currency": "978", "cassettes": [dict(c) for c in setup.cassettes]})
+            yaml.safe_dump(
+                {
+                    "version": VERSION,
+                    "currency": "978",
+                    "cassettes": [dict(c) for c in setup.cassettes],
+                }
+            )
         )
         devices = dict(profile.devices)
         section = devices["cash_dispenser"]
@@ -466,7 +473,7 @@ class _Run:
 
     def _operator(self, step: Operator) -> None:
         sim = self._atm(step)
-        atm = sim.atm
+        controller = sim.controller
         if step.action == "replenish":
             dispenser = sim.bay.cash_dispenser
             with dispenser.lock:
@@ -479,10 +486,10 @@ class _Run:
             sim.bay.card_reader.empty_retain_bin()
         elif step.action == "out_of_service":
             # The controller's supervisor mode is its operator-initiated "not serving" state.
-            if not atm.fire("enter_supervisor"):
-                raise AtmRunError(f"out_of_service: the ATM is in {atm.state}, not idle")
-        elif step.action == "in_service" and not atm.fire("leave_supervisor"):
-            raise AtmRunError(f"in_service: the ATM is in {atm.state}, not supervisor")
+            if not controller.fire("enter_supervisor"):
+                raise AtmRunError(f"out_of_service: the ATM is in {controller.state}, not idle")
+        elif step.action == "in_service" and not controller.fire("leave_supervisor"):
+            raise AtmRunError(f"in_service: the ATM is in {controller.state}, not supervisor")
         sim.settle()
 
     def _cut_power(self) -> None:
@@ -514,10 +521,10 @@ class _Run:
             return Failure(check.where, name, expected_text, _short(seen))
 
         if kind == "state":
-            seen = self.sim.atm.state if self.sim is not None else "power_off"
+            seen = self.sim.controller.state if self.sim is not None else "power_off"
             return None if seen == expected else fail(repr(expected), seen)
         if kind == "screen":
-            screen = self._live().atm.screen
+            screen = self._live().controller.screen
             if key == "name":
                 return None if screen.name == expected else fail(repr(expected), screen.name)
             text = screen.text()
@@ -547,7 +554,7 @@ class _Run:
             ok = _matches(self.cash_taken, expected)
             return None if ok else fail(_describe_matcher(expected), self.cash_taken)
         if kind == "advices_pending":
-            pending = [a.kind for a in self._live().atm.advices.pending()]
+            pending = [a.kind for a in self._live().controller.advices.pending()]
             ok = _matches(len(pending), expected)
             return None if ok else fail(_describe_matcher(expected), pending)
         if kind == "recovery":

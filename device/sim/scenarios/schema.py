@@ -14,6 +14,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from config.data_files import VERSION, DataFile, DataFileError, parse_data_file, read_data_file
 from device.controller.atm_controller import STATES as CONTROLLER_STATES
 from device.journal_events import JournalEvent, unknown_event_message
 from device.sim.customer_script import KEYS
@@ -26,7 +27,6 @@ from peripherals.fault_catalogue import (
     param_problem,
 )
 
-SCHEMA_VERSION = 1
 # The controller's states, and "power_off" for an ATM whose power a scenario has cut.
 STATES = frozenset({*CONTROLLER_STATES, "power_off"})
 DEVICES = ("card_reader", "pin_pad", "cash_dispenser", "receipt_printer")
@@ -67,16 +67,6 @@ MATCHER_KEYS = ("at_least", "at_most", "not")
 _ACCOUNT = re.compile(r"^[0-9]{8}$")
 _CODE = re.compile(r"^[0-9A-Z]{2}$")
 _TRANSACTION = re.compile(r"^[a-z_]+( [0-9A-Z]{2})?( -?[0-9]+)?$")
-
-
-class ScenarioError(ValueError):
-    """A scenario file that cannot run: `file:line: reason`."""
-
-    def __init__(self, file: Path | str, line: int, reason: str) -> None:
-        super().__init__(f"{file}:{line}: {reason}")
-        self.file = str(file)
-        self.line = line
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -222,7 +212,7 @@ class Scenario:
     steps: tuple[Step, ...]
     expect: Expect | None
     known_failure: str | None = None
-    version: int = SCHEMA_VERSION
+    version: int = VERSION
 
     @property
     def checks(self) -> Iterator[Check]:
@@ -235,14 +225,14 @@ class Scenario:
 
 
 class _Reader:
-    """Typed access to composed YAML nodes; every failure is a ScenarioError at the node."""
+    """Typed access to composed YAML nodes; every failure is a DataFileError at the node."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._constructor = SafeConstructor()
 
-    def fail(self, node: Node, reason: str) -> ScenarioError:
-        return ScenarioError(self.path, node.start_mark.line + 1, reason)
+    def fail(self, node: Node, reason: str) -> DataFileError:
+        return DataFileError(self.path, node.start_mark.line + 1, reason)
 
     def where(self, node: Node) -> Where:
         return Where(str(self.path), node.start_mark.line + 1)
@@ -341,28 +331,18 @@ class _Reader:
 
 
 def load_scenario(path: Path | str) -> Scenario:
-    """Read and check one scenario file; ScenarioError (file:line: reason) if it is wrong."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ScenarioError(path, 0, f"cannot read the file: {err}") from err
-    return parse_scenario(text, path)
+    """Read and check one scenario file; DataFileError (file:line: reason) if it is wrong."""
+    return _scenario(read_data_file(path))
 
 
 def parse_scenario(text: str, path: Path | str = "<scenario>") -> Scenario:
-    path = Path(path)
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        raise ScenarioError(path, line, f"not valid YAML: {err.problem or err}") from err
-    except yaml.YAMLError as err:
-        raise ScenarioError(path, 0, f"not valid YAML: {err}") from err
-    if root is None:
-        raise ScenarioError(path, 1, "the file is empty; a scenario needs version and steps")
-    return _Parser(path).scenario(root)
+    """The scenario in `text`; `path` names it in errors."""
+    return _scenario(parse_data_file(text, path))
+
+
+def _scenario(file: DataFile) -> Scenario:
+    assert file.root is not None  # a file read from YAML has its nodes
+    return _Parser(Path(file.path)).scenario(file.root)
 
 
 class _Parser:
@@ -378,13 +358,6 @@ class _Parser:
             ("version", "name", "description", "known_failure", "atm", "bank", "steps", "expect"),
             ("version", "steps"),
         )
-        version_node = top["version"][1]
-        if r.value(version_node) != SCHEMA_VERSION:
-            raise r.fail(
-                version_node,
-                f"version: {r.value(version_node)!r} is not supported; this runner reads "
-                f"version {SCHEMA_VERSION}",
-            )
         name = r.text(top["name"][1], "name") if "name" in top else self.path.stem
         description = r.text(top["description"][1], "description") if "description" in top else ""
         known_failure = None
@@ -411,14 +384,14 @@ class _Parser:
         profile = r.text(items["profile"][1], "atm.profile") if "profile" in items else "default"
         cassettes: tuple[dict[str, Any], ...] = ()
         if "cassettes" in items:
-            from peripherals.cassettes import CassetteConfigError, parse_cassette_load
+            from peripherals.cassettes import parse_cassette_load
 
             cassette_node = items["cassettes"][1]
             raw = r.value(cassette_node)
             try:
                 parse_cassette_load({"currency": "978", "cassettes": raw}, "atm.cassettes")
-            except CassetteConfigError as err:
-                raise r.fail(cassette_node, str(err)) from err
+            except DataFileError as err:
+                raise r.fail(cassette_node, f"atm.{err.message}") from err
             cassettes = tuple(dict(c) for c in raw)
         session = (
             r.number(items["session_timeout"][1], "atm.session_timeout", low=1)
@@ -841,8 +814,8 @@ def scenario_files(paths: Iterable[Path | str]) -> list[Path]:
 
 
 def load_scenarios(paths: Iterable[Path | str]) -> list[Scenario]:
-    """Load every file before running any; the first wrong one raises ScenarioError."""
+    """Load every file before running any; the first wrong one raises DataFileError."""
     files = scenario_files(paths)
     if not files:
-        raise ScenarioError("<arguments>", 0, "no scenario files found")
+        raise DataFileError("<arguments>", None, "no scenario files found")
     return [load_scenario(path) for path in files]
