@@ -27,11 +27,13 @@ from config.data_files import VERSION
 from config.settings import Settings
 from device.clock import VirtualClock
 from device.journal import JournalEntry
+from device.screens import RenderedScreen
 from device.sim.scenarios.databases import DEFAULT_POOL_SIZE, DatabasePool
+from device.sim.scenarios.expectations import Failure
 from device.sim.scenarios.host_faults import HostBehaviour, HostFaultProxy
+from device.sim.scenarios.reader import Where
 from device.sim.scenarios.schema import (
     Advance,
-    Check,
     DeviceFault,
     Expect,
     HostFault,
@@ -46,7 +48,6 @@ from device.sim.scenarios.schema import (
     Take,
     TypeDigits,
     Wait,
-    Where,
 )
 from device.sim.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
 from host import bank_admin, crypto_keys
@@ -69,19 +70,6 @@ class ScenarioRunError(RuntimeError):
 
 class PowerCut(BaseException):
     """Raised from the journal hook so the controller stops where it stands."""
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A check that did not hold, or a step that could not run."""
-
-    where: Where
-    what: str
-    expected: str
-    seen: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.what}: expected {self.expected}, seen {self.seen}"
 
 
 @dataclass
@@ -504,85 +492,31 @@ class _Run:
     # ----- checks -----------------------------------------------------------------------------
 
     def _expect(self, step: Expect) -> None:
-        for check in step.checks:
+        for expectation in step.checks:
             self.checks_done += 1
             try:
-                failure = self._check(check)
+                failure = expectation.check(self)
             except (AtmRunError, LookupError, ValueError, sa.exc.SQLAlchemyError) as err:
-                failure = Failure(check.where, _check_name(check), repr(check.expected), str(err))
+                failure = Failure(
+                    expectation.where, expectation.name, repr(expectation.expected), str(err)
+                )
             if failure is not None:
                 self.failures.append(failure)
 
-    def _check(self, check: Check) -> Failure | None:
-        kind, key, expected = check.kind, check.key, check.expected
-        name = _check_name(check)
+    # The checks see the run only through these (expectations.RunView).
 
-        def fail(expected_text: str, seen: object) -> Failure:
-            return Failure(check.where, name, expected_text, _short(seen))
+    def atm_state(self) -> str:
+        return self.sim.controller.state if self.sim is not None else "power_off"
 
-        if kind == "state":
-            seen = self.sim.controller.state if self.sim is not None else "power_off"
-            return None if seen == expected else fail(repr(expected), seen)
-        if kind == "screen":
-            screen = self._live().controller.screen
-            if key == "name":
-                return None if screen.name == expected else fail(repr(expected), screen.name)
-            text = screen.text()
-            missing = [t for t in expected if t not in text]
-            return fail(f"screen text containing {missing!r}", text) if missing else None
-        if kind == "devices":
-            device, path = key.split(".", 1)
-            status = self._device_status(device)
-            seen = _dig(status, path)
-            return None if _matches(seen, expected) else fail(_describe_matcher(expected), seen)
-        if kind == "journal":
-            events = [e.event for e in self._journal_entries()]
-            return _check_journal(key, expected, events, fail)
-        if kind == "receipt":
-            receipts = self._receipts()
-            last = receipts[-1] if receipts else ""
-            if key == "contains":
-                missing = [t for t in expected if t not in last]
-                return fail(f"the last receipt to contain {missing!r}", last) if missing else None
-            present = [t for t in expected if t in last]
-            return fail(f"the last receipt without {present!r}", last) if present else None
-        if kind == "receipts":
-            seen_count = len(self._receipts())
-            ok = _matches(seen_count, expected)
-            return None if ok else fail(_describe_matcher(expected), seen_count)
-        if kind == "cash_taken":
-            ok = _matches(self.cash_taken, expected)
-            return None if ok else fail(_describe_matcher(expected), self.cash_taken)
-        if kind == "advices_pending":
-            pending = [a.kind for a in self._live().controller.advices.pending()]
-            ok = _matches(len(pending), expected)
-            return None if ok else fail(_describe_matcher(expected), pending)
-        if kind == "recovery":
-            text = "\n".join(self.recovery)
-            missing = [t for t in expected if t not in text]
-            return (
-                fail(f"recovery report containing {missing!r}", self.recovery) if missing else None
-            )
-        if kind == "host_transactions":
-            return _check_transactions(key, expected, self._transactions(), fail)
-        if kind == "balances":
-            ledger, available = self._balance(key)
-            seen_balances = {"ledger": ledger, "available": available}
-            wrong = {k: v for k, v in expected.items() if seen_balances[k] != v}
-            return fail(repr(expected), seen_balances) if wrong else None
-        if kind == "ledger":
-            amounts = self._ledger_lines(key)
-            return (
-                None if tuple(amounts) == tuple(expected) else fail(repr(list(expected)), amounts)
-            )
-        raise ValueError(f"unknown check {kind}")
+    def screen(self) -> RenderedScreen:
+        return self._live().controller.screen
 
     def _live(self) -> SimulatedAtm:
         if self.sim is None:
             raise AtmRunError("the ATM has no power")
         return self.sim
 
-    def _device_status(self, device: str) -> dict[str, Any]:
+    def device_status(self, device: str) -> dict[str, Any]:
         status: dict[str, Any] = dict(self._live().bay.emulator(device).status())
         if device == "cash_dispenser":
             status["cassette_value"] = sum(
@@ -591,27 +525,30 @@ class _Run:
             status["cassette_notes"] = sum(int(c["count"]) for c in status["cassettes"])
         return status
 
-    def _journal_entries(self) -> list[Any]:
+    def journal_events(self) -> list[str]:
         from device.journal import Journal
 
         if self.sim is not None:
-            return list(self.sim.journal.entries())
+            return [e.event for e in self.sim.journal.entries()]
         journal = Journal(self.state_dir / "atm" / "journal.jsonl")
         try:
-            return list(journal.entries())
+            return [e.event for e in journal.entries()]
         finally:
             journal.close()
 
-    def _receipts(self) -> list[str]:
+    def receipts(self) -> list[str]:
         return self.receipts_before + (self.sim.receipts() if self.sim is not None else [])
 
-    def _transactions(self) -> list[tuple[str, str, int]]:
+    def pending_advices(self) -> list[str]:
+        return [a.kind for a in self._live().controller.advices.pending()]
+
+    def host_transactions(self) -> list[tuple[str, str, int]]:
         return bank_admin.host_transactions(self.engine, frozenset(NETWORK_KINDS))
 
-    def _balance(self, number: str) -> tuple[int, int]:
+    def balance(self, number: str) -> tuple[int, int]:
         return bank_admin.balances(self.engine, number)
 
-    def _ledger_lines(self, number: str) -> list[int]:
+    def ledger_lines(self, number: str) -> list[int]:
         return bank_admin.posted_amounts(self.engine, number)
 
 
@@ -624,106 +561,3 @@ def _raise_power_cut() -> None:
 
 def _describe(step: Step) -> str:
     return type(step).__name__.lower()
-
-
-def _check_name(check: Check) -> str:
-    return f"{check.kind}.{check.key}" if check.key else check.kind
-
-
-def _short(value: object, limit: int = 400) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = text.replace("\n", " | ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _dig(status: dict[str, Any], path: str) -> Any:
-    value: Any = status
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise LookupError(f"no field {path!r} in the status ({', '.join(map(str, status))})")
-    return value
-
-
-def _matches(seen: Any, expected: Any) -> bool:
-    if isinstance(expected, dict):
-        if "at_least" in expected and not seen >= expected["at_least"]:
-            return False
-        if "at_most" in expected and not seen <= expected["at_most"]:
-            return False
-        return not ("not" in expected and seen == expected["not"])
-    return bool(seen == expected)
-
-
-def _describe_matcher(expected: Any) -> str:
-    if isinstance(expected, dict):
-        return " and ".join(f"{k.replace('_', ' ')} {v!r}" for k, v in expected.items())
-    return repr(expected)
-
-
-def _check_journal(
-    key: str, expected: Any, events: list[str], fail: Callable[[str, object], Failure]
-) -> Failure | None:
-    if key == "present":
-        missing = [e for e in expected if e not in events]
-        return (
-            fail(f"events {list(expected)} present", f"missing {missing} in {events}")
-            if missing
-            else None
-        )
-    if key == "absent":
-        found = [e for e in expected if e in events]
-        return fail(f"no {list(expected)}", f"{found} in {events}") if found else None
-    if key == "in_order":
-        position = 0
-        for event in events:
-            if position < len(expected) and event == expected[position]:
-                position += 1
-        if position < len(expected):
-            return fail(
-                f"in order {list(expected)}", f"stopped at {expected[position]!r} in {events}"
-            )
-        return None
-    event = key.removeprefix("count.")
-    count = events.count(event)
-    return (
-        None
-        if _matches(count, expected)
-        else fail(f"{event} x {_describe_matcher(expected)}", count)
-    )
-
-
-def _transaction_matches(pattern: str, seen: tuple[str, str, int]) -> bool:
-    parts = pattern.split()
-    if parts[0] != seen[0]:
-        return False
-    if len(parts) > 1 and parts[1] != seen[1]:
-        return False
-    return not (len(parts) > 2 and int(parts[2]) != seen[2])
-
-
-def _check_transactions(
-    key: str,
-    expected: tuple[str, ...],
-    seen: list[tuple[str, str, int]],
-    fail: Callable[[str, object], Failure],
-) -> Failure | None:
-    shown = [f"{kind} {code} {amount}" for kind, code, amount in seen]
-    if key == "exactly":
-        ok = len(seen) == len(expected) and all(
-            _transaction_matches(p, s) for p, s in zip(expected, seen, strict=True)
-        )
-        return None if ok else fail(repr(list(expected)), shown)
-    if key == "absent":
-        found = [p for p in expected if any(_transaction_matches(p, s) for s in seen)]
-        return fail(f"none of {found}", shown) if found else None
-    position = 0
-    for item in seen:
-        if position < len(expected) and _transaction_matches(expected[position], item):
-            position += 1
-    return (
-        None if position == len(expected) else fail(f"including in order {list(expected)}", shown)
-    )

@@ -10,14 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from config.data_files import VERSION, DataFile, DataFileError, parse_data_file, read_data_file
-from device.controller.atm_controller import STATES as CONTROLLER_STATES
-from device.journal_events import JournalEvent, unknown_event_message
 from device.sim.customer_script import KEYS
+from device.sim.scenarios.expectations import EXPECTATIONS, Expectation
+from device.sim.scenarios.reader import ACCOUNT, DEVICES, STATES, Reader, Where
 from peripherals.fault_catalogue import (
     FaultParam,
     catalogue_kind,
@@ -27,9 +25,6 @@ from peripherals.fault_catalogue import (
     param_problem,
 )
 
-# The controller's states, and "power_off" for an ATM whose power a scenario has cut.
-STATES = frozenset({*CONTROLLER_STATES, "power_off"})
-DEVICES = ("card_reader", "pin_pad", "cash_dispenser", "receipt_printer")
 FAULT_TARGETS = frozenset({*DEVICES, *(f"{d}.link" for d in DEVICES)})
 FAULT_MODES = ("persistent", "once", "on_command")
 HOST_MODES = ("up", "down", "slow", "declining", "reply_lost", "connection_dropped")
@@ -49,35 +44,7 @@ BANK_SETTINGS = (
     "max_failed_pin_attempts",
     "lockout_duration_seconds",
 )
-EXPECT_KEYS = (
-    "state",
-    "screen",
-    "devices",
-    "journal",
-    "receipt",
-    "receipts",
-    "host_transactions",
-    "balances",
-    "ledger",
-    "cash_taken",
-    "advices_pending",
-    "recovery",
-)
-MATCHER_KEYS = ("at_least", "at_most", "not")
-_ACCOUNT = re.compile(r"^[0-9]{8}$")
 _CODE = re.compile(r"^[0-9A-Z]{2}$")
-_TRANSACTION = re.compile(r"^[a-z_]+( [0-9A-Z]{2})?( -?[0-9]+)?$")
-
-
-@dataclass(frozen=True)
-class Where:
-    """A place in a scenario file (lines count from 1)."""
-
-    file: str
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
 
 
 # ----- the model --------------------------------------------------------------------------------
@@ -187,19 +154,8 @@ class Restart(Step):
 
 
 @dataclass(frozen=True)
-class Check:
-    """One expectation: `kind` (a key of EXPECT_KEYS), `key` (a sub-key such as an account or a
-    device field; "" if none) and the expected value as written."""
-
-    where: Where
-    kind: str
-    key: str
-    expected: Any
-
-
-@dataclass(frozen=True)
 class Expect(Step):
-    checks: tuple[Check, ...]
+    checks: tuple[Expectation, ...]
 
 
 @dataclass(frozen=True)
@@ -215,116 +171,10 @@ class Scenario:
     version: int = VERSION
 
     @property
-    def checks(self) -> Iterator[Check]:
+    def checks(self) -> Iterator[Expectation]:
         for step in (*self.steps, *([self.expect] if self.expect else [])):
             if isinstance(step, Expect):
                 yield from step.checks
-
-
-# ----- reading YAML with its lines ---------------------------------------------------------------
-
-
-class _Reader:
-    """Typed access to composed YAML nodes; every failure is a DataFileError at the node."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._constructor = SafeConstructor()
-
-    def fail(self, node: Node, reason: str) -> DataFileError:
-        return DataFileError(self.path, node.start_mark.line + 1, reason)
-
-    def where(self, node: Node) -> Where:
-        return Where(str(self.path), node.start_mark.line + 1)
-
-    def value(self, node: Node) -> Any:
-        try:
-            return self._constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as err:
-            raise self.fail(node, f"cannot read this value: {err}") from err
-
-    def mapping(
-        self, node: Node, what: str, known: Iterable[str], required: Iterable[str] = ()
-    ) -> dict[str, tuple[Node, Node]]:
-        if not isinstance(node, MappingNode):
-            raise self.fail(node, f"{what}: expected a mapping")
-        known = tuple(known)
-        items: dict[str, tuple[Node, Node]] = {}
-        for key_node, value_node in node.value:
-            key = self.value(key_node)
-            if not isinstance(key, str):
-                raise self.fail(key_node, f"{what}: key {key!r} must be a quoted string")
-            if known and key not in known:
-                raise self.fail(key_node, f"{what}: unknown key {key!r}; known: {', '.join(known)}")
-            if key in items:
-                raise self.fail(key_node, f"{what}: {key!r} given twice")
-            items[key] = (key_node, value_node)
-        for key in required:
-            if key not in items:
-                raise self.fail(node, f"{what}: {key!r} is missing")
-        return items
-
-    def sequence(self, node: Node, what: str) -> list[Node]:
-        if not isinstance(node, SequenceNode):
-            raise self.fail(node, f"{what}: expected a list")
-        return list(node.value)
-
-    def text(self, node: Node, what: str, choices: Iterable[str] = ()) -> str:
-        value = self.value(node)
-        if not isinstance(value, str):
-            raise self.fail(node, f"{what}: expected text, found {value!r}")
-        choices = tuple(choices)
-        if choices and value not in choices:
-            raise self.fail(node, f"{what}: {value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def journal_event(self, node: Node, what: str) -> str:
-        """A journal event name; a misspelt one would make `absent` pass and `on_event` wait
-        for ever, so it is refused here."""
-        value = self.text(node, what)
-        if value not in set(JournalEvent):
-            raise self.fail(node, f"{what}: {unknown_event_message(value)}")
-        return value
-
-    def identifier(self, node: Node, what: str, pattern: re.Pattern[str], shape: str) -> str:
-        """An identifier (PIN, card or account number): a quoted string, never a YAML number."""
-        value = self.value(node)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            raise self.fail(
-                node,
-                f"{what}: {node.value} must be a quoted string (YAML read it as the number "
-                f'{value!r}, which loses leading zeros); write "{node.value}"',
-            )
-        if isinstance(node, ScalarNode) and node.style not in ('"', "'"):
-            # Unquoted, 0852 happens to stay text but 0123 becomes 83: quote every identifier.
-            raise self.fail(
-                node, f'{what}: {node.value} must be a quoted string; write "{node.value}"'
-            )
-        if not isinstance(value, str) or not pattern.match(value):
-            raise self.fail(node, f"{what}: expected {shape}, found {value!r}")
-        return value
-
-    def number(self, node: Node, what: str, *, low: float = 0.0) -> float:
-        value = self.value(node)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(node, f"{what}: expected a number, found {value!r}")
-        if value < low:
-            raise self.fail(node, f"{what}: expected at least {low:g}, found {value!r}")
-        return float(value)
-
-    def whole(self, node: Node, what: str, *, low: int | None = 0) -> int:
-        value = self.value(node)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(node, f"{what}: expected a whole number, found {value!r}")
-        if low is not None and value < low:
-            raise self.fail(node, f"{what}: expected at least {low}, found {value}")
-        return value
-
-    def boolean(self, node: Node, what: str) -> bool:
-        value = self.value(node)
-        if not isinstance(value, bool):
-            raise self.fail(node, f"{what}: expected true or false, found {value!r}")
-        return value
 
 
 # ----- the loader -----------------------------------------------------------------------------
@@ -347,7 +197,7 @@ def _scenario(file: DataFile) -> Scenario:
 
 class _Parser:
     def __init__(self, path: Path) -> None:
-        self.r = _Reader(path)
+        self.r = Reader(path)
         self.path = path
 
     def scenario(self, root: Node) -> Scenario:
@@ -416,7 +266,7 @@ class _Parser:
             if not isinstance(balance_node, MappingNode):
                 raise r.fail(balance_node, "bank.balances: expected a mapping of account: cents")
             for key_node, value_node in balance_node.value:
-                number = r.identifier(key_node, "bank.balances", _ACCOUNT, "an 8-digit account")
+                number = r.identifier(key_node, "bank.balances", ACCOUNT, "an 8-digit account")
                 balances[number] = r.whole(value_node, f"bank.balances.{number}")
         cards: dict[str, CardOverride] = {}
         if "cards" in items:
@@ -627,167 +477,16 @@ class _Parser:
 
     # ----- expectations -----------------------------------------------------------------------
 
-    def checks(self, node: Node) -> tuple[Check, ...]:
+    def checks(self, node: Node) -> tuple[Expectation, ...]:
         r = self.r
-        items = r.mapping(node, "expect", EXPECT_KEYS)
+        items = r.mapping(node, "expect", EXPECTATIONS)
         if not items:
             raise r.fail(node, "expect: say what to check")
-        checks: list[Check] = []
-        for kind, (key_node, value) in items.items():
-            where = r.where(key_node)
-            if kind == "state":
-                checks.append(Check(where, kind, "", r.text(value, "expect.state", sorted(STATES))))
-            elif kind == "screen":
-                checks += self.screen(value, where)
-            elif kind == "devices":
-                checks += self.devices(value)
-            elif kind == "journal":
-                checks += self.journal(value)
-            elif kind == "receipt":
-                for sub, (sub_key, sub_value) in r.mapping(
-                    value, "expect.receipt", ("contains", "absent")
-                ).items():
-                    texts = self.texts(sub_value, f"expect.receipt.{sub}")
-                    checks.append(Check(r.where(sub_key), "receipt", sub, texts))
-            elif kind in ("receipts", "cash_taken", "advices_pending"):
-                checks.append(Check(where, kind, "", self.matcher(value, f"expect.{kind}")))
-            elif kind == "host_transactions":
-                checks += self.host_transactions(value, where)
-            elif kind == "balances":
-                checks += self.balances(value)
-            elif kind == "ledger":
-                checks += self.ledger(value)
-            else:
-                texts = self.texts(value, "expect.recovery")
-                checks.append(Check(where, "recovery", "contains", texts))
-        return tuple(checks)
-
-    def texts(self, node: Node, what: str) -> tuple[str, ...]:
-        r = self.r
-        if isinstance(node, SequenceNode):
-            return tuple(r.text(n, what) for n in node.value)
-        return (r.text(node, what),)
-
-    def matcher(self, node: Node, what: str) -> Any:
-        """An exact value, or {at_least: N}, {at_most: N}, {not: V}."""
-        r = self.r
-        if isinstance(node, MappingNode):
-            fields = r.mapping(node, what, MATCHER_KEYS)
-            if not fields:
-                raise r.fail(node, f"{what}: give at_least, at_most or not")
-            return {k: r.value(v) for k, (_, v) in fields.items()}
-        return r.value(node)
-
-    def screen(self, node: Node, where: Where) -> list[Check]:
-        r = self.r
-        if isinstance(node, ScalarNode):
-            return [Check(where, "screen", "name", r.text(node, "expect.screen"))]
-        checks = []
-        for key, (key_node, value) in r.mapping(
-            node, "expect.screen", ("name", "contains")
-        ).items():
-            if key == "name":
-                checks.append(
-                    Check(r.where(key_node), "screen", "name", r.text(value, "expect.screen.name"))
-                )
-            else:
-                checks.append(
-                    Check(
-                        r.where(key_node),
-                        "screen",
-                        "contains",
-                        self.texts(value, "expect.screen.contains"),
-                    )
-                )
-        return checks
-
-    def devices(self, node: Node) -> list[Check]:
-        r = self.r
-        checks = []
-        for device, (_, fields_node) in r.mapping(node, "expect.devices", DEVICES).items():
-            for name, (key_node, value) in r.mapping(
-                fields_node, f"expect.devices.{device}", ()
-            ).items():
-                checks.append(
-                    Check(
-                        r.where(key_node), "devices", f"{device}.{name}", self.matcher(value, name)
-                    )
-                )
-        return checks
-
-    def journal(self, node: Node) -> list[Check]:
-        r = self.r
-        checks = []
-        for sub, (key_node, value) in r.mapping(
-            node, "expect.journal", ("present", "absent", "in_order", "count")
-        ).items():
-            if sub == "count":
-                for event, (event_key, count) in r.mapping(
-                    value, "expect.journal.count", ()
-                ).items():
-                    r.journal_event(event_key, "expect.journal.count")
-                    checks.append(
-                        Check(
-                            r.where(event_key),
-                            "journal",
-                            f"count.{event}",
-                            self.matcher(count, event),
-                        )
-                    )
-            else:
-                events = self.texts(value, sub)
-                nodes = value.value if isinstance(value, SequenceNode) else [value]
-                for event_node in nodes:
-                    r.journal_event(event_node, f"expect.journal.{sub}")
-                checks.append(Check(r.where(key_node), "journal", sub, events))
-        return checks
-
-    def host_transactions(self, node: Node, where: Where) -> list[Check]:
-        r = self.r
-        if isinstance(node, MappingNode):
-            fields = r.mapping(node, "expect.host_transactions", ("exactly", "include", "absent"))
-            return [
-                Check(r.where(k), "host_transactions", sub, self.transactions(v, sub))
-                for sub, (k, v) in fields.items()
-            ]
-        return [Check(where, "host_transactions", "exactly", self.transactions(node, "exactly"))]
-
-    def transactions(self, node: Node, what: str) -> tuple[str, ...]:
-        r = self.r
-        found = []
-        for item in r.sequence(node, f"expect.host_transactions.{what}"):
-            text = r.text(item, "expect.host_transactions")
-            if not _TRANSACTION.match(text):
-                raise r.fail(item, f"{text!r}: expected 'KIND', 'KIND CODE' or 'KIND CODE CENTS'")
-            found.append(text)
-        return tuple(found)
-
-    def balances(self, node: Node) -> list[Check]:
-        r = self.r
-        if not isinstance(node, MappingNode):
-            raise r.fail(node, "expect.balances: expected a mapping of account: cents")
-        checks = []
-        for key_node, value in node.value:
-            number = r.identifier(key_node, "expect.balances", _ACCOUNT, "an 8-digit account")
-            if isinstance(value, MappingNode):
-                fields = r.mapping(value, f"expect.balances.{number}", ("ledger", "available"))
-                expected = {k: r.whole(v, k, low=None) for k, (_, v) in fields.items()}
-            else:
-                cents = r.whole(value, f"expect.balances.{number}", low=None)
-                expected = {"ledger": cents, "available": cents}
-            checks.append(Check(r.where(key_node), "balances", number, expected))
-        return checks
-
-    def ledger(self, node: Node) -> list[Check]:
-        r = self.r
-        if not isinstance(node, MappingNode):
-            raise r.fail(node, "expect.ledger: expected a mapping of account: [amounts]")
-        checks = []
-        for key_node, value in node.value:
-            number = r.identifier(key_node, "expect.ledger", _ACCOUNT, "an 8-digit account")
-            amounts = tuple(r.whole(v, "amount", low=None) for v in r.sequence(value, "ledger"))
-            checks.append(Check(r.where(key_node), "ledger", number, amounts))
-        return checks
+        return tuple(
+            check
+            for kind, (key_node, value) in items.items()
+            for check in EXPECTATIONS[kind].parse(r, key_node, value)
+        )
 
 
 def _fault_names(target: str) -> frozenset[str]:
