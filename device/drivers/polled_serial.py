@@ -14,7 +14,14 @@ from serial.serialutil import PortNotOpenError, SerialException, SerialTimeoutEx
 
 
 class PolledSerial(serial.Serial):
-    """A serial device path (a tty or a pty) read and written through poll(2)."""
+    """A serial device path (a tty or a pty) read and written through poll(2).
+
+    It counts the bytes it has taken in (read or flushed unread) and sent, so the simulator can
+    tell when the other end has everything: a pty hands bytes over a moment after the write.
+    """
+
+    received = 0
+    sent = 0
 
     def read(self, size: int = 1) -> bytes:
         return self.read_within(size, self.timeout)
@@ -45,6 +52,7 @@ class PolledSerial(serial.Serial):
                     "(device disconnected or multiple access on port?)"
                 )
             received += chunk
+            self.received += len(chunk)
             if timeout.expired():
                 break
         return bytes(received)
@@ -60,7 +68,9 @@ class PolledSerial(serial.Serial):
         poller.register(fd, select.POLLOUT)
         while view:
             try:
-                view = view[os.write(fd, view) :]
+                written = os.write(fd, view)
+                self.sent += written
+                view = view[written:]
                 continue
             except (BlockingIOError, InterruptedError):
                 pass
@@ -70,6 +80,10 @@ class PolledSerial(serial.Serial):
                 raise SerialTimeoutException("Write timeout")
             poller.poll(_milliseconds(timeout))
         return total
+
+    def reset_input_buffer(self) -> None:
+        self.received += self.in_waiting
+        super().reset_input_buffer()
 
 
 def _timeout(seconds: float | None) -> Timeout:

@@ -17,6 +17,7 @@ from device.controller.atm_controller import AtmController, ControllerConfig
 from device.drivers.card_reader import CardReaderDriver
 from device.drivers.cash_dispenser import CashDispenserDriver, plan_notes
 from device.drivers.pin_pad import PinPadDriver
+from device.drivers.polled_serial import PolledSerial
 from device.drivers.receipt_printer import ReceiptPrinterDriver
 from device.host_client import HostClient, StanCounter
 from device.journal import Journal
@@ -27,8 +28,9 @@ from peripherals.harness.profile import AtmProfile, load_profile
 
 log = logging.getLogger(__name__)
 
-SETTLE_SECONDS = 0.03
+SETTLE_SECONDS = 0.0
 POLL_SECONDS = 0.001
+DEVICE_NAMES = ("card_reader", "pin_pad", "cash_dispenser", "receipt_printer")  # as _drivers
 
 
 class AtmRunError(RuntimeError):
@@ -97,6 +99,8 @@ class SimulatedAtm:
         dispenser = CashDispenserDriver(self.bay.url("cash_dispenser"))
         printer = ReceiptPrinterDriver(self.bay.url("receipt_printer"))
         self._drivers = [card_reader, pin_pad, dispenser, printer]
+        for name, driver in zip(DEVICE_NAMES, self._drivers, strict=True):
+            self.bay.runner(name).count_from(driver.port.in_waiting)
         card_reader.initialise()
         self._host_client = HostClient(
             self.host_address.host,
@@ -181,18 +185,43 @@ class SimulatedAtm:
         return self._journal
 
     def settle(self, limit: float = 2.0) -> None:
-        """Step until nothing changes for a moment: device replies have arrived and been used."""
+        """Step until the ATM and its devices are at rest: twice running, a step that changes
+        neither state nor screen, a pass of every link (`LinkRunner.pump`) that moves no byte,
+        and no byte waiting at a driver. Then nothing happens until a customer acts or a timer
+        runs out; `settle_seconds` adds that much real time at rest on top."""
+        runners = [self.bay.runner(name) for name in DEVICE_NAMES]
         deadline = time.monotonic() + limit
         quiet_since = time.monotonic()
         seen = (self.controller.state, self.controller.screen)
+        at_rest = 0
         while time.monotonic() < deadline:
             self.controller.step()
+            for runner in runners:
+                runner.pump()  # what a device does by itself is on its way before we look
             now_seen = (self.controller.state, self.controller.screen)
-            if now_seen != seen:
-                seen, quiet_since = now_seen, time.monotonic()
-            elif time.monotonic() - quiet_since >= self.settle_seconds:
+            if now_seen != seen or self._bytes_in_flight():
+                seen, quiet_since, at_rest = now_seen, time.monotonic(), 0
+                continue
+            at_rest += 1
+            if at_rest >= 2 and time.monotonic() - quiet_since >= self.settle_seconds:
                 return
-            time.sleep(POLL_SECONDS)
+            if at_rest >= 2:
+                time.sleep(POLL_SECONDS)
+
+    def _bytes_in_flight(self) -> bool:
+        """Whether a byte is on its way on any link or waits unread at a driver. A pty hands
+        bytes to the other end a moment after the write, so on a pty the counts of both ends
+        are compared rather than trusting what is readable at this instant."""
+        for name, driver in zip(DEVICE_NAMES, self._drivers, strict=True):
+            port = driver.port
+            waiting = port.in_waiting
+            if waiting:
+                return True
+            if isinstance(port, PolledSerial):
+                runner = self.bay.runner(name)
+                if runner.bytes_to_driver != port.received or port.sent != runner.bytes_from_driver:
+                    return True
+        return False
 
     def run_until(self, done: Callable[[], bool], seconds: float, what: str) -> None:
         """Step until `done()`; on the virtual clock, jump to the controller's next timer
@@ -206,9 +235,13 @@ class SimulatedAtm:
                     f"showing {self.controller.screen.name!r}"
                 )
             self.settle()
+            if done():
+                return
             timer = self.controller.next_deadline
-            if not done() and timer is not None and isinstance(self.clock, VirtualClock):
+            if timer is not None and isinstance(self.clock, VirtualClock):
                 self.clock.advance(max(timer - self.clock.monotonic(), 0.0))
+            else:
+                time.sleep(POLL_SECONDS)  # at rest: what is awaited comes in real time
 
     # ----- the customer's side (satisfies customer_script.Customer) ----------------------------
 

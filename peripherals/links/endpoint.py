@@ -32,6 +32,11 @@ class Endpoint(Protocol):
         """Bytes that arrived within `timeout` seconds; b"" if none."""
         ...
 
+    def wait(self, timeout: float) -> bool:
+        """Whether `read` has something to do (bytes, or a driver to accept) within `timeout`
+        seconds; consumes nothing."""
+        ...
+
     def write(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
@@ -56,6 +61,11 @@ class PtyEndpoint:
     def fileno(self) -> int:
         """The emulator's end of the pty."""
         return self._master
+
+    def wait(self, timeout: float) -> bool:
+        if self._closed:
+            raise LinkClosed(self.url)
+        return _wait_for(self._master, select.POLLIN, timeout)
 
     def read(self, timeout: float) -> bytes:
         if self._closed:

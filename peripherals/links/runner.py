@@ -49,6 +49,11 @@ class LinkRunner:
         self.faults = FaultSet(f"{emulator.NAME}.link", LINK_FAULTS)
         self._stop = threading.Event()
         self._write_lock = threading.Lock()
+        self._pump_lock = threading.Lock()
+        self._sent = 0  # writes towards the driver, so a pump can tell it caused one
+        # Bytes across the link each way, for a caller comparing them with the driver's counts.
+        self.bytes_to_driver = 0
+        self.bytes_from_driver = 0
         self._last_traffic = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name=f"{THREAD_PREFIX}link-{emulator.NAME}", daemon=True
@@ -131,6 +136,7 @@ class LinkRunner:
         self._last_traffic = time.monotonic()
         pieces, gap = self._apply(data)
         with self._write_lock:
+            self._sent += 1
             for i, piece in enumerate(pieces):
                 if i:
                     time.sleep(gap)  # a split frame arrives in two reads
@@ -138,6 +144,7 @@ class LinkRunner:
                     self._wait_line(chunk)
                     try:
                         self.endpoint.write(chunk)
+                        self.bytes_to_driver += len(chunk)
                     except LinkClosed as err:
                         log.warning("%s: %d bytes not sent: %s", self.url, len(piece), err)
                         return
@@ -145,12 +152,30 @@ class LinkRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                data = self.endpoint.read(self._poll_seconds())
+                self.endpoint.wait(self._poll_seconds())
+                self.pump()
             except LinkClosed:
                 if self._stop.is_set():
                     return
                 log.warning("%s: link closed", self.url)
                 return
+
+    def count_from(self, waiting_at_driver: int) -> None:
+        """Start counting the bytes of each way again, for a driver that has just opened its
+        end with `waiting_at_driver` bytes already there."""
+        with self._pump_lock, self._write_lock:
+            self.bytes_to_driver = waiting_at_driver
+            self.bytes_from_driver = 0
+
+    def pump(self) -> bool:
+        """One pass of the link, in the calling thread: what the driver sent reaches the
+        emulator, and the emulator's timers run at its clock's time. True if a byte crossed
+        either way. The link thread makes the same passes; one lock keeps passes apart, so a
+        caller that pumps knows that every byte sent before has been handled."""
+        with self._pump_lock:
+            sent = self._sent
+            data = self.endpoint.read(0.0)
+            self.bytes_from_driver += len(data)
             if data:
                 self._last_traffic = time.monotonic()
                 # On a link, each chunk the driver sends is a command: an `on_command` fault
@@ -172,3 +197,4 @@ class LinkRunner:
                     self.emulator.tick(self.emulator.clock())
                 except Exception:
                     log.exception("%s: emulator timer failed", self.emulator.NAME)
+            return bool(data) or self._sent != sent

@@ -50,6 +50,13 @@ class SimEndpoint:
 
     # the emulator's side (the Endpoint protocol)
 
+    def wait(self, timeout: float) -> bool:
+        with self._cond:
+            self._cond.wait_for(lambda: self._to_emulator or self._closed, timeout)
+            if self._closed:
+                raise LinkClosed(self.url)
+            return bool(self._to_emulator)
+
     def read(self, timeout: float) -> bytes:
         with self._cond:
             self._cond.wait_for(lambda: self._to_emulator or self._closed, timeout)

@@ -39,6 +39,18 @@ class SocketEndpoint:
     def connected(self) -> bool:
         return self._client is not None
 
+    def wait(self, timeout: float) -> bool:
+        if self._closed:
+            raise LinkClosed(self.url)
+        watch = [self._listener] if self._client is None else [self._listener, self._client]
+        try:
+            ready, _, _ = select.select(watch, [], [], timeout)
+        except (OSError, ValueError) as err:  # closed under our feet
+            if self._closed:
+                raise LinkClosed(self.url) from err
+            return False
+        return bool(ready)
+
     def read(self, timeout: float) -> bytes:
         if self._closed:
             raise LinkClosed(self.url)

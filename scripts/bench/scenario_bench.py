@@ -1,6 +1,6 @@
 """Benchmark of the scenario runner: scenarios per second, and virtual time covered per wall second.
 
-Usage: python -m scripts.bench.scenario_bench [--jobs N] [--pool-size N] [PATH...]
+Usage: python -m scripts.bench.scenario_bench [--jobs N] [--pool-size N] [--count N] [PATH...]
 (default: config/scenarios; --jobs 1: one by one in this process; N > 1: N worker processes, as
 `scenario run --jobs N`; --pool-size 0: each database copied and dropped in line, as before)
 """
@@ -8,6 +8,7 @@ Usage: python -m scripts.bench.scenario_bench [--jobs N] [--pool-size N] [PATH..
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 import time
@@ -34,10 +35,19 @@ def main(argv: list[str]) -> int:
         default=DEFAULT_POOL_SIZE,
         help="database copies kept ready (0: copy and drop in line, as before the pool)",
     )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=0,
+        help="run this many scenarios, going round the given ones again (each run on its own "
+        "fresh bank and ATM); default: each once",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level="ERROR")
     settings = load_settings()
     scenarios = load_scenarios(args.paths or [DEFAULT])
+    if args.count:
+        scenarios = list(itertools.islice(itertools.cycle(scenarios), args.count))
     # In parallel this process makes the template only; the workers copy it.
     pool_size = 0 if args.jobs > 1 else args.pool_size
     with ScenarioRunner(database_url(settings), settings, pool_size=pool_size) as runner:

@@ -215,7 +215,6 @@ def main() -> None:
             bank.address_for(profile.host.mac_key),
             home / "atm",
             clock=VirtualClock(),
-            settle_seconds=0.002,
         )
         with atm, FsyncCounter() as counter:
             devices = [atm.bay.emulator(name) for name in atm.bay.names]

@@ -330,3 +330,18 @@ def test_a_dispenser_silent_after_a_power_cut_is_settled_once_it_answers(
         assert restarted.controller.cash_available
     finally:
         restarted.stop()
+
+
+def test_settle_returns_only_once_the_atm_has_used_every_key(make_atm: MakeAtm) -> None:
+    # No waiting between the actions: each press's settle must see the key handled, however
+    # late the pty hands its bytes over (settle waits on byte counts, not on a quiet spell).
+    atm = make_atm()
+    for _ in range(5):
+        run(atm, "wait idle\ninsert alice\nwait pin_entry")
+        for digit in "1234":
+            atm.press(digit)
+        atm.press("enter")
+        assert atm.controller.state == "transaction_menu"
+        atm.press("F8")  # the menu's exit: the card comes back
+        assert atm.controller.state == "ejecting_card"
+        run(atm, "take card\nwait idle")

@@ -252,6 +252,10 @@ class TcpEndpoint:
         self.url = f"socket://127.0.0.1:{self._server.getsockname()[1]}"
         self._client: socket.socket | None = None
 
+    def wait(self, timeout: float) -> bool:
+        watch = [self._server if self._client is None else self._client]
+        return bool(select.select(watch, [], [], timeout)[0])
+
     def read(self, timeout: float) -> bytes:
         if self._client is None:
             ready, _, _ = select.select([self._server], [], [], timeout)

@@ -96,3 +96,28 @@ def test_a_quiet_link_is_polled_less_often_unless_a_device_timer_runs() -> None:
     finally:
         driver.close()
         runner.stop()
+
+
+def test_a_pump_hands_over_what_the_driver_sent_and_both_ends_count_every_byte() -> None:
+    # Not started: no link thread, so every byte moves in the pumps this test makes.
+    runner = LinkRunner(EchoDevice(), PtyEndpoint())
+    runner.emulator.attach(runner._to_driver)
+    driver = SerialDriver(runner.url)
+    try:
+        port = driver.port
+        runner.count_from(port.in_waiting)
+        port.write(b"status")
+        assert port.sent == 6 and runner.bytes_from_driver == 0
+        deadline = time.monotonic() + 2.0
+        while runner.bytes_from_driver < 6:  # a pty hands the bytes over a moment later
+            assert time.monotonic() < deadline, "the pump never saw the driver's bytes"
+            moved = runner.pump()
+        assert moved and runner.bytes_from_driver == 6
+        assert runner.bytes_to_driver == 6  # the echo, sent in the same pump
+        assert port.received == 0  # in flight or waiting: the driver has read nothing yet
+        assert read_for(driver, 0.2) == b"status"
+        assert port.received == runner.bytes_to_driver and not runner.pump()
+    finally:
+        driver.close()
+        runner.emulator.detach()
+        runner.endpoint.close()
