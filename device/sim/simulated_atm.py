@@ -235,13 +235,23 @@ class SimulatedAtm:
                     f"showing {self.controller.screen.name!r}"
                 )
             self.settle()
-            if done():
-                return
-            timer = self.controller.next_deadline
-            if timer is not None and isinstance(self.clock, VirtualClock):
-                self.clock.advance(max(timer - self.clock.monotonic(), 0.0))
-            else:
+            if not done() and not self.jump_to_next_timer():
                 time.sleep(POLL_SECONDS)  # at rest: what is awaited comes in real time
+
+    def jump_to_next_timer(self, otherwise: float | None = None) -> bool:
+        """On the virtual clock, move time to when the controller acts by itself next (or on by
+        `otherwise` seconds if it has no timer), as a discrete-event simulation does. False on
+        the system clock, or with no timer and no `otherwise`."""
+        if not isinstance(self.clock, VirtualClock):
+            return False
+        timer = self.controller.next_deadline
+        if timer is not None:
+            self.clock.advance(max(timer - self.clock.monotonic(), 0.0))
+        elif otherwise is not None:
+            self.clock.advance(otherwise)
+        else:
+            return False
+        return True
 
     # ----- the customer's side (satisfies customer_script.Customer) ----------------------------
 

@@ -144,12 +144,7 @@ class AtmSlot:
                 pressed[state] = True
                 sim.press("cancel")
             else:
-                timer = sim.controller.next_deadline
-                self.clock.advance(
-                    max(timer - self.clock.monotonic(), 0.0)
-                    if timer is not None
-                    else HEALTH_CHECK_SECONDS
-                )
+                sim.jump_to_next_timer(otherwise=HEALTH_CHECK_SECONDS)
 
     def settling(self) -> list[Settling]:
         """Withdrawals this ATM has not finished settling: advice queued, or deferred."""

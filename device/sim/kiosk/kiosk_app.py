@@ -716,13 +716,8 @@ class KioskCustomer:
                     f"showing {atm.controller.screen.name!r}"
                 )
             self.settle()
-            timer = atm.controller.next_deadline
-            if (
-                atm.controller.state != state
-                and timer is not None
-                and isinstance(self.clock, VirtualClock)
-            ):
-                self.clock.advance(max(timer - self.clock.monotonic(), 0.0))
+            if atm.controller.state != state:
+                atm.jump_to_next_timer()
             atm = self.kiosk.atm
         self.settle()
 
