@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 import signal
 import time
 import uuid
@@ -281,6 +282,27 @@ def host_engine(url: str, connections: int) -> sa.Engine:
     return sa.create_engine(url, pool_size=connections, max_overflow=0, pool_pre_ping=False)
 
 
+_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def create_database(admin: sa.Connection, name: str, template: str | None = None) -> None:
+    """CREATE DATABASE `name` (a copy of `template` if given) on an AUTOCOMMIT connection."""
+    clause = "" if template is None else f' TEMPLATE "{_database_name(template)}"'
+    admin.execute(sa.text(f'CREATE DATABASE "{_database_name(name)}"{clause}'))
+
+
+def drop_database(admin: sa.Connection, name: str) -> None:
+    """Drop database `name` if it exists, even while sessions still hold it."""
+    admin.execute(sa.text(f'DROP DATABASE IF EXISTS "{_database_name(name)}" WITH (FORCE)'))
+
+
+def _database_name(name: str) -> str:
+    # Identifiers cannot be bound parameters: only the names the simulator makes are let in.
+    if not _DATABASE_NAME.fullmatch(name):
+        raise ValueError(f"database name {name!r}: expected lower-case letters, digits and _")
+    return name
+
+
 @contextlib.contextmanager
 def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
     """A new empty database on the server of `server_url` for the block (its URL), dropped
@@ -290,11 +312,11 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            create_database(conn, name)
         try:
             yield server.set(database=name).render_as_string(hide_password=False)
         finally:
             with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                drop_database(conn, name)
     finally:
         admin.dispose()

@@ -41,7 +41,7 @@ from device.sim.invariants import (
     read_bank,
 )
 from host import bank_admin
-from host.database import database_url, make_engine
+from host.database import create_database, database_url, drop_database, make_engine
 from host.models import Account, Hold
 from peripherals.cash_dispenser import CashDispenserEmulator
 from peripherals.harness.profile import DEFAULT_PROFILE, PROJECT_ROOT, load_profile
@@ -158,9 +158,8 @@ class TemplateBank:
         return self.server.set(database=name).render_as_string(hide_password=False)
 
     def _create(self, name: str, template: str | None = None) -> str:
-        clause = f' TEMPLATE "{template}"' if template else ""
         with self.admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"{clause}'))
+            create_database(conn, name, template)
         self._made.append(name)
         return self._url(name)
 
@@ -173,8 +172,9 @@ class TemplateBank:
 
     def drop(self, url: str) -> None:
         name = make_url(url).database
+        assert name is not None
         with self.admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, name)
         if name in self._made:
             self._made.remove(name)
 

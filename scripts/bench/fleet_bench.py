@@ -12,18 +12,16 @@ import os
 import shutil
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from config.settings import load_settings
 from device.sim.bank_stack import BankStack
 from device.sim.fleet.cli import run_directory
 from device.sim.fleet.in_process import FleetConfig
 from device.sim.fleet.sharded import SHARD_ATMS, run_sharded
-from host.database import database_url, stop_embedded
+from host.database import database_url, scratch_database, stop_embedded
 
 SIZES = (10, 50, 200)
 IDLE_SECONDS = 3.0
@@ -110,8 +108,7 @@ def main() -> int:
     env = {**BENCH_ENV, "ATM_SIM_HOME": str(home)}
     if os.environ.get("DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
-    server = make_url(database_url(load_settings(env)))
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    server_url = database_url(load_settings(env))
     print(
         f"fleet benchmark on {os.cpu_count()} cores; PIN hashes at bcrypt cost 4; "
         f"up to {args.shard_atms} ATMs per process"
@@ -124,17 +121,9 @@ def main() -> int:
     try:
         for atms in args.sizes:
             sessions = max(args.min_sessions, round(atms * args.sessions_per_atm))
-            name = f"atm_fleet_bench_{uuid.uuid4().hex[:8]}"
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            try:
-                url = server.set(database=name).render_as_string(hide_password=False)
+            with scratch_database(server_url, "atm_fleet_bench") as url:
                 print(measure(atms, sessions, url, args.shard_atms), flush=True)
-            finally:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
-        admin.dispose()
         stop_embedded()
         shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
     print(

@@ -28,16 +28,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
 from psec import des, pinblock
-from sqlalchemy.engine import make_url
 
 from config.card_numbers import luhn_check_digit
 from config.settings import Settings, load_settings
@@ -45,7 +43,7 @@ from device.controller.ports import CardData, HostReply, PinBlock
 from device.host_client import HostClient, HostClientError
 from host import bank_admin, pin_unit
 from host.crypto_keys import mac_key_lookup
-from host.database import database_url, host_engine
+from host.database import database_url, host_engine, scratch_database
 from host.server import WORKERS, HostServer
 from host.service import Bank
 
@@ -140,22 +138,6 @@ def host_processes(environment: dict[str, str], processes: int) -> Iterator[int]
     finally:
         host.terminate()
         host.wait(10.0)
-
-
-def fresh_database_on(server_url: str) -> tuple[str, Callable[[], None]]:
-    """A new database on an existing server (DATABASE_URL), dropped afterwards."""
-    name = f"atm_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    return url, drop
 
 
 def bench_seed(directory: Path, count: int, cards: Sequence[BenchCard]) -> Path:
@@ -311,11 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*TripleDES")  # the test keys are double length
 
     with tempfile.TemporaryDirectory(prefix="atm-host-bench-") as tmp:
-        drop: Callable[[], None] = lambda: None  # noqa: E731
+        scratch = contextlib.ExitStack()  # a database of its own on DATABASE_URL's server
         server_url = os.environ.get("DATABASE_URL")
         url = None
         if server_url:
-            url, drop = fresh_database_on(database_url(bench_settings(Path(tmp), 4, server_url)))
+            on_server = database_url(bench_settings(Path(tmp), 4, server_url))
+            url = scratch.enter_context(scratch_database(on_server, "atm_bench"))
         settings = bench_settings(Path(tmp), args.bcrypt_rounds, url)
         engine = host_engine(database_url(settings), WORKERS)
         stack = contextlib.ExitStack()  # the host, in this process or in its own
@@ -370,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             stack.close()
             engine.dispose()
-            drop()
+            scratch.close()
     latencies = [x for r in results for x in r.latencies]
     approved = sum(r.approved for r in results)
     declined: dict[str, int] = {}

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from host.database import scratch_database
+from host.database import create_database, drop_database, scratch_database
 
 
 def databases(server_url: str) -> set[str]:
@@ -37,3 +37,20 @@ def test_a_failing_block_still_drops_the_database(postgres_url: str) -> None:
         name = make_url(url).database
         raise RuntimeError("the run failed")
     assert name not in databases(postgres_url)
+
+
+@pytest.mark.parametrize("name", ['atm"; DROP DATABASE postgres; --', "ATM", "", "a-b"])
+def test_only_names_the_simulator_makes_reach_create_and_drop(postgres_url: str, name: str) -> None:
+    before = databases(postgres_url)
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            with pytest.raises(ValueError, match="database name"):
+                create_database(conn, name)
+            with pytest.raises(ValueError, match="database name"):
+                drop_database(conn, name)
+            with pytest.raises(ValueError, match="database name"):
+                create_database(conn, "atm_ok_name", template=name)
+    finally:
+        admin.dispose()
+    assert databases(postgres_url) == before

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from host.database import create_database, drop_database
+
 log = logging.getLogger(__name__)
 
 DEFAULT_POOL_SIZE = 2
@@ -154,11 +156,11 @@ class DatabasePool:
 
     def _create(self, name: str) -> None:
         with self._admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+            create_database(conn, name, self.template)
 
     def _drop(self, name: str) -> None:
         with self._admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            drop_database(conn, name)
 
 
 def _new_name() -> str:

@@ -51,7 +51,7 @@ from device.sim.scenarios.schema import (
 )
 from device.sim.simulated_atm import AtmRunError, HostAddress, SimulatedAtm
 from host import bank_admin, crypto_keys
-from host.database import make_engine
+from host.database import create_database, drop_database, make_engine
 from host.server import HostServer
 from host.service import Bank
 from peripherals.cards import load_wallet
@@ -132,7 +132,7 @@ class ScenarioRunner:
             started = time.perf_counter()
             name = f"atm_scenario_template_{uuid.uuid4().hex[:8]}"
             with self._admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                create_database(conn, name)
             settings = dataclasses.replace(self.settings, database_url=self._url(name))
             bank_admin.seed_bank(settings)
             self._template = name
@@ -169,7 +169,7 @@ class ScenarioRunner:
             self._pool = None
         if self._template is not None and self._own_template:
             with self._admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self._template}" WITH (FORCE)'))
+                drop_database(conn, self._template)
             self._template = None
         self._admin.dispose()
         if self._own_work_dir:

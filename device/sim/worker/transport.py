@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from config.settings import Settings, SettingsError
-from host.database import database_url
+from host.database import create_database, database_url
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _tasks_database(bank: sa.URL) -> str:
             if _exists(conn):
                 return TASKS_DATABASE
             try:
-                conn.execute(sa.text(f'CREATE DATABASE "{TASKS_DATABASE}"'))
+                create_database(conn, TASKS_DATABASE)
             except sa.exc.DBAPIError as err:
                 if _exists(conn):  # another worker made it at the same moment
                     return TASKS_DATABASE
