@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from peripherals.cards import TrackDamage, TrackReadError, WalletCard, damage_stripe, load_wallet
 from peripherals.cards import read_stripe as decode_stripe
@@ -30,6 +30,7 @@ from peripherals.wire.card_reader import (
     NegativeReply,
     PositiveReply,
 )
+from peripherals.wire.framing import FrameEvent
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,6 @@ class CardReaderEmulator(Emulator):
     NAME = "card_reader"
     FAULTS = FAULTS
 
-    REPLY_ACK_TIMEOUT: ClassVar[float] = 0.3  # seconds to wait for the host's ACK of a reply
     state_disk: StateDisk | None = None  # the os calls of the retain bin's saves; tests fail them
 
     def __init__(
@@ -276,30 +276,30 @@ class CardReaderEmulator(Emulator):
         for event in self._framer.expire(link_now):
             self._on_event(event, link_now)
         pending = self._unacked
-        if pending is not None and link_now - pending.sent_at > self.REPLY_ACK_TIMEOUT:
+        if pending is not None and link_now - pending.sent_at > wire.ACK_TIMEOUT:
             self._resend(link_now)
 
-    def _on_event(self, event: wire.Event, now: float) -> None:
+    def _on_event(self, event: FrameEvent[bytes], now: float) -> None:
         if self._powered_off():
             self._lose_power()
             return  # no power, no answer
-        if isinstance(event, wire.Frame):
+        if event.frame is not None:
             self._unacked = None  # a new command acknowledges the last reply
             self.send(bytes((wire.ACK,)))
-            reply = self._execute(event.text)
+            reply = self._execute(event.frame)
             if reply is not None:
                 self._unacked = _Unacknowledged(reply, now)
                 self.send(reply)
-        elif isinstance(event, wire.BadFrame):
+        elif event.nak:
             self.refused_frames += 1
-            log.debug("card reader: refused a frame: %s", event.reason)
+            log.debug("card reader: refused a frame: %s", event.error)
             self.send(bytes((wire.NAK,)))
-        elif event is Control.ACK:
+        elif event.control == Control.ACK:
             self._unacked = None
-        elif event is Control.NAK:
+        elif event.control == Control.NAK:
             if self._unacked is not None:
                 self._resend(now)
-        elif event is Control.CANCEL:
+        elif event.control == Control.CANCEL:
             self._unacked = None  # between frames only, so no half frame to drop
 
     def _lose_power(self) -> None:
@@ -312,7 +312,7 @@ class CardReaderEmulator(Emulator):
     def _resend(self, now: float) -> None:
         pending = self._unacked
         assert pending is not None
-        if pending.sends >= wire.SEND_ATTEMPTS:
+        if pending.sends >= wire.REPLY_SENDS:
             self._unacked = None
             self.unacknowledged_replies += 1
             log.warning("card reader: reply not acknowledged after %d sends", pending.sends)

@@ -25,7 +25,6 @@ from peripherals.wire import cash_dispenser as wire
 from peripherals.wire.cash_dispenser import Cmd, ErrorCode
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEVICE_RETRANSMITS = 3  # a reply the host NAKs is sent again at most this many times
 OVER_REJECT_LIMIT = 10  # more rejected notes than this in one dispense stops it
 
 
@@ -77,7 +76,7 @@ class CashDispenserEmulator(Emulator):
         self.ledger.device.setdefault("last_dispense", None)
         self._reader = wire.FrameReader.for_device()
         self._unacked: bytes | None = None
-        self._retransmits = 0
+        self._sends = 0  # of the unacknowledged reply
         self.duplicates_answered = 0  # re-sent dispenses answered from memory
         self.naks_sent = 0
 
@@ -245,20 +244,19 @@ class CashDispenserEmulator(Emulator):
 
     def receive(self, data: bytes) -> None:
         for event in self._reader.feed(data, self.clock()):
-            if isinstance(event, wire.Control):
-                self._on_control(event.byte)
-            elif isinstance(event, wire.Rejected):
-                if event.nak:
-                    self.naks_sent += 1
-                    self.send(bytes([wire.NAK]))
-            else:
-                self._on_frame(event)
+            if event.frame is not None:
+                self._on_frame(event.frame)
+            elif event.nak:
+                self.naks_sent += 1
+                self.send(bytes([wire.NAK]))
+            elif event.control is not None:
+                self._on_control(event.control)
 
     def _on_control(self, byte: int) -> None:
         if byte == wire.ACK:
             self._unacked = None
-        elif self._unacked is not None and self._retransmits < DEVICE_RETRANSMITS:
-            self._retransmits += 1
+        elif self._unacked is not None and self._sends < wire.REPLY_SENDS:
+            self._sends += 1
             self.send(self._unacked)
 
     def _on_frame(self, frame: wire.Frame) -> None:
@@ -269,7 +267,7 @@ class CashDispenserEmulator(Emulator):
         self.send(bytes([wire.ACK]))
         reply = self._execute(frame).encode()
         self._unacked = reply
-        self._retransmits = 0
+        self._sends = 1
         self.send(reply)
 
     def _execute(self, frame: wire.Frame) -> wire.Reply:

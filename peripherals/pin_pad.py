@@ -19,6 +19,7 @@ from peripherals.pin_crypto import DukptError, dukpt_aes, dukpt_tdes, tr31
 from peripherals.pin_crypto.key_check_value import Algorithm, key_check_value
 from peripherals.pin_crypto.pin_block import AES_FORMATS, TDES_FORMATS, encrypt_pin_block
 from peripherals.wire import pin_pad as wire
+from peripherals.wire.framing import FrameEvent
 from peripherals.wire.pin_pad import ErrorCode, KeySource, Mode, Slot
 
 log = logging.getLogger(__name__)
@@ -163,9 +164,8 @@ class PinPadEmulator(Emulator):
         self.config = config
         self.state_dir = state_dir
         self._decoder = wire.FrameDecoder()
-        self._last_rx = 0.0
         self._last_frame: bytes | None = None
-        self._retries = 0
+        self._sends = 0  # of the last frame
         self._keys: dict[Slot, bytes] = {}
         self._dukpt_key: bytes | None = None  # IPEK / initial key: the BDK stays at the factory
         self._ksn: bytes | None = None
@@ -411,8 +411,7 @@ class PinPadEmulator(Emulator):
         with self.lock:
             if self.faults.take("tamper") is not None and not self.tampered:
                 self.tamper()
-            if self._decoder.partial and now - self._last_rx > wire.FRAME_TIMEOUT:
-                self._handle(self._decoder.expire())
+            self._handle(self._decoder.expire(now))
             entry = self._entry
             if entry is not None and now - entry.last_activity >= entry.timeout:
                 self._end_entry()
@@ -425,7 +424,7 @@ class PinPadEmulator(Emulator):
             return
         frame = wire.encode_frame(text)
         self._last_frame = frame
-        self._retries = 0
+        self._sends = 1
         self.send(frame)
 
     def _event(self, event: wire.KeyEvent) -> None:
@@ -436,26 +435,28 @@ class PinPadEmulator(Emulator):
             if self.faults.is_armed("unresponsive"):
                 self._decoder.reset()
                 return
-            self._last_rx = self.clock()
-            self._handle(self._decoder.feed(data))
+            self._handle(self._decoder.feed(data, self.clock()))
 
-    def _handle(self, items: list[wire.Item]) -> None:
-        for item in items:
-            if isinstance(item, wire.Control):
-                if item.ack:
-                    self._last_frame = None
-                elif self._last_frame is not None and self._retries < wire.MAX_RETRIES:
-                    self._retries += 1
-                    self.send(self._last_frame)
-            elif isinstance(item, wire.BadFrame):
-                log.info("pin pad: bad frame (%s); NAK", item.reason)
-                self.send(bytes([wire.NAK]))
-            else:
+    def _handle(self, events: list[FrameEvent[str]]) -> None:
+        for event in events:
+            if event.frame is not None:
                 self.send(bytes([wire.ACK]))
                 self.faults.command_seen()
                 if self.faults.take("tamper") is not None and not self.tampered:
                     self.tamper()
-                self._send_frame(wire.encode_reply(self._execute(item.text)))
+                self._send_frame(wire.encode_reply(self._execute(event.frame)))
+            elif event.nak:
+                log.info("pin pad: bad frame (%s); NAK", event.error)
+                self.send(bytes([wire.NAK]))
+            elif event.control == wire.ACK:
+                self._last_frame = None
+            elif (
+                event.control == wire.NAK
+                and self._last_frame is not None
+                and self._sends < wire.REPLY_SENDS
+            ):
+                self._sends += 1
+                self.send(self._last_frame)
 
     def _execute(self, text: str) -> wire.Reply:
         code = text[:2]

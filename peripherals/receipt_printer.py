@@ -220,12 +220,14 @@ class ReceiptPrinterEmulator(Emulator):
     def receive(self, data: bytes) -> None:
         if self._fault_on("unresponsive"):
             return  # hung firmware: nothing is parsed, printed or answered
-        for event in self._parser.feed(data):
-            if not isinstance(event, escpos.Text):
+        for event in self._parser.feed(data, self.clock()):
+            command = event.frame
+            assert command is not None  # ESC/POS has no framing errors: unknown is a command
+            if not isinstance(command, escpos.Text):
                 self._count_command()
                 if self._fault_on("unresponsive"):
                     return
-            self._handle(event)
+            self._handle(command)
 
     def _handle(self, event: escpos.Event) -> None:
         style = self._style

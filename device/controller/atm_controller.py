@@ -17,6 +17,7 @@ from transitions import Machine, MachineError
 from config.card_numbers import mask_pan
 from device.advice_queue import AdviceQueue
 from device.clock import Clock
+from device.controller.controller_events import ControllerEvent
 from device.controller.device_status import CardMedia, PaperLevel
 from device.controller.ports import (
     CardData,
@@ -74,47 +75,67 @@ STATES = [
 ]
 
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "ready", "source": "starting", "dest": "idle"},
-    {"trigger": "fail", "source": ["starting", "idle", "out_of_service"], "dest": "out_of_service"},
-    {"trigger": "recover", "source": "out_of_service", "dest": "idle"},
-    {"trigger": "enter_supervisor", "source": ["idle", "out_of_service"], "dest": "supervisor"},
-    {"trigger": "leave_supervisor", "source": "supervisor", "dest": "starting"},
-    {"trigger": "card_inserted", "source": "idle", "dest": "reading_card"},
-    {"trigger": "card_read", "source": "reading_card", "dest": "pin_entry"},
-    {"trigger": "pin_entered", "source": "pin_entry", "dest": "verifying_pin"},
-    {"trigger": "pin_retry", "source": "verifying_pin", "dest": "pin_entry"},
-    {"trigger": "pin_ok", "source": "verifying_pin", "dest": "transaction_menu"},
+    {"trigger": ControllerEvent.READY, "source": "starting", "dest": "idle"},
     {
-        "trigger": "retain_card",
+        "trigger": ControllerEvent.FAIL,
+        "source": ["starting", "idle", "out_of_service"],
+        "dest": "out_of_service",
+    },
+    {"trigger": ControllerEvent.RECOVER, "source": "out_of_service", "dest": "idle"},
+    {
+        "trigger": ControllerEvent.ENTER_SUPERVISOR,
+        "source": ["idle", "out_of_service"],
+        "dest": "supervisor",
+    },
+    {"trigger": ControllerEvent.LEAVE_SUPERVISOR, "source": "supervisor", "dest": "starting"},
+    {"trigger": ControllerEvent.CARD_INSERTED, "source": "idle", "dest": "reading_card"},
+    {"trigger": ControllerEvent.CARD_READ, "source": "reading_card", "dest": "pin_entry"},
+    {"trigger": ControllerEvent.PIN_ENTERED, "source": "pin_entry", "dest": "verifying_pin"},
+    {"trigger": ControllerEvent.PIN_RETRY, "source": "verifying_pin", "dest": "pin_entry"},
+    {"trigger": ControllerEvent.PIN_OK, "source": "verifying_pin", "dest": "transaction_menu"},
+    {
+        "trigger": ControllerEvent.RETAIN_CARD,
         "source": ["verifying_pin", "ejecting_card"],
         "dest": "capturing_card",
     },
-    {"trigger": "choose_account", "source": "transaction_menu", "dest": "account_selection"},
-    {"trigger": "choose_new_pin", "source": "transaction_menu", "dest": "new_pin_entry"},
-    {"trigger": "ask_amount", "source": "account_selection", "dest": "amount_entry"},
     {
-        "trigger": "authorise",
+        "trigger": ControllerEvent.CHOOSE_ACCOUNT,
+        "source": "transaction_menu",
+        "dest": "account_selection",
+    },
+    {
+        "trigger": ControllerEvent.CHOOSE_NEW_PIN,
+        "source": "transaction_menu",
+        "dest": "new_pin_entry",
+    },
+    {"trigger": ControllerEvent.ASK_AMOUNT, "source": "account_selection", "dest": "amount_entry"},
+    {
+        "trigger": ControllerEvent.AUTHORISE,
         "source": ["account_selection", "amount_entry", "new_pin_entry"],
         "dest": "authorising",
     },
-    {"trigger": "dispense", "source": "authorising", "dest": "dispensing"},
-    {"trigger": "show_result", "source": ["authorising", "dispensing"], "dest": "showing_result"},
-    {"trigger": "another", "source": "showing_result", "dest": "transaction_menu"},
-    {"trigger": "cash_staged", "source": "dispensing", "dest": "ejecting_card"},
-    {"trigger": "present_cash", "source": "ejecting_card", "dest": "presenting_cash"},
+    {"trigger": ControllerEvent.DISPENSE, "source": "authorising", "dest": "dispensing"},
     {
-        "trigger": "print_receipt",
+        "trigger": ControllerEvent.SHOW_RESULT,
+        "source": ["authorising", "dispensing"],
+        "dest": "showing_result",
+    },
+    {"trigger": ControllerEvent.ANOTHER, "source": "showing_result", "dest": "transaction_menu"},
+    {"trigger": ControllerEvent.CASH_STAGED, "source": "dispensing", "dest": "ejecting_card"},
+    {"trigger": ControllerEvent.PRESENT_CASH, "source": "ejecting_card", "dest": "presenting_cash"},
+    {
+        "trigger": ControllerEvent.PRINT_RECEIPT,
         "source": ["ejecting_card", "presenting_cash"],
         "dest": "printing",
     },
     {
-        "trigger": "close",
+        "trigger": ControllerEvent.CLOSE,
         "source": ["ejecting_card", "printing", "capturing_card"],
         "dest": "closing",
     },
-    {"trigger": "done", "source": "closing", "dest": "idle"},
+    {"trigger": ControllerEvent.DONE, "source": "closing", "dest": "idle"},
     {
-        "trigger": "end_session",
+        "trigger": ControllerEvent.END_SESSION,
         "source": [*CUSTOMER_INPUT_STATES, "reading_card", "verifying_pin", "authorising"],
         "dest": "ejecting_card",
     },
@@ -224,7 +245,7 @@ class AtmController:
 
     # ----- plumbing -------------------------------------------------------------------------
 
-    def fire(self, event: str) -> bool:
+    def fire(self, event: ControllerEvent) -> bool:
         """Fire an event if the current state accepts it; a stray one is logged and ignored,
         a name that is no event of the machine at all is a bug and raises ValueError."""
         if event not in self.machine.events:
@@ -353,7 +374,7 @@ class AtmController:
         if self.state in ("idle", "starting"):
             self._go_out_of_service(str(err))
         elif self.session is not None and self.state in CUSTOMER_INPUT_STATES:
-            self.fire("end_session")
+            self.fire(ControllerEvent.END_SESSION)
 
     # ----- start-up and health --------------------------------------------------------------
 
@@ -366,7 +387,7 @@ class AtmController:
         if problem:
             self._go_out_of_service(problem)
         else:
-            self.fire("ready")
+            self.fire(ControllerEvent.READY)
 
     def _health_problem(self, *, sign_on: bool = False) -> str:
         """Why the ATM cannot serve customers now; "" if it can. Also sets degraded modes."""
@@ -440,7 +461,7 @@ class AtmController:
 
     def open_supervisor(self) -> bool:
         """Supervisor mode (only between customers): replenishment and fault clearing."""
-        return self.fire("enter_supervisor")
+        return self.fire(ControllerEvent.ENTER_SUPERVISOR)
 
     def replenish(self, counts: dict[int, int]) -> None:
         """Set each cassette's note count (an exchange), from supervisor mode only."""
@@ -470,7 +491,7 @@ class AtmController:
 
     def close_supervisor(self) -> bool:
         """Back to service: the ATM runs its self-test again (devices may have been cleared)."""
-        return self.fire("leave_supervisor")
+        return self.fire(ControllerEvent.LEAVE_SUPERVISOR)
 
     def on_enter_supervisor(self) -> None:
         self._clear_deadline()
@@ -485,7 +506,7 @@ class AtmController:
     def _go_out_of_service(self, reason: str) -> None:
         self.out_of_service_reason = reason
         self.journal.record(JournalEvent.OUT_OF_SERVICE, reason=reason)
-        self.fire("fail")
+        self.fire(ControllerEvent.FAIL)
 
     def on_enter_out_of_service(self) -> None:
         self.show("out_of_service", reason=self.out_of_service_reason)
@@ -504,7 +525,7 @@ class AtmController:
                 self.show("out_of_service", reason=problem)
             return
         self.journal.record(JournalEvent.IN_SERVICE)
-        self.fire("recover")
+        self.fire(ControllerEvent.RECOVER)
 
     def _settle_deferred(self) -> None:
         if self.settlement.deferred:
@@ -548,7 +569,7 @@ class AtmController:
 
     def _poll_idle(self) -> None:
         if self.card_reader.status().media == CardMedia.INSIDE:
-            self.fire("card_inserted")
+            self.fire(ControllerEvent.CARD_INSERTED)
             return
         if self.clock.monotonic() >= self._next_health_check:
             self._next_health_check = self.clock.monotonic() + HEALTH_CHECK_SECONDS
@@ -576,11 +597,11 @@ class AtmController:
         self.session = Session(card=card)
         self.journal.record(JournalEvent.CARD_READ, pan=card.pan)
         self._touch()
-        self.fire("card_read")
+        self.fire(ControllerEvent.CARD_READ)
 
     def _eject_with(self, screen: str) -> None:
         self._eject_screen = screen
-        self.fire("end_session")
+        self.fire(ControllerEvent.END_SESSION)
 
     def on_enter_pin_entry(self) -> None:
         assert self.session is not None
@@ -604,7 +625,7 @@ class AtmController:
                 self.session.typed = "" if event.kind == "clear" else self.session.typed[:-1]
             elif event.kind == "cancel" or (event.kind == "function" and event.value == "F8"):
                 self.pin_pad.cancel()
-                self.fire("end_session")
+                self.fire(ControllerEvent.END_SESSION)
                 return
             elif event.kind in ("timeout", "tamper"):
                 self._end_on_pad_event(event.kind)
@@ -612,7 +633,7 @@ class AtmController:
             elif event.kind == "enter":
                 block = self.pin_pad.get_pin_block()
                 self.session.pin = PinBlock(block.block, block.format, block.ksn)
-                self.fire("pin_entered")
+                self.fire(ControllerEvent.PIN_ENTERED)
                 return
             self.show("pin_entry", masked_pin=self.session.typed)
         self._check_inactivity()
@@ -630,13 +651,13 @@ class AtmController:
             JournalEvent.PIN_VERIFIED, pan=self.session.card.pan, code=reply.response_code
         )
         if reply.approved:
-            self.fire("pin_ok")
+            self.fire(ControllerEvent.PIN_OK)
         elif reply.response_code == "55":
             self.session.pin_attempts += 1
             self.session.pin = None
-            self.fire("pin_retry")
+            self.fire(ControllerEvent.PIN_RETRY)
         elif reply.response_code == "75" and self.config.capture_on_pin_lockout:
-            self.fire("retain_card")
+            self.fire(ControllerEvent.RETAIN_CARD)
         else:
             self._decline(reply.response_code)
 
@@ -658,7 +679,7 @@ class AtmController:
         self.journal.record(JournalEvent(f"pin_pad_{kind}"), state=self.state)
         if kind == "tamper":
             self._health_check_due = True
-        self.fire("end_session")
+        self.fire(ControllerEvent.END_SESSION)
 
     def _function_event(self) -> str | None:
         """The screen event of the next function key or cancel pressed, or None."""
@@ -701,10 +722,10 @@ class AtmController:
                 self.session.want_receipt = False
                 self._begin(self.session.transaction)
             else:
-                self.fire("end_session")
+                self.fire(ControllerEvent.END_SESSION)
             return
         if event == "cancel":
-            self.fire("end_session")
+            self.fire(ControllerEvent.END_SESSION)
             return
         transaction = {
             "choose_withdrawal": "withdrawal",
@@ -727,7 +748,11 @@ class AtmController:
     def _begin(self, transaction: str) -> None:
         assert self.session is not None
         self.session.transaction = transaction
-        self.fire("choose_new_pin" if transaction == "pin_change" else "choose_account")
+        self.fire(
+            ControllerEvent.CHOOSE_NEW_PIN
+            if transaction == "pin_change"
+            else ControllerEvent.CHOOSE_ACCOUNT
+        )
 
     def on_enter_account_selection(self) -> None:
         assert self.session is not None
@@ -745,13 +770,13 @@ class AtmController:
         if event is None:
             return
         if event == "cancel":
-            self.fire("end_session")
+            self.fire(ControllerEvent.END_SESSION)
         elif event in ("choose_checking", "choose_savings"):
             self.session.account = event.removeprefix("choose_")
             if self.session.transaction in ("withdrawal", "transfer"):
-                self.fire("ask_amount")
+                self.fire(ControllerEvent.ASK_AMOUNT)
             else:
-                self.fire("authorise")
+                self.fire(ControllerEvent.AUTHORISE)
 
     def on_enter_amount_entry(self) -> None:
         assert self.session is not None
@@ -777,7 +802,7 @@ class AtmController:
                 self._choose_amount(int(self.session.typed or "0") * 100)
                 return
             if event.kind == "cancel":
-                self.fire("end_session")
+                self.fire(ControllerEvent.END_SESSION)
                 return
             if event.kind != "function":
                 continue
@@ -785,7 +810,7 @@ class AtmController:
             if key is None:
                 continue
             if key.event == "cancel":
-                self.fire("end_session")
+                self.fire(ControllerEvent.END_SESSION)
                 return
             if key.event == "other_amount":
                 self._other_amount = True
@@ -816,7 +841,7 @@ class AtmController:
                 self.show("amount_entry", message=f"{money(amount)} cannot be dispensed here")
                 return
         self.session.amount = amount
-        self.fire("authorise")
+        self.fire(ControllerEvent.AUTHORISE)
 
     def on_enter_new_pin_entry(self) -> None:
         assert self.session is not None
@@ -844,7 +869,7 @@ class AtmController:
             elif event.kind == "enter":
                 block = self.pin_pad.get_pin_block()
                 self.session.new_pin = PinBlock(block.block, block.format, block.ksn)
-                self.fire("authorise")
+                self.fire(ControllerEvent.AUTHORISE)
                 return
         self._check_inactivity()
 
@@ -862,7 +887,7 @@ class AtmController:
         ):
             self._asking_more_time = False
             self.journal.record(JournalEvent.SESSION_TIMEOUT, state=self.state)
-            self.fire("end_session")
+            self.fire(ControllerEvent.END_SESSION)
 
     def _answer_more_time(self, event: str) -> bool:
         """Handle the answer to "Do you need more time?"; True if the event was that answer."""
@@ -875,7 +900,7 @@ class AtmController:
             for listener in self.screen_listeners:
                 listener(previous)
         else:
-            self.fire("end_session")
+            self.fire(ControllerEvent.END_SESSION)
         return True
 
     # ----- authorisation --------------------------------------------------------------------
@@ -928,7 +953,7 @@ class AtmController:
                 amount=session.amount,
                 transmitted_at=reply.transmitted_at.isoformat(),
             )
-            self.fire("dispense")
+            self.fire(ControllerEvent.DISPENSE)
             return
         self._show_result(kind, reply)
 
@@ -959,7 +984,7 @@ class AtmController:
         if self.state == "verifying_pin":
             self._eject_with("closing")
         else:
-            self.fire("show_result")
+            self.fire(ControllerEvent.SHOW_RESULT)
 
     def _show_result(self, kind: str, reply: HostReply) -> None:
         assert self.session is not None
@@ -988,7 +1013,7 @@ class AtmController:
             body, title = "Your PIN has been changed", "PIN changed"
             self.session.receipt.append("PIN CHANGED")
         self._result_screen = ("result", {"title": title, "body": body})
-        self.fire("show_result")
+        self.fire(ControllerEvent.SHOW_RESULT)
 
     def on_enter_showing_result(self) -> None:
         name, values = self._result_screen
@@ -997,17 +1022,17 @@ class AtmController:
         self.show(name, **values)
         self._touch()
         if name == "declined":
-            self._set_deadline(3.0, lambda: self.fire("end_session"))
+            self._set_deadline(3.0, lambda: self.fire(ControllerEvent.END_SESSION))
 
     def _poll_showing_result(self) -> None:
         event = self._menu_event()
         if event is None:
             return
         if event == "confirm" and self.screen.name == "result":
-            self.fire("another")
+            self.fire(ControllerEvent.ANOTHER)
         elif event == "cancel":
             self._clear_deadline()
-            self.fire("end_session")
+            self.fire(ControllerEvent.END_SESSION)
 
     # ----- cash -----------------------------------------------------------------------------
 
@@ -1042,10 +1067,10 @@ class AtmController:
         except DriverError as err:
             self._abandon_cash(reply, str(err))
             self._result_screen = ("declined", {"reason": "Unable to dispense cash"})
-            self.fire("show_result")
+            self.fire(ControllerEvent.SHOW_RESULT)
             return
         session.staged_amount = session.amount
-        self.fire("cash_staged")
+        self.fire(ControllerEvent.CASH_STAGED)
 
     def _abandon_cash(self, reply: HostReply, reason: str) -> None:
         """Notes that will not be presented go to the reject bin; the host gets a reversal."""
@@ -1062,7 +1087,7 @@ class AtmController:
         screen = getattr(self, "_eject_screen", "ejecting_card")
         self._eject_screen = "ejecting_card"
         if session is None:
-            self.fire("close")
+            self.fire(ControllerEvent.CLOSE)
             return
         with contextlib.suppress(DriverError):
             self.pin_pad.stop_entry()
@@ -1087,11 +1112,11 @@ class AtmController:
             assert self.session is not None
             self.journal.record(JournalEvent.CARD_TAKEN)
             if self.session.staged_amount:
-                self.fire("present_cash")
+                self.fire(ControllerEvent.PRESENT_CASH)
             elif self.session.receipt and self.session.want_receipt:
-                self.fire("print_receipt")
+                self.fire(ControllerEvent.PRINT_RECEIPT)
             else:
-                self.fire("close")
+                self.fire(ControllerEvent.CLOSE)
 
     def _card_not_taken(self) -> None:
         assert self.session is not None
@@ -1099,7 +1124,7 @@ class AtmController:
         reply = self.session.withdrawal
         if self.session.staged_amount and reply is not None:
             self._abandon_cash(reply, "card not taken")
-        self.fire("retain_card")
+        self.fire(ControllerEvent.RETAIN_CARD)
 
     def on_enter_presenting_cash(self) -> None:
         session = self.session
@@ -1115,7 +1140,7 @@ class AtmController:
         except DriverError as err:
             self._abandon_cash(reply, str(err))
             session.receipt.append("WITHDRAWAL FAILED - NOT DEBITED")
-            self.fire("print_receipt")
+            self.fire(ControllerEvent.PRINT_RECEIPT)
             return
         self.journal.record(JournalEvent.PRESENTED, stan=reply.stan, amount=result.presented_amount)
         self.show("presenting_cash", amount=money(session.amount, self.config.currency_symbol))
@@ -1132,7 +1157,7 @@ class AtmController:
         session.receipt.append(f"WITHDRAWAL {money(session.amount, self.config.currency_symbol)}")
         self._queue_advice("completion", session.withdrawal, session.amount, session.amount)
         self.cash_available = self._dispenser_can_pay()
-        self.fire("print_receipt")
+        self.fire(ControllerEvent.PRINT_RECEIPT)
 
     def _cash_not_taken(self) -> None:
         session = self.session
@@ -1156,7 +1181,7 @@ class AtmController:
             self.settlement.deferred = True
             session.receipt.append("CASH NOT TAKEN - UNDER REVIEW")
             self.cash_available = False
-            self.fire("print_receipt")
+            self.fire(ControllerEvent.PRINT_RECEIPT)
             return
         handed_out = max(session.amount - retracted_amount, 0)
         self.journal.record(JournalEvent.RETRACTED, stan=reply.stan, amount=retracted_amount)
@@ -1166,7 +1191,7 @@ class AtmController:
             self._queue_advice("reversal", reply, session.amount, handed_out)
         session.receipt.append("CASH RETRACTED - NOT DEBITED" if not handed_out else "CASH TAKEN")
         self.cash_available = self._dispenser_can_pay()
-        self.fire("print_receipt")
+        self.fire(ControllerEvent.PRINT_RECEIPT)
 
     # ----- receipt, capture, close ----------------------------------------------------------
 
@@ -1174,7 +1199,7 @@ class AtmController:
         session = self.session
         assert session is not None
         if not session.want_receipt:
-            self.fire("close")  # the customer chose to go on without one
+            self.fire(ControllerEvent.CLOSE)  # the customer chose to go on without one
             return
         self.show("printing")
         lines = [
@@ -1189,7 +1214,7 @@ class AtmController:
         except DriverError as err:
             self.journal.record(JournalEvent.RECEIPT_FAILED, error=str(err))
             self.receipts_available = False
-        self.fire("close")
+        self.fire(ControllerEvent.CLOSE)
 
     def on_enter_capturing_card(self) -> None:
         self._clear_deadline()
@@ -1204,10 +1229,10 @@ class AtmController:
             # on this card (and lock it with their PIN attempts). Out of service until removed.
             self.card_stuck = True
             self.journal.record(JournalEvent.CARD_STUCK, pan=self.session.card.pan, error=str(err))
-        self._set_deadline(2.0, lambda: self.fire("close"))
+        self._set_deadline(2.0, lambda: self.fire(ControllerEvent.CLOSE))
 
     def on_enter_closing(self) -> None:
         self._clear_deadline()
         self.show("closing", notice="")
         self.journal.record(JournalEvent.SESSION_CLOSED)
-        self._set_deadline(1.0, lambda: self.fire("done"))
+        self._set_deadline(1.0, lambda: self.fire(ControllerEvent.DONE))

@@ -1,23 +1,35 @@
-"""What every device driver shares: opening a port by URL, timed reads, and its errors.
+"""What every device driver shares: opening a port by URL, timed reads, the framed exchange.
 
 A driver never hard-wires serial.Serial: `/dev/ttyUSB0`, a pty path, socket:// and loop:// all work.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import serial
 
 from device import crash_points
-from device.controller.ports import LinkError
+from device.controller.ports import DeviceTimeout, LinkError
 from device.drivers.polled_serial import PolledSerial
+from peripherals.wire.framing import FrameEvent, Framer
 
 ACK = 0x06  # every protocol here acknowledges a received frame with this one byte
+NAK = 0x15  # and refuses a damaged one with this
+
+F = TypeVar("F")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
 
 
 def open_port(url: str, *, baudrate: int = 9600, timeout: float = 0.5, **options: Any) -> Any:
@@ -34,15 +46,167 @@ def open_port(url: str, *, baudrate: int = 9600, timeout: float = 0.5, **options
         raise LinkError(f"cannot open serial port {url!r}: {err}") from err
 
 
+@dataclass(frozen=True)
+class ExchangeRules:
+    """How a device's protocol repeats a command; the numbers are in docs/protocols/."""
+
+    sends: int  # a command goes out at most this many times
+    ack_timeout: float  # seconds from a send to the device's ACK; silence sends again
+    resend_unanswered: bool = False  # silence after the ACK sends again too (repeats are safe)
+    damaged_frame_acks: bool = False  # a damaged frame where ACK is awaited proves the command in
+    naks_per_send: int | None = None  # damaged frames refused per send (None: every one)
+
+
+@dataclass
+class ExchangeStats:
+    """What a driver's exchanges did, for a test or an operator to read."""
+
+    sends: int = 0  # commands written
+    retries: int = 0  # of them, sent again after a NAK or a silence
+    naks: int = 0  # NAKs from the device: a command reached it damaged
+    timeouts: int = 0  # waits for an ACK or a reply that ended in silence
+    refused: int = 0  # damaged frames from the device answered with NAK
+
+
+class Refused(DeviceTimeout):
+    """Every send of a command was answered NAK: like silence, the command never got through."""
+
+
+class _Unanswered(Enum):
+    NAK = "NAK"
+    NO_ACK = "no ACK"
+    NO_REPLY = "no reply"
+
+
 class SerialDriver:
-    """Owns one port; subclasses build their protocol on `write` and `read_until_deadline`."""
+    """Owns one port; subclasses build their protocol on `exchange`, or `write` and `read_some`."""
 
     def __init__(self, url: str, *, baudrate: int = 9600, timeout: float = 1.0) -> None:
         self.url = url
         self.timeout = timeout
         self.port = open_port(url, baudrate=baudrate, timeout=0.05)
         self.device_name = _device_name(type(self).__name__)
+        self.stats = ExchangeStats()
+        self._unread: deque[FrameEvent[Any]] = deque()  # read past the end of an exchange
         self._crash = _CommandTrail()
+
+    # ----- one exchange ----------------------------------------------------------------------
+
+    def exchange(
+        self,
+        framer: Framer[F],
+        frame: bytes,
+        answer: Callable[[F], R | None],
+        rules: ExchangeRules,
+        *,
+        label: str,
+        reply_timeout: float | None = None,
+    ) -> R:
+        """Send `frame` until the device takes it, and return its reply: the first frame for
+        which `answer` (given every good frame, each acknowledged) returns something.
+
+        A NAK, or no ACK within `rules.ack_timeout`, sends it again, at most `rules.sends` times
+        in all; a reply that comes first counts as the ACK. After the ACK the reply has
+        `reply_timeout` seconds (default the driver's `timeout`). Refused when every send was
+        NAKed, else DeviceTimeout.
+        """
+        wait = self.timeout if reply_timeout is None else reply_timeout
+        device = self.device_name.replace("_", " ")
+        naks = 0
+        acknowledged = False
+        for send in range(rules.sends):
+            if send:
+                self.stats.retries += 1
+                log.debug("%s: sending %s again (send %d)", self.url, label, send + 1)
+            self.stats.sends += 1
+            self.write(frame)
+            outcome = self._await_reply(framer, answer, rules, wait)
+            if not isinstance(outcome, _Unanswered):
+                return outcome
+            if outcome is _Unanswered.NAK:
+                self.stats.naks += 1
+                naks += 1
+                continue
+            self.stats.timeouts += 1
+            if outcome is _Unanswered.NO_REPLY:
+                acknowledged = True
+                if not rules.resend_unanswered:
+                    raise DeviceTimeout(
+                        f"{self.url}: {device} sent no reply to {label} within {wait:g} s"
+                    )
+        if naks == rules.sends:
+            raise Refused(f"{self.url}: {device} refused {label} {naks} times (NAK)")
+        if acknowledged:
+            raise DeviceTimeout(
+                f"{self.url}: {device} did not answer {label} in {rules.sends} tries"
+            )
+        raise DeviceTimeout(
+            f"{self.url}: {device} did not acknowledge {label} after {rules.sends} tries"
+        )
+
+    def _await_reply(
+        self, framer: Framer[F], answer: Callable[[F], R | None], rules: ExchangeRules, wait: float
+    ) -> R | _Unanswered:
+        """The reply to the command just sent, or why there is none."""
+        acknowledged = False
+        refused = 0
+        deadline = time.monotonic() + rules.ack_timeout
+        while (event := self._next_event(framer, deadline)) is not None:
+            if event.frame is not None:
+                self.write(bytes((ACK,)))
+                reply = answer(event.frame)
+                if reply is not None:
+                    return reply
+            elif event.nak:
+                if rules.naks_per_send is None or refused < rules.naks_per_send:
+                    refused += 1
+                    self._refuse(event)
+                if rules.damaged_frame_acks and not acknowledged:
+                    acknowledged = True
+                    deadline = time.monotonic() + wait
+            elif acknowledged:
+                continue  # the command is in: an ACK or NAK of an earlier send changes nothing
+            elif event.control == ACK:
+                acknowledged = True
+                deadline = time.monotonic() + wait
+            elif event.control == NAK:
+                return _Unanswered.NAK
+        return _Unanswered.NO_REPLY if acknowledged else _Unanswered.NO_ACK
+
+    def receive(self, framer: Framer[F], take: Callable[[F], object], data: bytes = b"") -> None:
+        """Outside an exchange: acknowledge each good frame in `data` (and in what an exchange
+        read past its reply) and give it to `take`; refuse each damaged one."""
+        if data:
+            self._unread.extend(framer.feed(data, time.monotonic()))
+        while self._unread:
+            event = self._unread.popleft()
+            if event.frame is not None:
+                self.write(bytes((ACK,)))
+                take(event.frame)
+            elif event.nak:
+                self._refuse(event)
+
+    def discard_input(self, framer: Framer[Any]) -> None:
+        """Drop whatever arrived before a command: it answers nothing the driver will send."""
+        self.reset_input()
+        framer.reset()
+        self._unread.clear()
+
+    def _next_event(self, framer: Framer[F], deadline: float) -> FrameEvent[F] | None:
+        """The next event, read before `deadline` if none is waiting; None once it passes."""
+        while not self._unread:
+            data = self.read_some(deadline)
+            if not data:
+                return None
+            self._unread.extend(framer.feed(data, time.monotonic()))
+        return self._unread.popleft()
+
+    def _refuse(self, event: FrameEvent[Any]) -> None:
+        self.stats.refused += 1
+        log.debug("%s: damaged frame (%s), NAK", self.url, event.error)
+        self.write(bytes((NAK,)))
+
+    # ----- bytes -----------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         if crash_points.active:
@@ -74,6 +238,15 @@ class SerialDriver:
                 if crash_points.active:
                     self._crash.inbox += data
                 return data
+
+    def read_waiting(self) -> bytes:
+        """Whatever has already arrived, without waiting (and outside the crash trail's inbox:
+        what is drained unasked is a key press, see `_crash_boundary`)."""
+        try:
+            waiting = self.port.in_waiting
+            return bytes(self.port.read(waiting)) if waiting else b""
+        except (serial.SerialException, OSError) as err:
+            raise LinkError(f"{self.url}: read failed: {err}") from err
 
     def _crash_boundary(self, data: bytes) -> None:
         """Crash points before a command goes out and once its reply (or a key event) is in.

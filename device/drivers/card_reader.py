@@ -6,21 +6,19 @@ Card number, expiry and service code come from track 2; a full card number is ne
 from __future__ import annotations
 
 import logging
+import math
 import re
-import time
-from collections import deque
 from types import TracebackType
-from typing import Literal
+from typing import Literal, cast
 
 from config.card_numbers import luhn_valid, mask_pan
 from device.controller.device_status import CardMedia, CardReaderStatus, CardTracks
 from device.controller.ports import DeviceFault, DeviceTimeout
-from device.drivers.base import SerialDriver
+from device.drivers.base import ExchangeRules, Refused, SerialDriver
 from peripherals.wire import card_reader as wire
 from peripherals.wire.card_reader import (
     CardCommand,
     CardPosition,
-    Control,
     EntryMode,
     ErrorCode,
     InitialiseMode,
@@ -76,19 +74,23 @@ INITIALISE_MODES: dict[str, InitialiseMode] = {
 class CardReaderDriver(SerialDriver):
     """A Sankyo-style motorised card reader on a serial link (pty path, /dev/tty*, socket://...).
 
-    Every command is sent up to 3 times (on NAK or on no ACK within ACK_TIMEOUT); once it is
-    acknowledged, the reply must come within `timeout` seconds. Replies are acknowledged, and a
-    damaged reply is refused (NAK) so the reader sends it again.
+    Every command is sent up to 3 times (on NAK or on no ACK within 300 ms); once it is
+    acknowledged, the reply must come within `timeout` seconds, and the command is never sent
+    again (an eject or a capture must not run twice). Replies are acknowledged, and a damaged
+    reply is refused (NAK) so the reader sends it again.
     """
 
-    ACK_TIMEOUT = 0.3
-    TRIES = wire.SEND_ATTEMPTS
+    RULES = ExchangeRules(
+        sends=wire.COMMAND_SENDS,
+        ack_timeout=wire.ACK_TIMEOUT,
+        damaged_frame_acks=True,  # the reader sends nothing unasked: a damaged frame is its reply
+    )
 
-    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+    def __init__(self, url: str, *, timeout: float = wire.REPLY_TIMEOUT) -> None:
         super().__init__(url, timeout=timeout)
-        self._framer = wire.FrameReader()
-        self._events: deque[wire.Event] = deque()
-        self.retransmissions = 0  # commands sent again after a NAK or no ACK
+        # The host keeps no inter-byte rule of its own: a reply that stalls mid-frame is waited
+        # for until the reply deadline, never refused.
+        self._framer = wire.FrameReader(inter_byte_timeout=math.inf)
 
     def __enter__(self) -> CardReaderDriver:
         return self
@@ -172,7 +174,7 @@ class CardReaderDriver(SerialDriver):
         """Send DLE EOT: the reader stops resending its last reply and drops any half frame."""
         self.write(wire.CANCEL)
 
-    # ----- one exchange ----------------------------------------------------------------------
+    # ----- commands and their replies -------------------------------------------------------
 
     def _read_track(self, track: int) -> str:
         command = wire.read_track(track)
@@ -203,79 +205,35 @@ class CardReaderDriver(SerialDriver):
 
     def _transact(self, command: CardCommand) -> Reply:
         frame = command.frame()
-        self.reset_input()
-        self._framer.reset()
-        self._events.clear()
-        refused = 0
-        for attempt in range(self.TRIES):
-            if attempt:
-                self.retransmissions += 1
-                log.debug("card reader: sending %s again (try %d)", command.label(), attempt + 1)
-            self.write(frame)
-            answer = self._await_ack(command)
-            if isinstance(answer, PositiveReply | NegativeReply):
-                return answer  # the ACK was lost, the reply came
-            if answer is Control.ACK:
-                return self._await_reply(command)
-            if answer is Control.NAK:
-                refused += 1
-        self.cancel()
-        if refused == self.TRIES:
+        self.discard_input(self._framer)
+        try:
+            # mypy infers the union of the two replies as object, hence the cast
+            return cast(
+                Reply,
+                self.exchange(
+                    self._framer,
+                    frame,
+                    lambda text: self._accept(text, command),
+                    self.RULES,
+                    label=command.label(),
+                ),
+            )
+        except Refused as err:
+            self.cancel()
             raise CardReaderError(
-                f"card reader: {command.label()} refused {self.TRIES} times "
+                f"card reader: {command.label()} refused {self.RULES.sends} times "
                 "(NAK: damaged on the link)",
                 "NAK",
                 "frame damaged on the link",
-            )
-        raise DeviceTimeout(
-            f"{self.url}: card reader did not acknowledge {command.label()} "
-            f"after {self.TRIES} tries"
-        )
+            ) from err
+        except DeviceTimeout:
+            self.cancel()
+            raise
 
-    def _next_event(self, deadline: float) -> wire.Event | None:
-        while not self._events:
-            data = self.read_some(deadline)
-            if not data:
-                return None
-            self._events.extend(self._framer.feed(data))
-        return self._events.popleft()
-
-    def _await_ack(self, command: CardCommand) -> Control | Reply | None:
-        """ACK, NAK, a reply that came in place of a lost ACK, or None for silence."""
-        deadline = time.monotonic() + self.ACK_TIMEOUT
-        while (event := self._next_event(deadline)) is not None:
-            if event is Control.ACK or event is Control.NAK:
-                return event
-            if isinstance(event, wire.Frame):
-                reply = self._accept(event, command)
-                if reply is not None:
-                    return reply
-            elif isinstance(event, wire.BadFrame):
-                # The reader is answering (its ACK was lost): refuse the damaged reply, wait again.
-                self.write(bytes((wire.NAK,)))
-                return Control.ACK
-        return None
-
-    def _await_reply(self, command: CardCommand) -> Reply:
-        deadline = time.monotonic() + self.timeout
-        while (event := self._next_event(deadline)) is not None:
-            if isinstance(event, wire.Frame):
-                reply = self._accept(event, command)
-                if reply is not None:
-                    return reply
-            elif isinstance(event, wire.BadFrame):
-                log.debug("card reader: damaged reply (%s), NAK", event.reason)
-                self.write(bytes((wire.NAK,)))
-        self.cancel()
-        raise DeviceTimeout(
-            f"{self.url}: card reader sent no reply to {command.label()} within {self.timeout:g} s"
-        )
-
-    def _accept(self, frame: wire.Frame, command: CardCommand) -> Reply | None:
-        """Acknowledge a good frame; the reply if it answers `command`, None if it is stale."""
-        self.write(bytes((wire.ACK,)))
+    def _accept(self, text: bytes, command: CardCommand) -> Reply | None:
+        """The reply if the frame's `text` answers `command`, None if it is stale."""
         try:
-            reply = wire.decode_reply(frame.text)
+            reply = wire.decode_reply(text)
         except wire.CardReaderCodecError as err:
             raise CardReaderError(
                 f"card reader: reply to {command.label()} does not decode: {err}", "", str(err)

@@ -6,7 +6,6 @@ Each exchange: command, ACK, reply, ACK; NAK or silence re-sends, at most three 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any, TypeVar
@@ -19,7 +18,7 @@ from device.controller.device_status import (
     RetractResult,
 )
 from device.controller.ports import DeviceFault, DeviceTimeout, DriverError
-from device.drivers.base import SerialDriver
+from device.drivers.base import ExchangeRules, SerialDriver
 from peripherals.wire import cash_dispenser as wire
 from peripherals.wire.cash_dispenser import ErrorCode
 
@@ -127,69 +126,52 @@ def _stale(reply: wire.Reply, command: wire.Command) -> bool:
 class CashDispenserDriver(SerialDriver):
     """A cash dispenser on a serial link: a pty path, /dev/tty*, socket:// or loop://."""
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    RULES = ExchangeRules(
+        sends=wire.COMMAND_SENDS,
+        ack_timeout=wire.ACK_TIMEOUT,
+        resend_unanswered=True,  # the device answers a repeated dispense from its memory
+        naks_per_send=wire.REPLY_SENDS - 1,  # past that the device sends its reply no more
+    )
+
+    def __init__(self, url: str, *, timeout: float = wire.REPLY_TIMEOUT) -> None:
         super().__init__(url, timeout=timeout)
         self._reader = wire.FrameReader.for_host()
-        self.retries = 0  # commands sent again after NAK or silence, for statistics
 
     plan = staticmethod(plan_notes)
 
     # ----- one exchange ----------------------------------------------------------------------
 
-    def _await_reply(self, command: wire.Command, work: float) -> wire.Reply | None:
-        """The reply to `command` just sent; None when the device NAKs it or stays silent.
-        After the ACK the device has `timeout` + `work` seconds to answer."""
-        deadline = time.monotonic() + wire.ACK_TIMEOUT_SECONDS
-        naks = 0
-        while True:
-            data = self.read_some(deadline)
-            if not data:
-                return None
-            for event in self._reader.feed(data, time.monotonic()):
-                if isinstance(event, wire.Control):
-                    if event.byte == wire.NAK:
-                        return None
-                    deadline = time.monotonic() + self.timeout + work  # ACK: it is working
-                elif isinstance(event, wire.Rejected):
-                    if event.nak and naks < wire.MAX_TRIES:
-                        naks += 1
-                        self.write(bytes([wire.NAK]))  # the device sends the reply again
-                else:
-                    self.write(bytes([wire.ACK]))
-                    try:
-                        reply = wire.decode_reply(event)
-                    except wire.DispenserCodecError as err:
-                        raise DispenserError(f"{self.url}: bad reply: {err}", "protocol") from err
-                    if reply.cmd != command.CMD:
-                        continue  # a late reply to an earlier command
-                    if _stale(reply, command):
-                        continue  # a late reply to an earlier dispense
-                    return reply
-
     def _exchange(self, command: wire.Command, kind: type[R], *, work: float = 0.0) -> R:
+        """The reply to `command`; after the ACK the device has `timeout` + `work` seconds."""
         frame = command.encode()
-        self._reader.reset()
-        self.reset_input()
-        for attempt in range(wire.MAX_TRIES):
-            if attempt:
-                self.retries += 1
-            self.write(frame)
-            reply = self._await_reply(command, work)
-            if reply is None:
-                continue
-            if isinstance(reply, wire.UndefinedReply):
-                raise DispenserError(
-                    f"{self.url}: command 0x{command.CMD:02X} not known to the device",
-                    reply.error.label,
-                )
-            try:
-                return wire.as_reply(kind, reply)
-            except wire.DispenserCodecError as err:
-                raise DispenserError(f"{self.url}: {err}", "protocol") from err
-        raise DeviceTimeout(
-            f"{self.url}: cash dispenser did not answer command 0x{command.CMD:02X} "
-            f"in {wire.MAX_TRIES} tries"
+        self.discard_input(self._reader)
+        reply = self.exchange(
+            self._reader,
+            frame,
+            lambda found: self._match(found, command),
+            self.RULES,
+            label=f"command 0x{command.CMD:02X}",
+            reply_timeout=self.timeout + work,
         )
+        if isinstance(reply, wire.UndefinedReply):
+            raise DispenserError(
+                f"{self.url}: command 0x{command.CMD:02X} not known to the device",
+                reply.error.label,
+            )
+        try:
+            return wire.as_reply(kind, reply)
+        except wire.DispenserCodecError as err:
+            raise DispenserError(f"{self.url}: {err}", "protocol") from err
+
+    def _match(self, frame: wire.Frame, command: wire.Command) -> wire.Reply | None:
+        """The reply in `frame` if it answers `command`; None for a late reply to an earlier one."""
+        try:
+            reply = wire.decode_reply(frame)
+        except wire.DispenserCodecError as err:
+            raise DispenserError(f"{self.url}: bad reply: {err}", "protocol") from err
+        if reply.cmd != command.CMD or _stale(reply, command):
+            return None
+        return reply
 
     @staticmethod
     def _check(reply: wire.Reply, what: str) -> None:

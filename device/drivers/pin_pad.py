@@ -9,11 +9,9 @@ import logging
 import time
 from collections import deque
 
-import serial
-
 from device.controller.device_status import EncryptedPinBlock, PinPadStatus
-from device.controller.ports import DeviceFault, DeviceTimeout, LinkError
-from device.drivers.base import SerialDriver
+from device.controller.ports import DeviceFault
+from device.drivers.base import ExchangeRules, SerialDriver
 from peripherals.wire import pin_pad as wire
 from peripherals.wire.pin_pad import ErrorCode, KeyEvent
 
@@ -40,15 +38,16 @@ class TamperedError(PinPadError):
 class PinPadDriver(SerialDriver):
     """An encrypted PIN pad on a serial link (any pyserial URL)."""
 
-    ACK_TIMEOUT = 0.25  # per attempt; a frame is sent at most 1 + MAX_RETRIES times
     MAX_EVENTS = 256  # events kept for poll_events; the oldest go first
 
-    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+    def __init__(self, url: str, *, timeout: float = wire.REPLY_TIMEOUT) -> None:
         super().__init__(url, timeout=timeout)
-        self._decoder = wire.FrameDecoder()
+        # A driver told to give up sooner than the ACK timeout waits no longer for an ACK either.
+        self._rules = ExchangeRules(
+            sends=wire.COMMAND_SENDS, ack_timeout=min(wire.ACK_TIMEOUT, timeout)
+        )
+        self._framer = wire.FrameDecoder()
         self._events: deque[KeyEvent] = deque(maxlen=self.MAX_EVENTS)
-        self._replies: deque[wire.Reply] = deque()
-        self._controls: deque[wire.Control] = deque()
 
     # ----- commands --------------------------------------------------------------------------
 
@@ -119,9 +118,9 @@ class PinPadDriver(SerialDriver):
     def poll_events(self, timeout: float = 0.0) -> list[KeyEvent]:
         """The key events received so far; waits up to `timeout` seconds for a first one."""
         deadline = time.monotonic() + timeout
-        self._pump(self._read_now())
+        self.receive(self._framer, self._take, self.read_waiting())
         while not self._events and time.monotonic() < deadline:
-            self._pump(self.read_some(deadline))
+            self.receive(self._framer, self._take, self.read_some(deadline))
         events = list(self._events)
         self._events.clear()
         return events
@@ -144,55 +143,37 @@ class PinPadDriver(SerialDriver):
         except wire.PinPadCodecError as err:
             raise PinPadError(f"{self.url}: {err}") from err
 
-    def _read_now(self) -> bytes:
-        """Whatever has already arrived, without waiting."""
-        try:
-            waiting = self.port.in_waiting
-            return bytes(self.port.read(waiting)) if waiting else b""
-        except (serial.SerialException, OSError) as err:
-            raise LinkError(f"{self.url}: read failed: {err}") from err
-
-    def _pump(self, data: bytes) -> None:
-        """Sort incoming bytes: events are queued, replies kept, every frame answered."""
-        if not data:
-            return
-        for item in self._decoder.feed(data):
-            if isinstance(item, wire.Control):
-                self._controls.append(item)
-            elif isinstance(item, wire.BadFrame):
-                log.info("%s: bad frame from the PIN pad (%s); NAK", self.url, item.reason)
-                self.write(bytes([wire.NAK]))
-            else:
-                self.write(bytes([wire.ACK]))
-                self._sort(item.text)
-
-    def _sort(self, text: str) -> None:
+    def _take(self, text: str, code: str | None = None) -> wire.Reply | None:
+        """Queue a key event; return a reply that answers the command `code`, drop any other."""
         try:
             if wire.is_event(text):
                 self._events.append(wire.decode_event(text))
-            else:
-                self._replies.append(wire.decode_reply(text))
+                return None
+            reply = wire.decode_reply(text)
         except wire.PinPadCodecError as err:
             log.warning("%s: PIN pad frame not understood: %s", self.url, err)
-
-    def _reply_to(self, code: str) -> wire.Reply | None:
-        while self._replies:
-            reply = self._replies.popleft()
-            if reply.command == code:
-                return reply
-            log.info("%s: stale %s reply dropped", self.url, reply.command)
+            return None
+        if reply.command == code:
+            return reply
+        log.info("%s: stale %s reply dropped", self.url, reply.command)
         return None
 
     def _command(self, command: wire.Command, *, check_tamper: bool = True) -> str:
         """Send one command; the reply's data, or PinPadError / TamperedError / DeviceTimeout."""
-        self._pump(self._read_now())
-        self._replies.clear()  # anything not yet taken answers an earlier command
-        self._controls.clear()
+        # Key events that came meanwhile are answered and kept; a reply there is stale.
+        self.receive(self._framer, self._take, self.read_waiting())
         try:
             frame = wire.encode_frame(wire.encode_command(command))
         except ValueError as err:  # PinPadCodecError too: nothing that cannot be framed is sent
             raise PinPadError(f"{self.url}: {command.code}: {err}", "E1") from err
-        reply = self._exchange(command.code, frame)
+        reply = self.exchange(
+            self._framer,
+            frame,
+            lambda text: self._take(text, command.code),
+            self._rules,
+            label=command.code,
+        )
+        self.receive(self._framer, self._take)  # frames read with the reply: events, at once
         if reply.ok:
             return reply.data
         code = reply.status
@@ -200,30 +181,3 @@ class PinPadDriver(SerialDriver):
         if code == ErrorCode.TAMPERED and check_tamper:
             raise TamperedError(text, code)
         raise PinPadError(text, code)
-
-    def _exchange(self, code: str, frame: bytes) -> wire.Reply:
-        acknowledged = False
-        for _attempt in range(1 + wire.MAX_RETRIES):
-            self.write(frame)
-            deadline = time.monotonic() + min(self.ACK_TIMEOUT, self.timeout)
-            while time.monotonic() < deadline:
-                self._pump(self.read_some(deadline))
-                reply = self._reply_to(code)
-                if reply is not None:
-                    return reply  # the ACK may have been lost; the reply says it all
-                if self._controls:
-                    acknowledged = self._controls.popleft().ack
-                    if acknowledged:
-                        break
-                    deadline = 0.0  # NAK: send again at once
-            if acknowledged:
-                break
-        if not acknowledged:
-            raise DeviceTimeout(f"{self.url}: PIN pad did not acknowledge {code}")
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            self._pump(self.read_some(deadline))
-            reply = self._reply_to(code)
-            if reply is not None:
-                return reply
-        raise DeviceTimeout(f"{self.url}: no reply to {code} within {self.timeout} s")

@@ -9,6 +9,8 @@ import binascii
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from peripherals.wire.framing import FrameEvent
+
 STX = 0xF2
 ACK = 0x06
 NAK = 0x15
@@ -21,7 +23,10 @@ CRC_LENGTH = 2
 MAX_FRAME = 1024
 MAX_TEXT = MAX_FRAME - HEADER_LENGTH - CRC_LENGTH
 INTER_BYTE_TIMEOUT = 0.25  # seconds allowed between two bytes of one frame
-SEND_ATTEMPTS = 3  # a frame is sent at most this many times (NAK or silence)
+ACK_TIMEOUT = 0.3  # seconds a sender waits for ACK before sending the frame again
+COMMAND_SENDS = 3  # the host sends a command at most this many times (again on NAK or silence)
+REPLY_SENDS = 3  # the reader sends a reply at most this many times (again on NAK or silence)
+REPLY_TIMEOUT = 1.0  # seconds the host waits for the reply once its command is acknowledged
 
 COMMAND_MARK = ord("C")
 POSITIVE_MARK = ord("P")
@@ -57,25 +62,9 @@ class Control(IntEnum):
     CANCEL = DLE  # DLE EOT
 
 
-@dataclass(frozen=True)
-class Frame:
-    """A complete frame whose CRC was good; `text` is what lies between length and CRC."""
-
-    text: bytes
-
-
-@dataclass(frozen=True)
-class BadFrame:
-    """A frame that must be refused (NAK) and never acted on: bad CRC, bad length, cut off."""
-
-    reason: str
-
-
-Event = Control | Frame | BadFrame
-
-
 class FrameReader:
-    """Turns a byte stream into events. Hunts for STX after garbage; holds at most one frame."""
+    """Turns a byte stream into events (a frame is its TEXT, between length and CRC). Hunts for
+    STX after garbage; holds at most one frame. Every error is a frame to refuse with NAK."""
 
     def __init__(
         self, *, max_text: int = MAX_TEXT, inter_byte_timeout: float = INTER_BYTE_TIMEOUT
@@ -95,23 +84,21 @@ class FrameReader:
         self._buffer.clear()
         self._last_byte_at = None
 
-    def expire(self, now: float) -> list[Event]:
-        """Drop an unfinished frame whose next byte is overdue; a BadFrame says so."""
+    def expire(self, now: float) -> list[FrameEvent[bytes]]:
+        """Drop an unfinished frame whose next byte is overdue; an error event says so."""
         if not self._buffer or self._last_byte_at is None:
             return []
         if now - self._last_byte_at <= self.inter_byte_timeout:
             return []
         held, was_frame = len(self._buffer), self._buffer[0] == STX
         self.reset()
-        return [BadFrame(f"frame cut off after {held} bytes")] if was_frame else []
+        return [_refused(f"frame cut off after {held} bytes")] if was_frame else []
 
-    def feed(self, data: bytes, now: float | None = None) -> list[Event]:
-        """Events for `data`; `now` (seconds) lets an overdue unfinished frame be dropped first."""
-        events: list[Event] = []
-        if now is not None:
-            events.extend(self.expire(now))
-            if data:
-                self._last_byte_at = now
+    def feed(self, data: bytes, now: float) -> list[FrameEvent[bytes]]:
+        """Events for `data`, after dropping an unfinished frame that `now` finds overdue."""
+        events = self.expire(now)
+        if data:
+            self._last_byte_at = now
         buf = self._buffer
         buf += data
         i = 0
@@ -120,14 +107,14 @@ class FrameReader:
             byte = buf[i]
             if byte != STX:
                 if byte == ACK:
-                    events.append(Control.ACK)
+                    events.append(FrameEvent(control=Control.ACK))
                 elif byte == NAK:
-                    events.append(Control.NAK)
+                    events.append(FrameEvent(control=Control.NAK))
                 elif byte == DLE:
                     if i + 1 >= end:
                         break  # wait for the byte after DLE
                     if buf[i + 1] == EOT:
-                        events.append(Control.CANCEL)
+                        events.append(FrameEvent(control=Control.CANCEL))
                         i += 2
                         continue
                     self.discarded += 1
@@ -139,7 +126,7 @@ class FrameReader:
                 break
             length = (buf[i + 1] << 8) | buf[i + 2]
             if not 1 <= length <= self.max_text:
-                events.append(BadFrame(f"frame length {length} not in 1..{self.max_text}"))
+                events.append(_refused(f"frame length {length} not in 1..{self.max_text}"))
                 i += 1  # hunt again from the byte after this STX
                 continue
             total = HEADER_LENGTH + length + CRC_LENGTH
@@ -149,13 +136,17 @@ class FrameReader:
             i += total
             body, check = frame[:-CRC_LENGTH], frame[-CRC_LENGTH:]
             if crc16(body).to_bytes(2, "big") != check:
-                events.append(BadFrame(f"CRC {check.hex().upper()} does not match the frame"))
+                events.append(_refused(f"CRC {check.hex().upper()} does not match the frame"))
             else:
-                events.append(Frame(body[HEADER_LENGTH:]))
+                events.append(FrameEvent(frame=body[HEADER_LENGTH:]))
         del buf[:i]
         if not buf:
             self._last_byte_at = None
         return events
+
+
+def _refused(reason: str) -> FrameEvent[bytes]:
+    return FrameEvent(error=reason, nak=True)
 
 
 # ----- the codec -------------------------------------------------------------------------------

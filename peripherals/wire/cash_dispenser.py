@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, TypeVar
 
+from peripherals.wire.framing import FrameEvent
+
 SOH = 0x01
 STX = 0x02
 ETX = 0x03
@@ -19,9 +21,11 @@ ACK = 0x06
 NAK = 0x15
 DEVICE_ID = 0x50
 
-FRAME_TIMEOUT_SECONDS = 0.2  # longest gap between two bytes of one frame
-ACK_TIMEOUT_SECONDS = 0.5  # the receiver answers ACK / NAK within this
-MAX_TRIES = 3  # a frame is sent at most this many times
+INTER_BYTE_TIMEOUT = 0.2  # longest gap between two bytes of one frame
+ACK_TIMEOUT = 0.5  # the receiver answers ACK / NAK within this
+COMMAND_SENDS = 3  # the host sends a command at most this many times (after NAK, no ACK, no reply)
+REPLY_SENDS = 4  # the device sends a reply at most this many times (again on NAK)
+REPLY_TIMEOUT = 2.0  # seconds the host waits for the reply once its command is acknowledged
 MAX_DATA = 200  # longest data field of any frame; longer input is garbage
 STACKER_CAPACITY = 100  # notes one dispense may put in the stacker
 MAX_NOTES_PER_CASSETTE = 99  # two ASCII digits per count
@@ -182,25 +186,6 @@ class Frame:
         return encode_frame(self.start, self.cmd, self.data)
 
 
-@dataclass(frozen=True)
-class Control:
-    """A lone ACK or NAK byte between frames."""
-
-    byte: int
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """Bytes that began a frame but were not one; `nak` says whether the receiver should NAK."""
-
-    reason: str
-    raw: bytes
-    nak: bool
-
-
-Event = Frame | Control | Rejected
-
-
 def _printable(byte: int) -> bool:
     return 0x20 <= byte <= 0x7E
 
@@ -216,7 +201,7 @@ class _Phase(IntEnum):
 
 
 class FrameReader:
-    """Turns a byte stream into frames, lone ACK / NAK bytes and rejects.
+    """Turns a byte stream into frames, lone ACK / NAK bytes and errors (NAK: a damaged frame).
 
     Hunts for the start byte (EOT for a device, SOH for a host) after garbage; a frame that breaks
     off is re-scanned from its second byte, so a good frame hidden behind a torn one is found.
@@ -229,12 +214,12 @@ class FrameReader:
         lengths: Mapping[int, int],
         *,
         max_data: int = MAX_DATA,
-        frame_timeout: float = FRAME_TIMEOUT_SECONDS,
+        inter_byte_timeout: float = INTER_BYTE_TIMEOUT,
     ) -> None:
         self.start = start
         self.lengths = lengths
         self.max_data = max_data
-        self.frame_timeout = frame_timeout
+        self.inter_byte_timeout = inter_byte_timeout
         self.garbage = 0  # bytes skipped while hunting
         self._raw = bytearray()  # the frame being read, from its start byte
         self._phase = _Phase.HUNT
@@ -261,12 +246,16 @@ class FrameReader:
         self._phase = _Phase.HUNT
         self._expected = None
 
-    def feed(self, data: bytes, now: float = 0.0) -> list[Event]:
-        """Events for `data`, which arrived at `now` (seconds; a torn frame times out)."""
-        events: list[Event] = []
-        if self._raw and now - self._last > self.frame_timeout:
-            events.append(Rejected("frame timed out", bytes(self._raw), nak=False))
-            self.reset()
+    def expire(self, now: float) -> list[FrameEvent[Frame]]:
+        """Drop a torn frame whose next byte is overdue at `now`."""
+        if not self._raw or now - self._last <= self.inter_byte_timeout:
+            return []
+        self.reset()
+        return [FrameEvent(error="frame timed out")]
+
+    def feed(self, data: bytes, now: float) -> list[FrameEvent[Frame]]:
+        """Events for `data`, which arrived at `now`, after dropping a torn frame now overdue."""
+        events = self.expire(now)
         if data:
             self._last = now
         queue: deque[int] = deque(data)
@@ -276,13 +265,13 @@ class FrameReader:
             if broken is not None:
                 reason, nak = broken
                 raw = bytes(self._raw)
-                events.append(Rejected(reason, raw + bytes([byte]), nak=nak))
+                events.append(FrameEvent(error=reason, nak=nak))
                 self.reset()
                 # hunt again from the byte after the start byte, this one included
                 queue.extendleft(reversed(raw[1:] + bytes([byte])))
         return events
 
-    def _step(self, byte: int, events: list[Event]) -> tuple[str, bool] | None:
+    def _step(self, byte: int, events: list[FrameEvent[Frame]]) -> tuple[str, bool] | None:
         """Consume one byte; returns (reason, nak) when the frame being read breaks off."""
         phase = self._phase
         if phase is _Phase.HUNT:
@@ -290,7 +279,7 @@ class FrameReader:
                 self._raw.append(byte)
                 self._phase = _Phase.ID
             elif byte in (ACK, NAK):
-                events.append(Control(byte))
+                events.append(FrameEvent(control=byte))
             else:
                 self.garbage += 1
             return None
@@ -337,9 +326,11 @@ class FrameReader:
         frame_bytes = bytes(self._raw) + bytes([byte])
         self.reset()
         if bcc(frame_bytes[:-1]) != byte:
-            events.append(Rejected("bad BCC", frame_bytes, nak=True))
+            events.append(FrameEvent(error="bad BCC", nak=True))
         else:
-            events.append(Frame(frame_bytes[0], frame_bytes[3], frame_bytes[4:-2]))
+            events.append(
+                FrameEvent(frame=Frame(frame_bytes[0], frame_bytes[3], frame_bytes[4:-2]))
+            )
         return None
 
 

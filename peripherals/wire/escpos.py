@@ -10,6 +10,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from peripherals.wire.framing import FrameEvent
+
 DLE = 0x10
 EOT = 0x04
 ENQ = 0x05
@@ -402,6 +404,10 @@ class EscPosParser:
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget a command half received, and go back to code table 0."""
         self.code_page = 0
         self._decoder = codecs.getincrementaldecoder("cp437")("replace")
         self._events: list[Event] = []
@@ -420,8 +426,13 @@ class EscPosParser:
         """True between commands (no command is half received)."""
         return self._want == 0
 
-    def feed(self, data: bytes) -> list[Event]:
-        """Parse the next bytes; returns the events they complete, in stream order."""
+    def expire(self, now: float) -> list[FrameEvent[Event]]:
+        """Nothing: ESC/POS has no inter-byte timeout, a command waits for its bytes."""
+        return []
+
+    def feed(self, data: bytes, now: float) -> list[FrameEvent[Event]]:
+        """Parse the next bytes; the commands they complete, in stream order (never an error:
+        what the parser does not know is an Unknown command, skipped)."""
         events = self._events
         size = len(data)
         pos = 0
@@ -447,7 +458,7 @@ class EscPosParser:
                 self._machine = self._commands()
                 self._want = next(self._machine)
         self._events = []
-        return events
+        return [FrameEvent(frame=event) for event in events]
 
     def _scan_real_time(self, chunk: bytes) -> None:
         """DLE EOT n (n = 1..4) is answered wherever it appears, whatever the command layer does."""

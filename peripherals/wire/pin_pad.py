@@ -8,13 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from peripherals.wire.framing import FrameEvent
+
 STX = 0x02
 ETX = 0x03
 ACK = 0x06
 NAK = 0x15
 MAX_TEXT = 512  # longest frame text either side accepts; a TR-31 block fits with room
-MAX_RETRIES = 3  # a sender repeats a frame at most this often after a NAK or a lost ACK
-FRAME_TIMEOUT = 0.2  # seconds between bytes of one frame before a receiver gives up on it
+INTER_BYTE_TIMEOUT = 0.2  # seconds between bytes of one frame before a receiver gives up on it
+ACK_TIMEOUT = 0.25  # seconds the host waits for ACK before sending its command again
+COMMAND_SENDS = 4  # the host sends a command at most this many times (again on NAK or silence)
+REPLY_SENDS = 4  # the pad sends a reply or an event at most this many times (again on NAK)
+REPLY_TIMEOUT = 1.0  # seconds the host waits for the reply once its command is acknowledged
 OVERHEAD = 7  # STX, three length digits, ETX, two checksum digits
 
 
@@ -41,45 +46,21 @@ def encode_frame(text: str) -> bytes:
     return bytes([STX]) + body + f"{checksum(body):02X}".encode("ascii")
 
 
-@dataclass(frozen=True)
-class Frame:
-    """A well-formed frame's text."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Control:
-    """A bare ACK or NAK byte between frames."""
-
-    byte: int
-
-    @property
-    def ack(self) -> bool:
-        return self.byte == ACK
-
-
-@dataclass(frozen=True)
-class BadFrame:
-    """Something that began as a frame and failed a check; the receiver answers NAK."""
-
-    reason: str
-
-
-Item = Frame | Control | BadFrame
-
-
 class FrameDecoder:
-    """Turns a byte stream, split anywhere, into frames, ACK/NAK bytes and bad frames.
+    """Turns a byte stream, split anywhere, into events; a frame is its text.
 
     Between frames it hunts for STX, ACK or NAK and skips anything else. A frame that fails its
-    ETX or checksum is reported and dropped; after a false STX (bad length) hunting resumes at the
-    next byte, so a real frame hidden behind garbage is still found.
+    ETX or checksum is reported (to refuse with NAK) and dropped; after a false STX (bad length)
+    hunting resumes at the next byte, so a real frame hidden behind garbage is still found.
     """
 
-    def __init__(self, max_text: int = MAX_TEXT) -> None:
+    def __init__(
+        self, max_text: int = MAX_TEXT, *, inter_byte_timeout: float = INTER_BYTE_TIMEOUT
+    ) -> None:
         self.max_text = max_text
+        self.inter_byte_timeout = inter_byte_timeout
         self._buffer = bytearray()
+        self._last_byte_at = 0.0
         self.skipped = 0  # garbage bytes dropped while hunting
 
     @property
@@ -90,19 +71,23 @@ class FrameDecoder:
     def reset(self) -> None:
         self._buffer.clear()
 
-    def expire(self) -> list[Item]:
+    def expire(self, now: float) -> list[FrameEvent[str]]:
         """The frame in progress took too long: give up its STX and hunt in what follows."""
-        if not self._buffer:
+        if not self._buffer or now - self._last_byte_at <= self.inter_byte_timeout:
             return []
         del self._buffer[0]
-        return [BadFrame("frame timed out"), *self._parse()]
+        return [FrameEvent(error="frame timed out", nak=True), *self._parse()]
 
-    def feed(self, data: bytes) -> list[Item]:
+    def feed(self, data: bytes, now: float) -> list[FrameEvent[str]]:
+        """Events for `data`. An overdue frame is left for `expire`, which the receiver's timer
+        calls: the pad's timer runs every few milliseconds, and the driver never times frames."""
+        if data:
+            self._last_byte_at = now
         self._buffer += data
         return self._parse()
 
-    def _parse(self) -> list[Item]:
-        items: list[Item] = []
+    def _parse(self) -> list[FrameEvent[str]]:
+        events: list[FrameEvent[str]] = []
         buffer = self._buffer
         while buffer:
             start = next((i for i, b in enumerate(buffer) if b in (STX, ACK, NAK)), None)
@@ -114,7 +99,7 @@ class FrameDecoder:
                 self.skipped += start
                 del buffer[:start]
             if buffer[0] != STX:
-                items.append(Control(buffer[0]))
+                events.append(FrameEvent(control=buffer[0]))
                 del buffer[0]
                 continue
             if len(buffer) < 4:
@@ -126,7 +111,7 @@ class FrameDecoder:
                 continue
             length = int(digits)
             if length > self.max_text:
-                items.append(BadFrame(f"length {length} over {self.max_text}"))
+                events.append(FrameEvent(error=f"length {length} over {self.max_text}", nak=True))
                 del buffer[0]
                 continue
             total = length + OVERHEAD
@@ -134,18 +119,18 @@ class FrameDecoder:
                 break
             frame = bytes(buffer[:total])
             if frame[4 + length] != ETX:
-                items.append(BadFrame("no ETX where the length says"))
+                events.append(FrameEvent(error="no ETX where the length says", nak=True))
                 del buffer[0]
                 continue
             del buffer[:total]
             body, check = frame[1 : 5 + length], frame[5 + length :]
             if check != f"{checksum(body):02X}".encode("ascii"):
-                items.append(BadFrame("checksum mismatch"))
+                events.append(FrameEvent(error="checksum mismatch", nak=True))
             elif not _printable(frame[4 : 4 + length]):
-                items.append(BadFrame("text is not printable ASCII"))
+                events.append(FrameEvent(error="text is not printable ASCII", nak=True))
             else:
-                items.append(Frame(frame[4 : 4 + length].decode("ascii")))
-        return items
+                events.append(FrameEvent(frame=frame[4 : 4 + length].decode("ascii")))
+        return events
 
 
 # ----- meaning ---------------------------------------------------------------------------------

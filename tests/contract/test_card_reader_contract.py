@@ -75,4 +75,4 @@ def test_a_corrupted_command_is_refused_and_sent_again(reader: Reader) -> None:
     bay.inject("card_reader.link", "corrupt", mode="once", index=2)
     assert driver.status().media == "none"
     assert emulator.status()["refused_frames"] == 1
-    assert driver.retransmissions == 1
+    assert driver.stats.retries == 1

@@ -104,7 +104,7 @@ def test_insert_read_eject_take(rig: Rig) -> None:
     assert driver.status().media == "gate"
     assert reader.take_card().card_id == "alice"
     assert driver.status().media == "none"
-    assert driver.retransmissions == 0
+    assert driver.stats.retries == 0
 
 
 def test_a_card_inserted_with_entry_disabled_waits_at_the_gate(rig: Rig) -> None:
@@ -309,7 +309,8 @@ def test_power_off_is_silence_then_a_reader_to_initialise(rig: Rig) -> None:
     with pytest.raises(DeviceTimeout, match="did not acknowledge C10 after 3 tries"):
         rig.driver.status()
     assert 0.85 < time.monotonic() - started < 2.0
-    assert rig.driver.retransmissions == 2
+    stats = rig.driver.stats
+    assert (stats.retries, stats.timeouts, stats.naks) == (2, 3, 0)
     rig.reader.clear_fault("power_down")
     assert rig.driver.status().initialised is False
 
@@ -333,7 +334,7 @@ def test_a_corrupted_command_is_refused_and_sent_again(rig: Rig) -> None:
     quiet(rig)
     rig.link.faults.inject("corrupt", mode="once")
     assert rig.driver.read_tracks().pan == ALICE_PAN
-    assert rig.driver.retransmissions == 1
+    assert rig.driver.stats.retries == 1
     assert rig.reader.refused_frames == 1
 
 
@@ -348,7 +349,7 @@ def test_a_corrupted_reply_is_refused_and_sent_again(rig: Rig) -> None:
     wrap_send(rig, corrupt_first_reply)
     assert rig.driver.status().media == "none"
     assert rig.reader.resent_replies == 1
-    assert rig.driver.retransmissions == 0
+    assert rig.driver.stats.retries == 0 and rig.driver.stats.refused == 1
 
 
 def test_a_dropped_reply_is_sent_again_after_silence(rig: Rig) -> None:
@@ -362,7 +363,7 @@ def test_a_dropped_reply_is_sent_again_after_silence(rig: Rig) -> None:
     wrap_send(rig, drop_first_reply)
     started = time.monotonic()
     assert rig.driver.status().media == "none"
-    assert time.monotonic() - started >= rig.reader.REPLY_ACK_TIMEOUT
+    assert time.monotonic() - started >= wire.ACK_TIMEOUT
     assert rig.reader.resent_replies == 1
 
 
@@ -385,7 +386,7 @@ def test_dle_eot_stops_the_reader_resending(rig: Rig) -> None:
         time.sleep(0.002)  # until the link has lost the ACK
     assert rig.link.faults.active() == []
     rig.driver.cancel()
-    time.sleep(rig.reader.REPLY_ACK_TIMEOUT + 0.1)
+    time.sleep(wire.ACK_TIMEOUT + 0.1)
     assert rig.reader.resent_replies == 0
 
 
@@ -397,14 +398,14 @@ def test_a_dropped_ack_lets_the_reply_count(rig: Rig) -> None:
     wrap_send(rig, drop_acks)
     card_inside(rig)
     assert rig.driver.read_tracks().pan == ALICE_PAN
-    assert rig.driver.retransmissions == 0
+    assert rig.driver.stats.retries == 0
 
 
 def test_a_dropped_command_is_sent_again(rig: Rig) -> None:
     quiet(rig)
     rig.link.faults.inject("drop", mode="once")
     assert rig.driver.status().media == "none"
-    assert rig.driver.retransmissions == 1
+    assert rig.driver.stats.retries == 1
 
 
 def test_a_link_that_damages_every_command_gives_up_after_three_tries(rig: Rig) -> None:
@@ -425,7 +426,7 @@ def test_a_link_that_damages_every_command_gives_up_after_three_tries(rig: Rig) 
     with pytest.raises(CardReaderError) as caught:
         rig.driver.status()
     assert (caught.value.code, caught.value.reason) == ("NAK", "frame damaged on the link")
-    assert rig.reader.refused_frames == 3
+    assert rig.reader.refused_frames == 3 and rig.driver.stats.naks == 3
     rig.link.faults.clear()
     assert rig.driver.status().media == "none"
 

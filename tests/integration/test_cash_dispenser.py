@@ -165,13 +165,14 @@ def test_an_unresponsive_device_times_out_after_three_tries(rig: Rig) -> None:
 def test_one_lost_command_is_sent_again(rig: Rig) -> None:
     rig.emulator.faults.inject("unresponsive", mode="once")
     assert rig.driver.status().device_ok
-    assert rig.driver.retries == 1
+    assert rig.driver.stats.retries == 1
 
 
 def test_a_corrupted_command_is_nakked_and_sent_again(rig: Rig) -> None:
     rig.runner.faults.inject("corrupt", mode="once", index=4)
     assert rig.driver.dispense({1: 1}, transaction=8).ok
-    assert rig.emulator.naks_sent == 1 and rig.driver.retries == 1
+    assert rig.emulator.naks_sent == 1 and rig.driver.stats.retries == 1
+    assert rig.driver.stats.naks == 1
     assert rig.emulator.stacker.notes == 1
 
 
@@ -184,7 +185,7 @@ def test_a_dispense_sent_again_after_a_late_reply_runs_once(rig: Rig) -> None:
     deadline = time.monotonic() + 2.0
     while rig.emulator.duplicates_answered < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert rig.emulator.duplicates_answered == 1 and rig.driver.retries == 1
+    assert rig.emulator.duplicates_answered == 1 and rig.driver.stats.retries == 1
     assert rig.emulator.stacker.notes == 2 and rig.counts()[3] == 198
     again = rig.driver.dispense({4: 2}, transaction=9)
     assert again.repeated and again.dispensed == {4: 2}
@@ -287,5 +288,5 @@ def test_a_full_stacker_dispense_with_every_step_saved_beats_the_timeout(rig: Ri
     result = rig.driver.dispense({1: 25, 2: 25, 3: 25, 4: 25}, transaction=15)
     elapsed = time.monotonic() - started
     assert result.ok and result.amount == 25 * (2000 + 5000 + 1000 + 10000)
-    assert rig.driver.retries == 0 and rig.emulator.duplicates_answered == 0
+    assert rig.driver.stats.retries == 0 and rig.emulator.duplicates_answered == 0
     assert elapsed < 100 * 0.1 + 0.5

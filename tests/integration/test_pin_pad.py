@@ -404,8 +404,9 @@ def test_key_stuck_loses_that_key_only(make_pad: MakePad) -> None:
 def test_unresponsive_pad_times_out(make_pad: MakePad) -> None:
     pad = make_pad()
     pad.emulator.faults.inject("unresponsive")
-    with pytest.raises(DeviceTimeout):
+    with pytest.raises(DeviceTimeout, match="did not acknowledge ST after 4 tries"):
         pad.driver.status()
+    assert (pad.driver.stats.sends, pad.driver.stats.timeouts) == (4, 4)  # 1 + 3 more
     pad.emulator.faults.clear("unresponsive")
     assert pad.driver.status().mode == "idle"
 
@@ -415,6 +416,7 @@ def test_a_corrupted_command_is_naked_and_sent_again(make_pad: MakePad) -> None:
     pad.runner.faults.inject("corrupt", mode="once", index=4)
     assert pad.driver.key_check_value("MK") == "08D7B4"
     assert bytes([0x15]) in pad.sent  # the pad answered the bad frame with NAK
+    assert (pad.driver.stats.naks, pad.driver.stats.retries) == (1, 1)
 
 
 # ----- the PIN stays inside ------------------------------------------------------------------
@@ -521,8 +523,8 @@ def test_random_bytes_only_ever_get_ack_nak_or_frames_back(chunks: list[bytes]) 
     for chunk in chunks:
         emulator.receive(chunk)
     emulator.tick(emulator.clock() + 1.0)
-    items = wire.FrameDecoder().feed(bytes(out))
-    assert not [item for item in items if isinstance(item, wire.BadFrame)]
-    for item in items:
-        if isinstance(item, wire.Frame):
-            wire.decode_reply(item.text)  # every frame the pad sends is a valid reply
+    events = wire.FrameDecoder().feed(bytes(out), 0.0)
+    assert not [event for event in events if event.error is not None]
+    for event in events:
+        if event.frame is not None:
+            wire.decode_reply(event.frame)  # every frame the pad sends is a valid reply

@@ -15,6 +15,7 @@ import pytest
 from device.advice_queue import AdviceQueue
 from device.clock import VirtualClock
 from device.controller.atm_controller import AtmController, ControllerConfig, SupervisorError
+from device.controller.controller_events import ControllerEvent
 from device.controller.ports import CardData, DeviceFault, HostReply, HostUnavailable, PinBlock
 from device.journal import Journal, JournalWriteError
 from device.screens import DEFAULT_SCREENS, load_screens
@@ -395,8 +396,12 @@ def test_stray_keys_are_ignored(rig: Rig) -> None:
     rig.pad.key("digit", "7")
     rig.run(3)
     assert rig.atm.state == "idle"
-    assert rig.atm.fire("dispense") is False
+    assert rig.atm.fire(ControllerEvent.DISPENSE) is False
     assert rig.atm.state == "idle"
+
+
+def test_the_event_enum_is_exactly_the_machine_s_triggers(rig: Rig) -> None:
+    assert set(rig.atm.machine.events) == set(ControllerEvent)
 
 
 def test_a_misspelt_event_is_a_bug_not_a_silent_no_op(rig: Rig) -> None:

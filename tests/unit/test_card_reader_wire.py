@@ -12,13 +12,11 @@ from hypothesis import strategies as st
 
 from peripherals.wire import card_reader as wire
 from peripherals.wire.card_reader import (
-    BadFrame,
     CardCommand,
     CardPosition,
     Command,
     Control,
     EntryMode,
-    Frame,
     FrameReader,
     InitialiseMode,
     MoveTo,
@@ -26,6 +24,7 @@ from peripherals.wire.card_reader import (
     PositiveReply,
     StatusData,
 )
+from peripherals.wire.framing import FrameEvent
 
 DOC = Path(__file__).parents[2] / "docs" / "protocols" / "card_reader.md"
 FUZZ = settings(max_examples=200, deadline=None)
@@ -44,6 +43,15 @@ def bitwise_crc(data: bytes) -> int:
 
 def h(text: str) -> bytes:
     return bytes.fromhex(text)
+
+
+def good(text: bytes) -> FrameEvent[bytes]:
+    return FrameEvent(frame=text)
+
+
+def refused(event: FrameEvent[bytes], reason: str) -> bool:
+    """A framing error to answer with NAK, whose reason says `reason`."""
+    return event.nak and reason in (event.error or "")
 
 
 # ----- exact bytes -----------------------------------------------------------------------------
@@ -137,37 +145,42 @@ def test_every_error_code_has_a_reason() -> None:
 def test_framer_hunts_past_garbage_and_joins_pieces() -> None:
     frame = wire.status_request().frame()
     reader = FrameReader()
-    assert reader.feed(b"\x00\x41\xff" + frame[:4]) == []
+    assert reader.feed(b"\x00\x41\xff" + frame[:4], 0.0) == []
     assert reader.discarded == 3
-    assert reader.feed(frame[4:]) == [Frame(b"C10")]
+    assert reader.feed(frame[4:], 0.0) == [good(b"C10")]
     assert reader.buffered == 0
 
 
 def test_framer_control_bytes_between_frames() -> None:
     frame = wire.status_request().frame()
-    events = FrameReader().feed(b"\x06" + frame + b"\x15\x10\x04")
-    assert events == [Control.ACK, Frame(b"C10"), Control.NAK, Control.CANCEL]
+    events = FrameReader().feed(b"\x06" + frame + b"\x15\x10\x04", 0.0)
+    assert events == [
+        FrameEvent(control=Control.ACK),
+        good(b"C10"),
+        FrameEvent(control=Control.NAK),
+        FrameEvent(control=Control.CANCEL),
+    ]
 
 
 def test_framer_waits_for_the_byte_after_dle() -> None:
     reader = FrameReader()
-    assert reader.feed(b"\x10") == []
-    assert reader.feed(b"\x04") == [Control.CANCEL]
+    assert reader.feed(b"\x10", 0.0) == []
+    assert reader.feed(b"\x04", 0.0) == [FrameEvent(control=Control.CANCEL)]
 
 
 def test_bad_crc_is_refused_and_the_next_frame_read() -> None:
     frame = bytearray(wire.status_request().frame())
     frame[-1] ^= 0x01
-    events = FrameReader().feed(bytes(frame) + wire.accept_entry().frame())
-    assert isinstance(events[0], BadFrame) and "CRC" in events[0].reason
-    assert events[1:] == [Frame(b"C20")]
+    events = FrameReader().feed(bytes(frame) + wire.accept_entry().frame(), 0.0)
+    assert refused(events[0], "CRC")
+    assert events[1:] == [good(b"C20")]
 
 
 def test_oversized_length_is_refused_and_hunting_goes_on() -> None:
     reader = FrameReader()
-    events = reader.feed(h("F2 04 00") + wire.status_request().frame())
-    assert isinstance(events[0], BadFrame) and "length 1024" in events[0].reason
-    assert events[-1] == Frame(b"C10")
+    events = reader.feed(h("F2 04 00") + wire.status_request().frame(), 0.0)
+    assert refused(events[0], "length 1024")
+    assert events[-1] == good(b"C10")
     assert reader.buffered == 0
 
 
@@ -177,8 +190,8 @@ def test_a_cut_off_frame_expires_after_the_inter_byte_timeout() -> None:
     assert reader.feed(frame[:5], now=10.0) == []
     assert reader.expire(10.2) == []
     events = reader.feed(frame, now=10.3)
-    assert isinstance(events[0], BadFrame) and "cut off after 5 bytes" in events[0].reason
-    assert events[1:] == [Frame(b"C10")]
+    assert refused(events[0], "cut off after 5 bytes")
+    assert events[1:] == [good(b"C10")]
 
 
 def test_build_frame_limits() -> None:
@@ -199,9 +212,9 @@ chunks = st.lists(st.binary(max_size=300), max_size=20)
 def test_random_bytes_never_raise_and_the_buffer_stays_bounded(pieces: list[bytes]) -> None:
     reader = FrameReader()
     for piece in pieces:
-        for event in reader.feed(piece):
-            if isinstance(event, Frame):
-                assert 1 <= len(event.text) <= wire.MAX_TEXT
+        for event in reader.feed(piece, 0.0):
+            if event.frame is not None:
+                assert 1 <= len(event.frame) <= wire.MAX_TEXT
         assert reader.buffered <= wire.MAX_FRAME
 
 
@@ -216,7 +229,7 @@ def test_frames_among_garbage_come_out_whole(parts: list[tuple[bytes, bytes]], s
     reader = FrameReader()
     frames = []
     for i in range(0, len(stream), step):
-        frames += [e.text for e in reader.feed(stream[i : i + step]) if isinstance(e, Frame)]
+        frames += [e.frame for e in reader.feed(stream[i : i + step], 0.0) if e.frame is not None]
     assert frames == [text for _, text in parts]
 
 
@@ -228,7 +241,7 @@ def test_a_flipped_bit_is_never_acted_on(text: bytes, data: st.DataObject) -> No
     frame[bit // 8] ^= 1 << (bit % 8)
     reader = FrameReader()
     events = reader.feed(bytes(frame), now=0.0) + reader.expire(1.0)
-    assert not any(isinstance(e, Frame) for e in events)
+    assert not any(e.frame is not None for e in events)
 
 
 @FUZZ
@@ -237,17 +250,17 @@ def test_a_truncated_frame_is_never_acted_on(text: bytes, data: st.DataObject) -
     frame = wire.build_frame(text)
     cut = data.draw(st.integers(1, len(frame) - 1))
     reader = FrameReader()
-    assert not any(isinstance(e, Frame) for e in reader.feed(frame[:cut], now=0.0))
+    assert not any(e.frame is not None for e in reader.feed(frame[:cut], now=0.0))
     later = reader.feed(wire.status_request().frame(), now=1.0)
-    assert later[-1] == Frame(b"C10")
+    assert later[-1] == good(b"C10")
 
 
 @FUZZ
 @given(st.integers(wire.MAX_TEXT + 1, 0xFFFF), st.binary(max_size=64))
 def test_oversized_frames_are_refused(length: int, tail: bytes) -> None:
     reader = FrameReader()
-    events = reader.feed(bytes((wire.STX,)) + length.to_bytes(2, "big") + tail)
-    assert isinstance(events[0], BadFrame)
+    events = reader.feed(bytes((wire.STX,)) + length.to_bytes(2, "big") + tail, 0.0)
+    assert refused(events[0], "not in 1..")
     assert reader.buffered <= wire.MAX_FRAME
 
 
@@ -259,9 +272,9 @@ def test_codec_takes_any_text(text: bytes) -> None:
             decode(text)
     refusal = wire.refusal(text)
     if refusal is not None:
-        (event,) = FrameReader().feed(refusal)
-        assert isinstance(event, Frame)
-        assert event.text[:3] == b"N" + text[1:3] and event.text[3:] in (b"00", b"01")
+        (event,) = FrameReader().feed(refusal, 0.0)
+        assert event.frame is not None
+        assert event.frame[:3] == b"N" + text[1:3] and event.frame[3:] in (b"00", b"01")
 
 
 commands = st.builds(
@@ -277,9 +290,9 @@ commands = st.builds(
 @FUZZ
 @given(commands)
 def test_commands_round_trip(command: CardCommand) -> None:
-    (event,) = FrameReader().feed(command.frame())
-    assert isinstance(event, Frame)
-    assert wire.decode_command(event.text) == command
+    (event,) = FrameReader().feed(command.frame(), 0.0)
+    assert event.frame is not None
+    assert wire.decode_command(event.frame) == command
 
 
 replies = st.one_of(
@@ -366,12 +379,12 @@ def test_every_hex_frame_in_the_doc_decodes() -> None:
     frames = doc_frames()
     assert len(frames) >= len(DOC_EXAMPLES)
     for frame in frames:
-        (event,) = FrameReader().feed(frame)
-        assert isinstance(event, Frame), spaced(frame)
-        if event.text[:1] == b"C":
-            wire.decode_command(event.text)
+        (event,) = FrameReader().feed(frame, 0.0)
+        assert event.frame is not None, spaced(frame)
+        if event.frame[:1] == b"C":
+            wire.decode_command(event.frame)
         else:
-            wire.decode_reply(event.text)
+            wire.decode_reply(event.frame)
 
 
 if __name__ == "__main__":  # print the examples for the protocol document

@@ -16,6 +16,7 @@ from peripherals.cash_dispenser import CashDispenserEmulator
 from peripherals.cassettes import CassetteLoad, parse_cassette_load
 from peripherals.wire import cash_dispenser as wire
 from peripherals.wire.cash_dispenser import Cmd, ErrorCode
+from peripherals.wire.framing import FrameEvent
 
 ROOT = Path(__file__).parents[2]
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -37,8 +38,14 @@ def h(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def frames(events: list[wire.Event]) -> list[wire.Frame]:
-    return [e for e in events if isinstance(e, wire.Frame)]
+def frames(events: list[FrameEvent[wire.Frame]]) -> list[wire.Frame]:
+    return [e.frame for e in events if e.frame is not None]
+
+
+def kind(event: FrameEvent[wire.Frame]) -> str:
+    if event.frame is not None:
+        return "frame"
+    return "control" if event.control is not None else "error"
 
 
 # ----- exact bytes --------------------------------------------------------------------------
@@ -69,7 +76,7 @@ def test_commands_encode_byte_exact_and_decode_back(command: wire.Command, expec
     raw = h(expected)
     assert command.encode() == raw
     assert functools.reduce(operator.xor, raw[:-1]) == raw[-1]  # BCC = XOR of EOT..ETX
-    (frame,) = frames(wire.FrameReader.for_device().feed(raw))
+    (frame,) = frames(wire.FrameReader.for_device().feed(raw, 0.0))
     assert wire.decode_command(frame) == command
 
 
@@ -102,7 +109,7 @@ def test_commands_encode_byte_exact_and_decode_back(command: wire.Command, expec
 def test_replies_encode_byte_exact_and_decode_back(reply: wire.Reply, expected: str) -> None:
     raw = h(expected)
     assert reply.encode() == raw
-    (frame,) = frames(wire.FrameReader.for_host().feed(raw))
+    (frame,) = frames(wire.FrameReader.for_host().feed(raw, 0.0))
     assert wire.decode_reply(frame) == reply
 
 
@@ -110,7 +117,7 @@ def test_lcdm_status_reply_with_sensor_bytes_equal_to_etx_is_read_by_length() ->
     reply = wire.StatusReply(ErrorCode.JAM_AT_CHK_SENSORS, wire.S0_CHK1 | wire.S0_CHK2, 0x03)
     raw = reply.encode()
     assert raw[6:8] == b"\x03\x03"
-    (frame,) = frames(wire.FrameReader.for_host().feed(raw))
+    (frame,) = frames(wire.FrameReader.for_host().feed(raw, 0.0))
     assert wire.decode_reply(frame) == reply
 
 
@@ -126,7 +133,7 @@ def test_jam_reply_says_where_each_note_is() -> None:
     assert data[:4] == b"0803"  # sequence 08, not repeated, error 0x33
     assert data[4:12] == b"00006000"  # cents in the stacker
     assert data[12 + 24 : 12 + 36] == b"003001000001"  # cassette 3: picked 3, 1 stacked, 1 stuck
-    (frame,) = frames(wire.FrameReader.for_host().feed(jam.encode()))
+    (frame,) = frames(wire.FrameReader.for_host().feed(jam.encode(), 0.0))
     assert wire.decode_reply(frame) == jam
 
 
@@ -150,7 +157,7 @@ def test_extended_status_round_trips_with_every_cassette() -> None:
             for n, state in zip((1, 2, 3, 4), ("ok", "low", "empty", "missing"), strict=True)
         ),
     )
-    (frame,) = frames(wire.FrameReader.for_host().feed(reply.encode()))
+    (frame,) = frames(wire.FrameReader.for_host().feed(reply.encode(), 0.0))
     assert wire.decode_reply(frame) == reply
 
 
@@ -180,27 +187,21 @@ def test_encoding_refuses_values_that_do_not_fit() -> None:
 
 def test_framer_hunts_past_garbage_and_reports_ack_nak() -> None:
     reader = wire.FrameReader.for_device()
-    events = reader.feed(h("FF 00 04 04 50 02 46 03 13 41 42 06 15 04 50 02 45 31 30 03 11"))
-    assert [type(e).__name__ for e in events] == [
-        "Rejected",
-        "Frame",
-        "Control",
-        "Control",
-        "Frame",
-    ]
+    events = reader.feed(h("FF 00 04 04 50 02 46 03 13 41 42 06 15 04 50 02 45 31 30 03 11"), 0.0)
+    assert [kind(e) for e in events] == ["error", "frame", "control", "control", "frame"]
     assert [f.cmd for f in frames(events)] == [Cmd.STATUS, Cmd.UPPER_DISPENSE]
     assert reader.garbage == 4
 
 
 def test_framer_naks_a_bad_bcc_and_delivers_no_frame() -> None:
-    events = wire.FrameReader.for_device().feed(h("04 50 02 45 31 30 03 12"))
-    assert events == [wire.Rejected("bad BCC", h("04 50 02 45 31 30 03 12"), nak=True)]
+    events = wire.FrameReader.for_device().feed(h("04 50 02 45 31 30 03 12"), 0.0)
+    assert events == [FrameEvent(error="bad BCC", nak=True)]
 
 
 def test_framer_finds_a_good_frame_behind_a_torn_one() -> None:
-    events = wire.FrameReader.for_device().feed(h("04 50 02 46 04 50 02 46 03 13"))
+    events = wire.FrameReader.for_device().feed(h("04 50 02 46 04 50 02 46 03 13"), 0.0)
     assert frames(events) == [wire.Frame(wire.EOT, Cmd.STATUS, b"")]
-    assert isinstance(events[0], wire.Rejected) and events[0].nak
+    assert events[0].error is not None and events[0].nak
 
 
 def test_framer_joins_a_frame_split_in_pieces_and_drops_one_that_stalls() -> None:
@@ -212,14 +213,14 @@ def test_framer_joins_a_frame_split_in_pieces_and_drops_one_that_stalls() -> Non
     ]
     assert reader.feed(raw[:5], now=2.0) == []
     events = reader.feed(raw, now=2.5)  # more than 200 ms later: the torn frame is dropped
-    assert isinstance(events[0], wire.Rejected) and events[0].reason == "frame timed out"
+    assert events[0] == FrameEvent(error="frame timed out")  # not refused: nothing to NAK
     assert len(frames(events)) == 1
 
 
 def test_framer_caps_an_endless_frame() -> None:
     reader = wire.FrameReader.for_device()
-    events = reader.feed(h("04 50 02 5A") + b"A" * 1000)
-    assert any(isinstance(e, wire.Rejected) and e.reason == "frame too long" for e in events)
+    events = reader.feed(h("04 50 02 5A") + b"A" * 1000, 0.0)
+    assert FrameEvent(error="frame too long", nak=True) in events
     assert reader.pending <= wire.MAX_DATA + 6
 
 
@@ -247,13 +248,13 @@ COMMANDS = st.one_of(
 def test_random_bytes_never_raise_and_the_buffer_stays_bounded(data: bytes, side: str) -> None:
     reader = wire.FrameReader.for_device() if side == "device" else wire.FrameReader.for_host()
     for i in range(0, len(data), 37):
-        for event in reader.feed(data[i : i + 37]):
-            if isinstance(event, wire.Frame):
+        for event in reader.feed(data[i : i + 37], 0.0):
+            if event.frame is not None:
                 try:
                     if side == "device":
-                        wire.decode_command(event)
+                        wire.decode_command(event.frame)
                     else:
-                        wire.decode_reply(event)
+                        wire.decode_reply(event.frame)
                 except wire.DispenserCodecError:
                     pass
         assert reader.pending <= wire.MAX_DATA + 6
@@ -265,7 +266,7 @@ def test_a_single_bit_flip_never_yields_a_frame(command: wire.Command, data: st.
     raw = bytearray(command.encode())
     bit = data.draw(st.integers(0, len(raw) * 8 - 1))
     raw[bit // 8] ^= 1 << (bit % 8)
-    assert frames(wire.FrameReader.for_device().feed(bytes(raw))) == []
+    assert frames(wire.FrameReader.for_device().feed(bytes(raw), 0.0)) == []
 
 
 @FUZZ
@@ -290,17 +291,25 @@ def test_frames_survive_surrounding_garbage_without_control_bytes(
         return bytes(b for b in junk if b not in (wire.EOT, wire.SOH, wire.ACK, wire.NAK))
 
     stream = clean(before) + command.encode() + clean(after)
-    found = frames(wire.FrameReader.for_device().feed(stream))
+    found = frames(wire.FrameReader.for_device().feed(stream, 0.0))
     assert command in [wire.decode_command(f) for f in found]
 
 
-def exchange(emulator: CashDispenserEmulator, raw: bytes) -> list[wire.Event]:
+def exchange(emulator: CashDispenserEmulator, raw: bytes) -> list[FrameEvent[wire.Frame]]:
     sent: list[bytes] = []
     emulator.attach(sent.append)
     emulator.receive(raw)
     emulator.receive(bytes([wire.ACK]))
     emulator.detach()
-    return wire.FrameReader.for_host().feed(b"".join(sent))
+    return wire.FrameReader.for_host().feed(b"".join(sent), 0.0)
+
+
+def acked_reply(events: list[FrameEvent[wire.Frame]]) -> wire.Frame:
+    """The one frame the device sends after its ACK."""
+    (ack, reply) = events
+    assert ack == FrameEvent(control=wire.ACK)
+    assert reply.frame is not None
+    return reply.frame
 
 
 @FUZZ
@@ -311,7 +320,7 @@ def test_the_device_never_acts_on_a_bad_bcc(command: wire.Command, data: st.Data
     raw = bytearray(command.encode())
     raw[-1] ^= data.draw(st.integers(1, 255))
     events = exchange(emulator, bytes(raw))
-    assert events == [wire.Control(wire.NAK)]
+    assert events == [FrameEvent(control=wire.NAK)]
     assert (emulator.counters, [c.count for c in emulator.cassettes]) == before
 
 
@@ -326,9 +335,7 @@ def test_a_re_sent_dispense_runs_once(sequence: int, counts: tuple[int, ...], se
     raw = wire.DispenseMix(sequence, counts).encode()
     replies = []
     for _ in range(sends):
-        (ack, frame) = exchange(emulator, raw)
-        assert ack == wire.Control(wire.ACK)
-        assert isinstance(frame, wire.Frame)
+        frame = acked_reply(exchange(emulator, raw))
         replies.append(wire.decode_reply(frame))
     first = replies[0]
     assert isinstance(first, wire.DispenseMixReply) and first.ok and not first.repeated
@@ -344,8 +351,7 @@ def test_the_same_sequence_after_a_present_is_a_new_dispense() -> None:
     exchange(emulator, raw)
     exchange(emulator, wire.PresentCommand().encode())
     emulator.take_cash()
-    (_, frame) = exchange(emulator, raw)
-    assert isinstance(frame, wire.Frame)
+    frame = acked_reply(exchange(emulator, raw))
     reply = wire.decode_reply(frame)
     assert isinstance(reply, wire.DispenseMixReply) and not reply.repeated
     assert emulator.cassettes[0].count == 298
@@ -353,18 +359,15 @@ def test_the_same_sequence_after_a_present_is_a_new_dispense() -> None:
 
 def test_lcdm_upper_dispense_delivers_to_the_exit() -> None:
     emulator = CashDispenserEmulator(LOAD)
-    (ack, frame) = exchange(emulator, h("04 50 02 45 31 30 03 11"))
-    assert ack == wire.Control(wire.ACK)
-    assert isinstance(frame, wire.Frame)
+    frame = acked_reply(exchange(emulator, h("04 50 02 45 31 30 03 11")))
     assert frame.encode() == h("01 50 02 45 31 30 31 30 30 30 30 30 03 15")
     assert emulator.presented.notes == 10 and emulator.presented.amount == 20000
 
 
 def test_an_undefined_command_is_acked_and_answered_0x37() -> None:
     emulator = CashDispenserEmulator(LOAD)
-    events = exchange(emulator, wire.command_frame(0x5A))
-    assert events[0] == wire.Control(wire.ACK)
-    assert isinstance(events[1], wire.Frame) and events[1].encode() == h("01 50 02 5A 37 03 3D")
+    frame = acked_reply(exchange(emulator, wire.command_frame(0x5A)))
+    assert frame.encode() == h("01 50 02 5A 37 03 3D")
 
 
 def test_the_device_retransmits_a_reply_the_host_naks_at_most_three_times() -> None:
@@ -393,10 +396,10 @@ def test_every_hex_example_in_the_protocol_document_decodes() -> None:
     assert len(examples) >= 20
     for raw in examples:
         if raw[0] == wire.EOT:
-            (frame,) = frames(wire.FrameReader.for_device().feed(raw))
+            (frame,) = frames(wire.FrameReader.for_device().feed(raw, 0.0))
             assert wire.decode_command(frame).encode() == raw
         else:
-            (frame,) = frames(wire.FrameReader.for_host().feed(raw))
+            (frame,) = frames(wire.FrameReader.for_host().feed(raw, 0.0))
             assert wire.decode_reply(frame).encode() == raw
     for required in ("04 50 02 46 03 13", "04 50 02 45 31 30 03 11", "04 50 02 44 03 11"):
         assert h(required) in examples

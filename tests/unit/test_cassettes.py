@@ -211,10 +211,10 @@ class Conservation(RuleBasedStateMachine):
         return emulator
 
     def check_output(self, data: bytes) -> None:
-        for event in wire.FrameReader.for_host().feed(data):
-            assert not isinstance(event, wire.Rejected)
-            if isinstance(event, wire.Frame):
-                wire.decode_reply(event)
+        for event in wire.FrameReader.for_host().feed(data, 0.0):
+            assert event.error is None
+            if event.frame is not None:
+                wire.decode_reply(event.frame)
 
     def send(self, command: wire.Command) -> None:
         self.emulator.receive(command.encode())

@@ -12,11 +12,9 @@ from hypothesis import strategies as st
 
 from peripherals.pin_crypto import dukpt_tdes, pin_block, tr31
 from peripherals.wire import pin_pad as wire
+from peripherals.wire.framing import FrameEvent
 from peripherals.wire.pin_pad import (
-    BadFrame,
-    Control,
     ErrorCode,
-    Frame,
     FrameDecoder,
     KeyEvent,
     KeySource,
@@ -27,6 +25,15 @@ from peripherals.wire.pin_pad import (
 H = bytes.fromhex
 STATUS_FRAME = H("02 30 30 32 53 54 03 33 36")  # STX "002" "ST" ETX "36"
 EVENT_FRAME = H("02 30 30 34 45 56 44 2A 03 34 41")  # STX "004" "EVD*" ETX "4A"
+
+
+def good(text: str) -> FrameEvent[str]:
+    return FrameEvent(frame=text)
+
+
+def bad(reason: str) -> FrameEvent[str]:
+    return FrameEvent(error=reason, nak=True)
+
 
 printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
 
@@ -59,50 +66,51 @@ def test_decoder_takes_frames_split_anywhere() -> None:
     stream = STATUS_FRAME + bytes([wire.ACK]) + EVENT_FRAME
     for cut in range(len(stream) + 1):
         decoder = FrameDecoder()
-        items = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
-        assert items == [Frame("ST"), Control(wire.ACK), Frame("EVD*")]
+        items = decoder.feed(stream[:cut], 0.0) + decoder.feed(stream[cut:], 0.0)
+        assert items == [good("ST"), FrameEvent(control=wire.ACK), good("EVD*")]
         assert not decoder.partial
 
 
 def test_decoder_hunts_stx_after_garbage() -> None:
     decoder = FrameDecoder()
-    items = decoder.feed(b"\xff\x00garbage\x02xyz" + STATUS_FRAME)
-    assert items == [Frame("ST")]
+    items = decoder.feed(b"\xff\x00garbage\x02xyz" + STATUS_FRAME, 0.0)
+    assert items == [good("ST")]
     assert decoder.skipped == len(b"\xff\x00garbage\x02xyz")
 
 
 def test_decoder_reports_bad_checksum_then_reads_the_next_frame() -> None:
-    bad = STATUS_FRAME[:-1] + b"7"
-    items = FrameDecoder().feed(bad + STATUS_FRAME)
-    assert items == [BadFrame("checksum mismatch"), Frame("ST")]
+    damaged = STATUS_FRAME[:-1] + b"7"
+    items = FrameDecoder().feed(damaged + STATUS_FRAME, 0.0)
+    assert items == [bad("checksum mismatch"), good("ST")]
 
 
 def test_decoder_finds_a_frame_hidden_inside_a_false_one() -> None:
     # a false STX claims 9 bytes of text; the real frame starts inside what it claims
-    items = FrameDecoder().feed(b"\x02009" + STATUS_FRAME + b"\x00\x00\x00")
-    assert items == [BadFrame("no ETX where the length says"), Frame("ST")]
+    items = FrameDecoder().feed(b"\x02009" + STATUS_FRAME + b"\x00\x00\x00", 0.0)
+    assert items == [bad("no ETX where the length says"), good("ST")]
 
 
 def test_decoder_caps_the_length() -> None:
     decoder = FrameDecoder(max_text=16)
-    items = decoder.feed(b"\x02017" + b"A" * 17 + b"\x03" + b"00" + STATUS_FRAME)
-    assert items[0] == BadFrame("length 17 over 16")
-    assert items[-1] == Frame("ST")
+    items = decoder.feed(b"\x02017" + b"A" * 17 + b"\x03" + b"00" + STATUS_FRAME, 0.0)
+    assert items[0] == bad("length 17 over 16")
+    assert items[-1] == good("ST")
     assert not decoder.partial
 
 
 def test_truncated_frame_waits_then_expires() -> None:
     decoder = FrameDecoder()
-    assert decoder.feed(STATUS_FRAME[:5]) == []
+    assert decoder.feed(STATUS_FRAME[:5], 0.0) == []
     assert decoder.partial
-    assert decoder.expire() == [BadFrame("frame timed out")]
-    assert decoder.feed(STATUS_FRAME) == [Frame("ST")]
+    assert decoder.expire(0.2) == []
+    assert decoder.expire(0.21) == [bad("frame timed out")]
+    assert decoder.feed(STATUS_FRAME, 0.0) == [good("ST")]
 
 
 def test_unprintable_text_is_a_bad_frame() -> None:
     body = b"002S\x07\x03"
     raw = b"\x02" + body + f"{wire.checksum(body):02X}".encode()
-    assert FrameDecoder().feed(raw) == [BadFrame("text is not printable ASCII")]
+    assert FrameDecoder().feed(raw, 0.0) == [bad("text is not printable ASCII")]
 
 
 # ----- framer: fuzzing ---------------------------------------------------------------------------
@@ -114,15 +122,15 @@ def test_random_bytes_never_crash_and_yield_only_checked_frames(
     data: bytes, cuts: list[int]
 ) -> None:
     decoder = FrameDecoder()
-    items: list[wire.Item] = []
+    items: list[FrameEvent[str]] = []
     start = 0
     for cut in [*sorted(cuts), len(data)]:
-        items += decoder.feed(data[start:cut])
+        items += decoder.feed(data[start:cut], 0.0)
         start = max(start, cut)
     for item in items:
-        if isinstance(item, Frame):
+        if item.frame is not None:
             # a frame only comes out if it re-encodes to bytes that were in the input
-            assert wire.encode_frame(item.text) in data
+            assert wire.encode_frame(item.frame) in data
 
 
 @settings(max_examples=200, deadline=None)
@@ -130,7 +138,7 @@ def test_random_bytes_never_crash_and_yield_only_checked_frames(
 def test_frames_survive_garbage_without_control_bytes(texts: list[str], junk: bytes) -> None:
     junk = bytes(b for b in junk if b not in (wire.STX, wire.ACK, wire.NAK))
     stream = b"".join(junk + wire.encode_frame(text) for text in texts)
-    assert FrameDecoder().feed(stream) == [Frame(text) for text in texts]
+    assert FrameDecoder().feed(stream, 0.0) == [good(text) for text in texts]
 
 
 @settings(max_examples=300, deadline=None)
@@ -140,8 +148,8 @@ def test_a_bit_flip_never_yields_a_frame(text: str, data: st.DataObject) -> None
     index = data.draw(st.integers(0, len(frame) - 1))
     frame[index] ^= 1 << data.draw(st.integers(0, 7))
     decoder = FrameDecoder()
-    items = decoder.feed(bytes(frame)) + decoder.expire() + decoder.expire()
-    assert not [item for item in items if isinstance(item, Frame)]
+    items = decoder.feed(bytes(frame), 0.0) + decoder.expire(1.0) + decoder.expire(1.0)
+    assert not [item for item in items if item.frame is not None]
 
 
 @settings(max_examples=200, deadline=None)
@@ -149,15 +157,15 @@ def test_a_bit_flip_never_yields_a_frame(text: str, data: st.DataObject) -> None
 def test_truncation_never_yields_a_frame(text: str, data: st.DataObject) -> None:
     frame = wire.encode_frame(text)
     cut = data.draw(st.integers(0, len(frame) - 1))
-    assert FrameDecoder().feed(frame[:cut]) == []
+    assert FrameDecoder().feed(frame[:cut], 0.0) == []
 
 
 @settings(max_examples=100, deadline=None)
 @given(length=st.integers(wire.MAX_TEXT + 1, 999))
 def test_oversize_claims_are_refused(length: int) -> None:
     raw = b"\x02" + f"{length:03d}".encode() + b"A" * 40
-    items = FrameDecoder().feed(raw)
-    assert items == [BadFrame(f"length {length} over {wire.MAX_TEXT}")]
+    items = FrameDecoder().feed(raw, 0.0)
+    assert items == [bad(f"length {length} over {wire.MAX_TEXT}")]
 
 
 # ----- codec -------------------------------------------------------------------------------------
@@ -311,11 +319,11 @@ def test_the_doc_has_examples_of_every_command_and_event() -> None:
 
 @pytest.mark.parametrize(("direction", "text", "raw"), doc_examples())
 def test_each_doc_example_decodes_to_what_it_says(direction: str, text: str, raw: bytes) -> None:
-    items = FrameDecoder().feed(raw)
+    items = FrameDecoder().feed(raw, 0.0)
     if text in ("ACK", "NAK"):
-        assert items == [Control(wire.ACK if text == "ACK" else wire.NAK)]
+        assert items == [FrameEvent(control=wire.ACK if text == "ACK" else wire.NAK)]
         return
-    assert items == [Frame(text)]
+    assert items == [good(text)]
     assert wire.encode_frame(text) == raw
     if direction == "host>pad":
         assert wire.encode_command(wire.decode_command(text)) == text

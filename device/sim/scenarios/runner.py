@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from config.data_files import VERSION
 from config.settings import Settings
 from device.clock import VirtualClock
+from device.controller.controller_events import ControllerEvent
 from device.journal import JournalEntry
 from device.screens import RenderedScreen
 from device.sim.scenarios.databases import DEFAULT_POOL_SIZE, DatabasePool
@@ -474,9 +475,9 @@ class _Run:
             sim.bay.card_reader.empty_retain_bin()
         elif step.action == "out_of_service":
             # The controller's supervisor mode is its operator-initiated "not serving" state.
-            if not controller.fire("enter_supervisor"):
+            if not controller.fire(ControllerEvent.ENTER_SUPERVISOR):
                 raise AtmRunError(f"out_of_service: the ATM is in {controller.state}, not idle")
-        elif step.action == "in_service" and not controller.fire("leave_supervisor"):
+        elif step.action == "in_service" and not controller.fire(ControllerEvent.LEAVE_SUPERVISOR):
             raise AtmRunError(f"in_service: the ATM is in {controller.state}, not supervisor")
         sim.settle()
 
