@@ -4,13 +4,20 @@ receipt slots, from a snapshot of device state; returns the clickable hotspots i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import pygame
 
 from device.sim.kiosk.input_map import Hotspot, InsertCard, Press, Take
 from device.sim.kiosk.layout import FUNCTION_KEYS_LEFT, Layout
+from device.sim.kiosk.view_model import (
+    FasciaState,
+    card_light,
+    card_slot_status,
+    cash_light,
+    cash_slot_text,
+    header_status,
+    note_caption,
+    wallet_button_text,
+)
 
 Color = tuple[int, int, int]
 
@@ -50,42 +57,6 @@ NOTE_COLOURS: dict[int, Color] = {
     50000: (150, 90, 170),
 }
 NOTE_DEFAULT: Color = (120, 160, 120)
-
-
-@dataclass(frozen=True)
-class NotePile:
-    denomination: int  # cents
-    count: int
-
-
-@dataclass(frozen=True)
-class WalletEntry:
-    card_id: str
-    label: str
-
-
-@dataclass(frozen=True)
-class FasciaState:
-    """Everything the fascia shows, read from the controller's screen and the devices."""
-
-    screen_lines: tuple[str, ...]
-    function_labels: tuple[tuple[str, str], ...]  # (F1, "Withdraw cash")
-    card_media: str  # none, gate, inside, jammed
-    card_label: str  # the card in the reader (masked number), "" if none
-    entry_enabled: bool
-    notes: tuple[NotePile, ...]  # presented at the cash slot
-    currency: str
-    shutter: str
-    cash_message: str
-    receipts_waiting: int
-    wallet: tuple[WalletEntry, ...]
-    pressed: str = ""  # the key to draw pressed down
-    blink: bool = False
-    in_service: bool = True
-
-
-def money_text(cents: int, currency: str) -> str:
-    return f"{currency} {cents // 100}" if cents % 100 == 0 else f"{currency} {cents / 100:.2f}"
 
 
 class Fascia:
@@ -215,11 +186,10 @@ class Fascia:
             align="left",
             bold=True,
         )
-        status = "24 HOUR BANKING" if state.in_service else "OUT OF SERVICE"
         self._label(
             target,
             layout,
-            status,
+            header_status(state.in_service),
             22,
             pygame.Rect(624, 0, 360, 60),
             HEADER_TEXT if state.in_service else (255, 160, 150),
@@ -375,8 +345,7 @@ class Fascia:
         slot = Layout.card_slot
         self._slot_plate(target, layout, slot, "CARD")
         mouth = layout.card_mouth()
-        lit = state.entry_enabled and state.card_media == "none" and state.blink
-        led = LED_RED if state.card_media == "jammed" else (LED_GREEN if lit else LED_OFF)
+        led = {"red": LED_RED, "green": LED_GREEN, "off": LED_OFF}[card_light(state)]
         self._led(target, layout, (mouth.right + 22, mouth.centery), led)
         # The lead-through bezel, then the slot opening.
         pygame.draw.rect(
@@ -384,15 +353,10 @@ class Fascia:
         )
         pygame.draw.rect(target, SLOT_BLACK, layout.to_window(mouth), border_radius=layout.px(3))
         spots = [Hotspot(slot.copy(), Take("card"))]
-        status = {
-            "none": "Insert card" if state.entry_enabled else "",
-            "inside": "Card inside",
-            "gate": "Take your card",
-            "jammed": "CARD JAMMED",
-        }.get(state.card_media, state.card_media)
+        status = card_slot_status(state.card_media, state.entry_enabled)
         if state.card_media == "gate":
             self._card(target, layout, layout.card_at_gate(), state.card_label)
-        if status and state.card_media != "gate":
+        if status:
             self._label(
                 target,
                 layout,
@@ -419,11 +383,10 @@ class Fascia:
             pygame.draw.rect(target, CARD_BLUE, area, border_radius=layout.px(5))
             chip = layout.to_window(pygame.Rect(rect.left + 6, rect.centery - 6, 14, 12))
             pygame.draw.rect(target, CHIP, chip, border_radius=layout.px(2))
-            text = f"{index + 1} {entry.label or entry.card_id}"
             self._label(
                 target,
                 layout,
-                text,
+                wallet_button_text(index, entry),
                 15,
                 pygame.Rect(rect.left + 24, rect.top, rect.width - 28, rect.height),
                 (255, 255, 255),
@@ -480,11 +443,11 @@ class Fascia:
                     layout.to_window(pygame.Rect(mouth.right - 4, y, 1, 1)).topleft,
                     layout.px(2),
                 )
-            if state.cash_message or state.shutter == "jammed":
-                text = "SHUTTER JAMMED" if state.shutter == "jammed" else state.cash_message
+            text = cash_slot_text(state)
+            if text:
                 self._label(target, layout, text, 20, mouth, (255, 255, 255), background=None)
-        lit = bool(presented) and state.blink
-        self._led(target, layout, (slot.right - 24, slot.top + 15), LED_GREEN if lit else LED_OFF)
+        led = LED_GREEN if cash_light(state) else LED_OFF
+        self._led(target, layout, (slot.right - 24, slot.top + 15), led)
         return [Hotspot(slot.copy(), Take("cash"))]
 
     def _notes(
@@ -514,7 +477,7 @@ class Fascia:
             self._label(
                 target,
                 layout,
-                f"{pile.count} x {money_text(pile.denomination, state.currency)}",
+                note_caption(pile, state.currency),
                 18,
                 caption,
                 (255, 255, 255),
@@ -583,7 +546,3 @@ class Fascia:
             target, layout, "Click or press R to put the receipt away", 18, hint, (255, 255, 255)
         )
         return [Hotspot(pygame.Rect(0, 0, *layout.canvas), Take("receipt"))]
-
-
-def function_labels(keys: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(keys))

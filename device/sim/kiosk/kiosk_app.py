@@ -21,13 +21,13 @@ from typing import Any
 
 import pygame
 
-from config.card_numbers import mask_pan
 from config.settings import Settings
 from device.clock import Clock, SystemClock, VirtualClock
 from device.sim.atm_home import atm_state_dir
 from device.sim.bank_stack import BankStack
 from device.sim.customer_script import ScriptError, parse_script, run_action
-from device.sim.kiosk.fascia import Fascia, FasciaState, NotePile, WalletEntry, money_text
+from device.sim.kiosk import view_model
+from device.sim.kiosk.fascia import Fascia
 from device.sim.kiosk.input_map import (
     Action,
     Hotspot,
@@ -40,8 +40,17 @@ from device.sim.kiosk.input_map import (
     map_event,
 )
 from device.sim.kiosk.layout import Layout
-from device.sim.kiosk.operator_panel import CassetteRow, OperatorPanel, PanelState
+from device.sim.kiosk.operator_panel import OperatorPanel
 from device.sim.kiosk.sounds import Sounds
+from device.sim.kiosk.view_model import (
+    SERVICE_STATES,
+    FasciaState,
+    PanelState,
+    armed_keys,
+    blinks,
+    cash_event,
+    journal_lines,
+)
 from device.sim.simulated_atm import HostAddress, SimulatedAtm
 
 log = logging.getLogger(__name__)
@@ -60,13 +69,11 @@ BLINK_SECONDS = 0.5
 MESSAGE_SECONDS = 4.0
 PRESSED_SECONDS = 0.15
 JOURNAL_REFRESH_SECONDS = 0.5
-SERVICE_STATES = ("idle", "out_of_service", "supervisor")
 # Faults that need a parameter to mean anything get a sensible one from the panel.
 FAULT_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
     ("pin_pad", "key_stuck"): {"key": "5"},
     ("cash_dispenser", "jam"): {"after_notes": 1},
 }
-PAN_LIKE = re.compile(r"\b\d{13,19}\b")
 
 
 class KioskError(RuntimeError):
@@ -195,8 +202,8 @@ class KioskApp:
         if deadline is not None:
             waits.append(deadline - self.atm.clock.monotonic())
         drawn = self._drawn[0] if self._drawn else None
-        if isinstance(drawn, FasciaState) and (
-            (drawn.entry_enabled and drawn.card_media == "none") or drawn.notes
+        if isinstance(drawn, FasciaState) and blinks(
+            drawn.entry_enabled, drawn.card_media, bool(drawn.notes)
         ):
             waits.append(BLINK_SECONDS - self.now() % BLINK_SECONDS)
         for timed in (self._pressed, self._cash_message, self._panel_message):
@@ -422,8 +429,8 @@ class KioskApp:
 
     # ----- reading the devices ---------------------------------------------------------------
 
-    def _armed(self) -> set[str]:
-        return {f"{armed.target}:{armed.fault}" for armed in self.atm.bay.armed()}
+    def _armed(self) -> frozenset[str]:
+        return armed_keys(self.atm.bay.armed())
 
     def _dispenser_counters(self) -> dict[str, int]:
         return dict(self.atm.bay.cash_dispenser.counters)
@@ -432,170 +439,39 @@ class KioskApp:
         count = len(self.atm.bay.receipt_printer.receipts)
         return list(range(self._receipts_taken, count))
 
-    def _currency(self) -> str:
-        return str(self.atm.controller.config.currency_symbol)
-
     def fascia_state(self) -> FasciaState:
-        bay = self.atm.bay
-        screen = self.atm.controller.screen
-        reader = bay.card_reader
-        dispenser = bay.cash_dispenser
-        denominations = {c.number: c.denomination for c in dispenser.cassettes}
-        piles: dict[int, int] = {}
-        for cassette, count in dispenser.presented.by_cassette.items():
-            value = denominations.get(cassette, 0)
-            piles[value] = piles.get(value, 0) + count
         counters = self._dispenser_counters()
-        if counters.get("retracted", 0) > self._counters.get("retracted", 0):
-            self._cash_message.set("Notes retracted")
+        message, alert = cash_event(self._counters, counters)
+        if message:
+            self._cash_message.set(message)
+        if alert:
             self.sounds.alert()
-        elif counters.get("taken", 0) > self._counters.get("taken", 0):
-            self._cash_message.set("Cash taken")
         self._counters = counters
-        card = reader.card
-        # Only an empty card slot taking cards and notes waiting blink: the fascia changes
-        # with the blink only then.
-        blinking = (reader.entry_enabled and reader.state.value == "none") or bool(piles)
-        return FasciaState(
-            screen_lines=tuple(screen.lines),
-            function_labels=tuple(sorted((k, v.label) for k, v in screen.keys.items())),
-            card_media=reader.state.value,
-            card_label=card.masked_pan if card is not None else "",
-            entry_enabled=reader.entry_enabled,
-            notes=tuple(NotePile(d, n) for d, n in sorted(piles.items(), reverse=True)),
-            currency=self._currency(),
-            shutter=dispenser.shutter,
+        return view_model.fascia_state(
+            self.atm,
             cash_message=self._cash_message.get(),
             receipts_waiting=len(self._waiting_receipts()),
-            wallet=tuple(WalletEntry(k, c.label) for k, c in self.atm.wallet.items()),
             pressed=self._pressed.get(),
-            blink=blinking and int(self.now() / BLINK_SECONDS) % 2 == 0,
-            in_service=self.atm.controller.state != "out_of_service",
+            blink_phase=int(self.now() / BLINK_SECONDS) % 2 == 0,
         )
 
     def panel_state(self) -> PanelState:
-        bay = self.atm.bay
-        controller = self.atm.controller
-        lines: list[tuple[str, str]] = []
-        add = lines.append
-        add(("title", f"ATM {self.atm.terminal_id}: {controller.state}"))
-        add(("text", f"screen: {controller.screen.name}"))
-        if controller.out_of_service_reason and controller.state == "out_of_service":
-            add(("warn", f"out of service: {controller.out_of_service_reason}"))
-        add(
-            (
-                "text",
-                f"cash {'available' if controller.cash_available else 'NOT available'}, "
-                f"receipts {'available' if controller.receipts_available else 'NOT available'}",
-            )
-        )
-        address = self.atm.host_address
-        connected = getattr(controller.host, "connected", None)
-        link = "connected" if connected else "not connected" if connected is not None else "?"
-        server = ""
-        if self.host_switch is not None:
-            server = "; bank host " + ("up" if self.host_switch.running else "DOWN")
-        add(("title", f"Host link {address.host}:{address.port}: {link}{server}"))
-        add(("text", f"advices waiting: {len(controller.advices.pending())}"))
-        reader = bay.card_reader.status()
-        add(("title", "Card reader"))
-        add(
-            (
-                "text",
-                f"  media {reader['media']}, entry {'on' if reader['entry_enabled'] else 'off'}"
-                f", {'powered' if reader['powered'] else 'POWER DOWN'}",
-            )
-        )
-        add(
-            (
-                "text",
-                f"  retain bin {reader['retained']}/{reader['retain_capacity']}, "
-                f"commands {reader['commands']}",
-            )
-        )
-        pad = bay.pin_pad.status()
-        add(("title", "PIN pad"))
-        add(
-            (
-                "text",
-                f"  mode {pad['mode']}, keys {'loaded' if pad['keys_loaded'] else 'MISSING'}"
-                f"{', TAMPERED' if pad['tampered'] else ''}, format {pad['pin_block_format']}",
-            )
-        )
-        cash = bay.cash_dispenser.status()
-        add(("title", f"Cash dispenser (shutter {cash['shutter']})"))
-        for c in cash["cassettes"]:
-            add(
-                (
-                    "text",
-                    f"  cassette {c['number']}: {c['count']} x "
-                    f"{money_text(c['denomination'], self._currency())} ({c['state']})",
-                )
-            )
-        add(
-            (
-                "text",
-                f"  reject bin {cash['reject_bin']}, retract bin {cash['retract_bin']}, "
-                f"presented {cash['presented']}, stacker {cash['stacker']}",
-            )
-        )
-        counters = cash["counters"]
-        add(("dim", "  " + ", ".join(f"{k} {v}" for k, v in counters.items())))
-        printer = bay.receipt_printer.status()
-        add(("title", "Receipt printer"))
-        add(
-            (
-                "text",
-                f"  paper {printer['paper']} ({printer['remaining_lines']} lines left), "
-                f"{'online' if printer['online'] else 'OFFLINE'}, receipts {printer['receipts']}",
-            )
-        )
-        armed = bay.armed()
-        add(("title", f"Armed faults: {len(armed)}"))
-        for fault in armed[:6]:
-            add(("warn", f"  {fault}"))
-        if self.recovery_report:
-            add(("title", "Power-failure recovery"))
-            for line in self.recovery_report[:4]:
-                add(("text", f"  {line}"))
-        return PanelState(
+        return view_model.panel_state(
+            self.atm,
             tab=self.panel_tab,
-            status_lines=tuple(lines),
-            catalogue=tuple((t, tuple(bay.faults.known(t))) for t in bay.faults.targets()),
-            armed=frozenset(self._armed()),
-            host_control=(
-                "unavailable"
-                if self.host_switch is None
-                else "running"
-                if self.host_switch.running
-                else "stopped"
-            ),
-            supervisor=controller.state == "supervisor",
-            can_service=controller.state in SERVICE_STATES,
-            message=self._panel_message.get(),
             fault_mode=self.fault_mode,
-            cassettes=tuple(
-                CassetteRow(
-                    c["number"],
-                    f"{c['number']}: {money_text(c['denomination'], self._currency())}",
-                    c["count"],
-                    c["capacity"],
-                )
-                for c in cash["cassettes"]
-            ),
+            host_running=None if self.host_switch is None else self.host_switch.running,
+            message=self._panel_message.get(),
             journal=self._journal_tail(),
+            recovery_report=self.recovery_report,
         )
 
     def _journal_tail(self) -> tuple[str, ...]:
+        # tail() scans the whole journal file: a few times a second, not every frame.
         now = self.now()
         if now - self._journal_read_at >= JOURNAL_REFRESH_SECONDS:
             self._journal_read_at = now
-            lines = []
-            for entry in self.atm.journal.tail(12):
-                details = " ".join(f"{k}={v}" for k, v in sorted(entry.fields.items()))
-                text = f"{entry.seq} {entry.at[11:19]} {entry.event} {details}"
-                lines.append(PAN_LIKE.sub(lambda m: mask_pan(m.group(0)), text))
-            self._journal_lines = tuple(lines)
+            self._journal_lines = journal_lines(self.atm.journal.tail(12))
         return self._journal_lines
 
     # ----- drawing ---------------------------------------------------------------------------

@@ -4,13 +4,12 @@ journal's tail, fault switches, host down, power failure, and supervisor work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pygame
 
 from device.sim.kiosk.fascia import Color, Fascia
 from device.sim.kiosk.input_map import Hotspot, Operator
 from device.sim.kiosk.layout import Layout
+from device.sim.kiosk.view_model import PanelState, host_button_text, supervisor_buttons
 
 TABS = ("status", "faults", "supervisor")
 PANEL_BG: Color = (28, 32, 40)
@@ -21,31 +20,6 @@ BUTTON: Color = (64, 72, 88)
 BUTTON_ON: Color = (200, 60, 50)
 BUTTON_GOOD: Color = (40, 130, 70)
 WARN: Color = (255, 170, 90)
-
-
-@dataclass(frozen=True)
-class PanelState:
-    """What the panel shows; built by the kiosk from device status and the journal."""
-
-    tab: str
-    status_lines: tuple[tuple[str, str], ...]  # (kind: title/text/warn/dim, text)
-    catalogue: tuple[tuple[str, tuple[str, ...]], ...]  # target, its fault names
-    armed: frozenset[str]  # "target:fault"
-    host_control: str  # "running", "stopped" or "unavailable"
-    supervisor: bool
-    can_service: bool  # no customer session: replenishment and clearing are allowed
-    message: str = ""
-    journal: tuple[str, ...] = field(default_factory=tuple)
-    cassettes: tuple[CassetteRow, ...] = field(default_factory=tuple)
-    fault_mode: str = "persistent"  # how the next fault switched on fires: persistent or once
-
-
-@dataclass(frozen=True)
-class CassetteRow:
-    number: int
-    label: str  # e.g. "1: EUR 20.00"
-    count: int
-    capacity: int
 
 
 FAULT_MODES = (("persistent", "New faults stay until cleared"), ("once", "New faults fire once"))
@@ -184,16 +158,12 @@ class OperatorPanel:
             top += ((len(faults) + 2) // 3) * 24 + 2
         top += 4
         half = (panel.width - 28) // 2
-        host_text = {
-            "running": "Host: take down",
-            "stopped": "Host: bring up",
-        }.get(state.host_control, "Host: not ours")
         spots.append(
             self._button(
                 target,
                 layout,
                 pygame.Rect(panel.left + 12, top, half, 26),
-                host_text,
+                host_button_text(state.host_control),
                 BUTTON_ON if state.host_control == "stopped" else BUTTON,
                 Operator("host"),
                 enabled=state.host_control != "unavailable",
@@ -228,19 +198,11 @@ class OperatorPanel:
     ) -> list[Hotspot]:
         panel = layout.panel_rect
         spots = []
-        mode = "Leave supervisor mode" if state.supervisor else "Enter supervisor mode"
-        buttons = [
-            (mode, Operator("supervisor"), True),
-            ("Replenish: fill cassettes, empty bins", Operator("replenish"), state.can_service),
-            ("Empty the card retain bin", Operator("empty_retain_bin"), state.can_service),
-            ("Purge loose notes to the reject bin", Operator("purge"), state.supervisor),
-            ("Remove a card stuck in the reader", Operator("remove_card"), state.supervisor),
-            ("Load a new paper roll", Operator("load_paper"), state.can_service),
-            ("Clear every device and link fault", Operator("clear_faults"), True),
-        ]
-        for text, action, enabled in buttons:
+        for text, command, enabled in supervisor_buttons(state):
             rect = pygame.Rect(panel.left + 12, top, panel.width - 24, 30)
-            spots.append(self._button(target, layout, rect, text, BUTTON, action, enabled))
+            spots.append(
+                self._button(target, layout, rect, text, BUTTON, Operator(command), enabled)
+            )
             top += 36
         top += 6
         notes = (
