@@ -78,6 +78,21 @@ class EncryptedPinBlock:
 # ----- cash dispenser ---------------------------------------------------------------------------
 
 
+class Shutter(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    JAMMED = "jammed"
+
+
+class PresentOutcome(StrEnum):
+    """What became of the last notes presented: recovery settles a withdrawal by it."""
+
+    NONE = "none"
+    PRESENTED = "presented"
+    TAKEN = "taken"
+    RETRACTED = "retracted"
+
+
 @dataclass(frozen=True)
 class CassetteStatus:
     number: int
@@ -94,7 +109,7 @@ class DispenserStatus:
     cassettes: list[CassetteStatus]
     stacker_notes: int
     presented_notes: int
-    shutter: str  # "closed" | "open" | "jammed"
+    shutter: Shutter
     reject_notes: int
     retract_notes: int
     device_ok: bool
@@ -103,7 +118,7 @@ class DispenserStatus:
     transport_notes: int = 0
     reject_amount: int = 0
     retract_amount: int = 0
-    last_outcome: str = "none"  # what became of the last notes presented
+    last_outcome: PresentOutcome = PresentOutcome.NONE
 
 
 @dataclass(frozen=True)

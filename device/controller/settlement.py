@@ -14,9 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from device.advice_queue import Advice, AdviceQueue
+from device.controller.device_status import DispenserStatus, PresentOutcome
 from device.controller.ports import CashDispenserPort, DriverError, HostPort, HostUnavailable
 from device.journal import Journal
 from device.journal_events import JournalEvent
@@ -73,7 +73,10 @@ def open_withdrawals(journal: Journal) -> list[OpenWithdrawal]:
 
 
 def settle_from_dispenser(
-    withdrawal: OpenWithdrawal, status: Any, dispenser: CashDispenserPort, journal: Journal
+    withdrawal: OpenWithdrawal,
+    status: DispenserStatus,
+    dispenser: CashDispenserPort,
+    journal: Journal,
 ) -> tuple[str, int]:
     """(outcome, cents handed out) of an open withdrawal: "reversal", "completion" or "suspect".
 
@@ -92,7 +95,7 @@ def settle_from_dispenser(
         retracted = dispenser.retract()
         journal.record(JournalEvent.RETRACTED, stan=withdrawal.stan, amount=int(retracted.amount))
         return "reversal", max(amount - int(retracted.amount), 0)
-    if status.stacker_notes or getattr(status, "transport_notes", 0):
+    if status.stacker_notes or status.transport_notes:
         # The present command never ran (the notes would have left the stacker): reject them.
         journal.record(JournalEvent.PURGED, stan=withdrawal.stan, notes=dispenser.purge())
         return "reversal", 0
@@ -100,10 +103,9 @@ def settle_from_dispenser(
         return "reversal", 0  # the shutter was never told to open: no note left the ATM
     if withdrawal.retracted_amount is not None:
         return "reversal", max(amount - withdrawal.retracted_amount, 0)
-    outcome = getattr(status, "last_outcome", None)
-    if outcome == "retracted":
+    if status.last_outcome == PresentOutcome.RETRACTED:
         return "reversal", 0  # the device took back every note it had presented
-    if outcome == "taken" or (outcome is None and dispenser.taken()):
+    if status.last_outcome == PresentOutcome.TAKEN:
         return "completion", amount
     return "suspect", 0
 
@@ -279,9 +281,7 @@ class Settlement:
         """Notes left in the transport or stacker with no withdrawal open (a pick cut short)
         go to the reject bin, so the dispenser can pay again; returns the notes moved."""
         status = self.dispenser.status()
-        if status.presented_notes or not (
-            status.stacker_notes or getattr(status, "transport_notes", 0)
-        ):
+        if status.presented_notes or not (status.stacker_notes or status.transport_notes):
             return 0
         moved = self.dispenser.purge()
         self.journal.record(JournalEvent.PURGED, notes=moved, reason="loose notes")

@@ -14,8 +14,10 @@ from device.controller.device_status import (
     CassetteStatus,
     DispenseResult,
     DispenserStatus,
+    PresentOutcome,
     PresentResult,
     RetractResult,
+    Shutter,
 )
 from device.controller.ports import DeviceFault, DeviceTimeout, DriverError
 from device.drivers.base import ExchangeRules, SerialDriver
@@ -200,7 +202,7 @@ class CashDispenserDriver(SerialDriver):
             ],
             stacker_notes=reply.stacker_notes,
             presented_notes=reply.presented_notes,
-            shutter=reply.shutter,
+            shutter=Shutter(reply.shutter),
             reject_notes=reply.reject_notes,
             retract_notes=reply.retract_notes,
             device_ok=reply.device_ok,
@@ -209,7 +211,7 @@ class CashDispenserDriver(SerialDriver):
             transport_notes=reply.transport_notes,
             reject_amount=reply.reject_amount,
             retract_amount=reply.retract_amount,
-            last_outcome=reply.outcome,
+            last_outcome=PresentOutcome(reply.outcome),
         )
 
     def rom_version(self) -> str:
