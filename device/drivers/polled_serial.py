@@ -82,8 +82,21 @@ class PolledSerial(serial.Serial):
         return total
 
     def reset_input_buffer(self) -> None:
-        self.received += self.in_waiting
-        super().reset_input_buffer()
+        """Drop what has arrived, as tcflush would, but read it away so that every byte
+        dropped is counted (a flush could drop one that lands between a count and the flush)."""
+        fd = self.fd
+        if not self.is_open or fd is None:
+            raise PortNotOpenError()
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                raise SerialException(f"read failed: {err}") from err
+            if not chunk:
+                return
+            self.received += len(chunk)
 
 
 def _timeout(seconds: float | None) -> Timeout:

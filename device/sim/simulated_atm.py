@@ -186,9 +186,11 @@ class SimulatedAtm:
 
     def settle(self, limit: float = 2.0) -> None:
         """Step until the ATM and its devices are at rest: twice running, a step that changes
-        neither state nor screen, a pass of every link (`LinkRunner.pump`) that moves no byte,
-        and no byte waiting at a driver. Then nothing happens until a customer acts or a timer
-        runs out; `settle_seconds` adds that much real time at rest on top."""
+        neither state nor screen, a pass of every link (`LinkRunner.pump`) after which no byte
+        is on its way or waiting at a driver. Then nothing happens until a customer acts or a
+        timer runs out. A `settle_seconds` above 0 keeps the older rule instead, state and
+        screen unchanged that long (fleets and chaos runs use it; their robots wait for what
+        they need and so tolerate an early return)."""
         runners = [self.bay.runner(name) for name in DEVICE_NAMES]
         deadline = time.monotonic() + limit
         quiet_since = time.monotonic()
@@ -196,17 +198,26 @@ class SimulatedAtm:
         at_rest = 0
         while time.monotonic() < deadline:
             self.controller.step()
-            for runner in runners:
-                runner.pump()  # what a device does by itself is on its way before we look
             now_seen = (self.controller.state, self.controller.screen)
-            if now_seen != seen or self._bytes_in_flight():
+            if now_seen != seen:
                 seen, quiet_since, at_rest = now_seen, time.monotonic(), 0
                 continue
-            at_rest += 1
-            if at_rest >= 2 and time.monotonic() - quiet_since >= self.settle_seconds:
-                return
-            if at_rest >= 2:
+            if self.settle_seconds:
+                if time.monotonic() - quiet_since >= self.settle_seconds:
+                    return
                 time.sleep(POLL_SECONDS)
+                continue
+            for runner in runners:
+                runner.pump()  # what a device does by itself is on its way before we look
+            if self._bytes_in_flight():
+                # Bytes on their way: let them arrive (and other ATMs of a fleet run) before
+                # stepping again, rather than spinning on the controller.
+                at_rest = 0
+                time.sleep(POLL_SECONDS)
+                continue
+            at_rest += 1
+            if at_rest >= 2:
+                return
 
     def _bytes_in_flight(self) -> bool:
         """Whether a byte is on its way on any link or waits unread at a driver. A pty hands
