@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from device.clock import VirtualClock
+from device.controller.atm_controller import CUSTOMER_INPUT_STATES
 from device.sim.bank_stack import BankStack
 from device.sim.customers import Population, atm_profile, prepare_population
 from device.sim.fleet.robot_customer import (
@@ -50,14 +51,6 @@ FLEET_SETTLE_SECONDS = 0.01
 # check; the first one normally suffices once the host and the dispenser answer again.
 SETTLE_HEALTH_CHECKS = 24
 PROGRESS_SECONDS = 30.0  # a progress line at least this often (and at every tenth of the run)
-INPUT_STATES = (
-    "pin_entry",
-    "transaction_menu",
-    "account_selection",
-    "amount_entry",
-    "new_pin_entry",
-    "showing_result",
-)
 TEST_MAC_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"
 
 
@@ -140,7 +133,7 @@ class AtmSlot:
                 sim.take("card")
             elif sim.bay.cash_dispenser.presented.notes and state == "presenting_cash":
                 sim.take("cash")
-            elif state in INPUT_STATES and not pressed.get(state):
+            elif state in CUSTOMER_INPUT_STATES and not pressed.get(state):
                 pressed[state] = True
                 sim.press("cancel")
             else:

@@ -245,38 +245,41 @@ class _Matched(Expectation):
     def parse(cls, r: Reader, key_node: Node, node: Node) -> list[Expectation]:
         return [cls(r.where(key_node), "", _matcher(r, node, f"expect.{cls.kind}"))]
 
+    def measure(self, run: RunView) -> tuple[int, object]:
+        """The number the matcher judges, and what a failure shows as seen."""
+        raise NotImplementedError
+
+    def check(self, run: RunView) -> Failure | None:
+        count, shown = self.measure(run)
+        if _matches(count, self.expected):
+            return None
+        return self.failure(_describe_matcher(self.expected), shown)
+
 
 @dataclass(frozen=True)
 class Receipts(_Matched):
     kind = "receipts"
 
-    def check(self, run: RunView) -> Failure | None:
-        seen = len(run.receipts())
-        if _matches(seen, self.expected):
-            return None
-        return self.failure(_describe_matcher(self.expected), seen)
+    def measure(self, run: RunView) -> tuple[int, object]:
+        printed = len(run.receipts())
+        return printed, printed
 
 
 @dataclass(frozen=True)
 class CashTaken(_Matched):
     kind = "cash_taken"
 
-    def check(self, run: RunView) -> Failure | None:
-        seen = run.cash_taken
-        if _matches(seen, self.expected):
-            return None
-        return self.failure(_describe_matcher(self.expected), seen)
+    def measure(self, run: RunView) -> tuple[int, object]:
+        return run.cash_taken, run.cash_taken
 
 
 @dataclass(frozen=True)
 class AdvicesPending(_Matched):
     kind = "advices_pending"
 
-    def check(self, run: RunView) -> Failure | None:
+    def measure(self, run: RunView) -> tuple[int, object]:
         pending = run.pending_advices()
-        if _matches(len(pending), self.expected):
-            return None
-        return self.failure(_describe_matcher(self.expected), pending)
+        return len(pending), pending
 
 
 @dataclass(frozen=True)
