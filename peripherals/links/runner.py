@@ -50,7 +50,6 @@ class LinkRunner:
         self._stop = threading.Event()
         self._write_lock = threading.Lock()
         self._pump_lock = threading.Lock()
-        self._sent = 0  # writes towards the driver, so a pump can tell it caused one
         # Bytes across the link each way, for a caller comparing them with the driver's counts.
         self.bytes_to_driver = 0
         self.bytes_from_driver = 0
@@ -136,7 +135,6 @@ class LinkRunner:
         self._last_traffic = time.monotonic()
         pieces, gap = self._apply(data)
         with self._write_lock:
-            self._sent += 1
             for i, piece in enumerate(pieces):
                 if i:
                     time.sleep(gap)  # a split frame arrives in two reads
@@ -173,7 +171,7 @@ class LinkRunner:
         either way. The link thread makes the same passes; one lock keeps passes apart, so a
         caller that pumps knows that every byte sent before has been handled."""
         with self._pump_lock:
-            sent = self._sent
+            sent = self.bytes_to_driver
             data = self.endpoint.read(0.0)
             self.bytes_from_driver += len(data)
             if data:
@@ -197,4 +195,4 @@ class LinkRunner:
                     self.emulator.tick(self.emulator.clock())
                 except Exception:
                     log.exception("%s: emulator timer failed", self.emulator.NAME)
-            return bool(data) or self._sent != sent
+            return bool(data) or self.bytes_to_driver != sent
