@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 
-# 13 to 19 digits in a row is what a card number looks like in free text.
-_DIGIT_RUN = re.compile(r"(?<!\d)(\d{6})(\d{3,9})(\d{4})(?!\d)")
+# A card number is 13 to 19 digits; a longer run may hold one beside other digits
+# (a number and its expiry, say), so it is masked whole as well.
+_DIGIT_RUN = re.compile(r"\d{13,}")
 
 
 def luhn_valid(number: str) -> bool:
@@ -36,6 +37,6 @@ def mask_pan(pan: str) -> str:
 
 
 def mask_card_numbers(text: str) -> str:
-    """Every run of 13-19 digits in `text` masked like a card number (first 6, last 4): the last
-    defence of log lines, whatever put the number there."""
-    return _DIGIT_RUN.sub(lambda m: m[1] + "*" * len(m[2]) + m[3], text)
+    """Every run of 13 or more digits in `text` masked like a card number (first 6, last 4): the
+    last defence of log lines and journal entries, whatever put the number there."""
+    return _DIGIT_RUN.sub(lambda m: mask_pan(m[0]), text)

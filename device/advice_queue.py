@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from device.durable_log import DiskOps, DurableLog, DurableLogCorrupt, DurableWriteError
+from config.disk_calls import DiskCalls
+from device.durable_log import DurableLog, DurableLogCorrupt, DurableWriteError
 
 __all__ = ["Advice", "AdviceQueue", "AdviceQueueCorrupt", "DurableWriteError"]
 
@@ -43,7 +44,7 @@ def _is_advice_line(record: dict[str, Any]) -> bool:
 class AdviceQueue:
     """Pending advices in the order they were queued, persisted at every change."""
 
-    def __init__(self, path: Path, *, disk: DiskOps | None = None) -> None:
+    def __init__(self, path: Path, *, disk: DiskCalls | None = None) -> None:
         self.path = path
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)

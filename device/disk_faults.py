@@ -32,7 +32,7 @@ def _os_error(code: int, path: str | None = None) -> OSError:
 
 
 class DiskFaults:
-    """Duck-types the os calls of device.durable_log.DiskOps and peripherals' state writer."""
+    """Fits config.disk_calls.DiskCalls: the os calls of the journal, advices and device state."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -29,45 +29,15 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from config.disk_calls import REAL_DISK, DiskCalls
 
 log = logging.getLogger(__name__)
 
 CRC_KEY = "crc"
 _CHECKSUMMED = re.compile(rb'\{"crc": "([0-9a-f]{8})"(?:, |(?=\}\Z))')
 _WRITE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-
-
-class DiskOps(Protocol):
-    """The os calls a durable file makes; `device.disk_faults.DiskFaults` can stand in."""
-
-    def open(self, path: str, flags: int, mode: int = 0o777) -> int: ...
-    def write(self, fd: int, data: bytes) -> int: ...
-    def fsync(self, fd: int) -> None: ...
-    def ftruncate(self, fd: int, length: int) -> None: ...
-    def close(self, fd: int) -> None: ...
-
-
-class RealDisk:
-    """The operating system itself."""
-
-    def open(self, path: str, flags: int, mode: int = 0o777) -> int:
-        return os.open(path, flags, mode)
-
-    def write(self, fd: int, data: bytes) -> int:
-        return os.write(fd, data)
-
-    def fsync(self, fd: int) -> None:
-        os.fsync(fd)
-
-    def ftruncate(self, fd: int, length: int) -> None:
-        os.ftruncate(fd, length)
-
-    def close(self, fd: int) -> None:
-        os.close(fd)
-
-
-REAL_DISK = RealDisk()
 
 
 class DurableWriteError(OSError):
@@ -211,11 +181,11 @@ class DurableLog:
         *,
         legacy: Callable[[dict[str, Any]], bool] = lambda record: False,
         corrupt: type[DurableLogCorrupt] = DurableLogCorrupt,
-        disk: DiskOps | None = None,
+        disk: DiskCalls | None = None,
         keep_open: bool = True,
     ) -> None:
         self.path = path
-        self.disk: DiskOps = disk if disk is not None else REAL_DISK
+        self.disk: DiskCalls = disk if disk is not None else REAL_DISK
         self._legacy = legacy
         self._corrupt = corrupt
         self._keep_open = keep_open

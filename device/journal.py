@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.card_numbers import mask_pan
+from config.card_numbers import mask_card_numbers, mask_pan
+from config.disk_calls import DiskCalls
 from device.durable_log import (
     CRC_KEY,
-    DiskOps,
     DurableLog,
     DurableLogCorrupt,
     DurableWriteError,
@@ -32,7 +31,6 @@ from device.journal_events import JournalEvent, unknown_event_message
 
 log = logging.getLogger(__name__)
 
-_CARD_NUMBER = re.compile(r"\d{13,19}")
 _FORBIDDEN_KEYS = frozenset({"pin", "pin_block", "new_pin", "new_pin_block", "track1", "track2"})
 
 
@@ -48,13 +46,9 @@ class JournalCorrupt(DurableLogCorrupt, JournalError):
     """A damaged journal line with whole lines after it; the message names FILE:LINE."""
 
 
-def _mask_text(text: str) -> str:
-    return _CARD_NUMBER.sub(lambda m: mask_pan(m.group(0)), text)
-
-
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return _mask_text(value)
+        return mask_card_numbers(value)
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -88,7 +82,7 @@ def _entry(record: dict[str, Any]) -> JournalEntry:
 class Journal:
     """Appends entries; each write reaches the disk before `record` returns, or raises."""
 
-    def __init__(self, path: Path, clock_now: Any = None, *, disk: DiskOps | None = None) -> None:
+    def __init__(self, path: Path, clock_now: Any = None, *, disk: DiskCalls | None = None) -> None:
         self.path = path
         self._now = clock_now or (lambda: dt.datetime.now(dt.UTC))
         self._lock = threading.Lock()

@@ -13,12 +13,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from config.disk_calls import DiskCalls
 from peripherals.cards import TrackDamage, TrackReadError, WalletCard, damage_stripe, load_wallet
 from peripherals.cards import read_stripe as decode_stripe
 from peripherals.emulator import Clock, Emulator
 from peripherals.fault_catalogue import fault_names
 from peripherals.faults import Fault, FaultMode
-from peripherals.state_file import StateDisk, StateFileError, read_state, write_state
+from peripherals.state_file import StateFileError, read_state, write_state
 from peripherals.wire import card_reader as wire
 from peripherals.wire.card_reader import (
     CardCommand,
@@ -77,7 +78,7 @@ class CardReaderEmulator(Emulator):
     NAME = "card_reader"
     FAULTS = FAULTS
 
-    state_disk: StateDisk | None = None  # the os calls of the retain bin's saves; tests fail them
+    state_disk: DiskCalls | None = None  # the os calls of the retain bin's saves; tests fail them
 
     def __init__(
         self,

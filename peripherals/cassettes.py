@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from config.data_files import DataFile, DataFileError, Key, read_data_file
-from peripherals.state_file import StateDisk, StateFileError, read_state, write_state
+from config.disk_calls import DiskCalls
+from peripherals.state_file import StateFileError, read_state, write_state
 from peripherals.wire.cash_dispenser import CASSETTE_SLOTS, COUNTER_NAMES
 
 STATE_FILE_NAME = "cash_dispenser_state.json"
@@ -181,7 +182,7 @@ class NoteLedger:
         cassettes: tuple[Cassette, ...],
         state_file: Path | None = None,
         *,
-        disk: StateDisk | None = None,
+        disk: DiskCalls | None = None,
     ) -> None:
         self.disk = disk  # the os calls of `save` (None: the real ones); tests fail them
         self.cassettes: dict[int, Cassette] = {c.number: Cassette(**asdict(c)) for c in cassettes}
@@ -192,7 +193,7 @@ class NoteLedger:
 
     @classmethod
     def open(
-        cls, load: CassetteLoad, state_dir: Path | None, *, disk: StateDisk | None = None
+        cls, load: CassetteLoad, state_dir: Path | None, *, disk: DiskCalls | None = None
     ) -> NoteLedger:
         """The ledger of a device: resumed from its state file if there is one, else `load`."""
         if state_dir is None:

@@ -7,8 +7,7 @@ every other key. A file without "crc" was written before checksums and is read a
 
 Writing: a temporary file beside the target, one write, fsync, rename over the target, fsync the
 folder. A failed or short write raises StateWriteError and leaves the previous file in place.
-`disk` stands in for the os calls (device.disk_faults.DiskFaults fits; peripherals import
-nothing from the ATM).
+`disk` stands in for the os calls (config.disk_calls).
 """
 
 from __future__ import annotations
@@ -20,43 +19,11 @@ import os
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from config.disk_calls import REAL_DISK, DiskCalls
 
 CRC_KEY = "crc"
-
-
-class StateDisk(Protocol):
-    """The os calls a state write makes."""
-
-    def open(self, path: str, flags: int, mode: int = 0o777) -> int: ...
-    def write(self, fd: int, data: bytes) -> int: ...
-    def fsync(self, fd: int) -> None: ...
-    def close(self, fd: int) -> None: ...
-    def replace(self, source: str, target: str) -> None: ...
-    def unlink(self, path: str) -> None: ...
-
-
-class _RealDisk:
-    def open(self, path: str, flags: int, mode: int = 0o777) -> int:
-        return os.open(path, flags, mode)
-
-    def write(self, fd: int, data: bytes) -> int:
-        return os.write(fd, data)
-
-    def fsync(self, fd: int) -> None:
-        os.fsync(fd)
-
-    def close(self, fd: int) -> None:
-        os.close(fd)
-
-    def replace(self, source: str, target: str) -> None:
-        os.replace(source, target)
-
-    def unlink(self, path: str) -> None:
-        os.unlink(path)
-
-
-REAL_DISK = _RealDisk()
 
 
 class StateFileError(ValueError):
@@ -115,7 +82,7 @@ def read_state(path: Path, what: str = "device state") -> dict[str, Any]:
     return state
 
 
-def _fsync_folder(folder: Path, disk: StateDisk) -> None:
+def _fsync_folder(folder: Path, disk: DiskCalls) -> None:
     fd = disk.open(str(folder), os.O_RDONLY)
     try:
         disk.fsync(fd)
@@ -123,7 +90,7 @@ def _fsync_folder(folder: Path, disk: StateDisk) -> None:
         disk.close(fd)
 
 
-def write_state(path: Path, state: Mapping[str, Any], disk: StateDisk | None = None) -> None:
+def write_state(path: Path, state: Mapping[str, Any], disk: DiskCalls | None = None) -> None:
     """Replace `path` by `state` so that a crash or a full disk leaves the old or the new file."""
     disk = disk if disk is not None else REAL_DISK
     data = dump_state(state)

@@ -18,7 +18,7 @@ from config.card_numbers import mask_pan
 from device.advice_queue import AdviceQueue
 from device.clock import Clock
 from device.controller.controller_events import ControllerEvent
-from device.controller.device_status import CardMedia, PaperLevel
+from device.controller.device_status import CardMedia, CassetteState, PaperLevel
 from device.controller.ports import (
     CardData,
     CardReaderPort,
@@ -433,7 +433,8 @@ class AtmController:
             status = self.dispenser.status()
         except DriverError:
             return False
-        usable = [c for c in status.cassettes if c.state not in ("empty", "missing") and c.count]
+        empty = (CassetteState.EMPTY, CassetteState.MISSING)
+        usable = [c for c in status.cassettes if c.state not in empty and c.count]
         return bool(status.device_ok and usable)
 
     def _printer_ready(self) -> bool:

@@ -56,14 +56,30 @@ class CardTracks:
 # ----- PIN pad ----------------------------------------------------------------------------------
 
 
+class PinPadMode(StrEnum):
+    """What the keys do now: nothing, show digits in clear, or build a PIN block."""
+
+    IDLE = "idle"
+    PLAIN = "plain"
+    PIN_ENTRY = "pin_entry"
+
+
+class PinKeySource(StrEnum):
+    """The key the next PIN block is enciphered under."""
+
+    FIXED = "fixed"
+    DUKPT_TDES = "dukpt_tdes"
+    DUKPT_AES = "dukpt_aes"
+
+
 @dataclass(frozen=True)
 class PinPadStatus:
-    mode: str  # "idle" | "plain" | "pin_entry"
+    mode: PinPadMode
     keys_loaded: bool
     tampered: bool
     pin_ready: bool = False
     pin_block_format: int = 0
-    key_source: str = "fixed"  # "fixed" | "dukpt_tdes" | "dukpt_aes"
+    key_source: PinKeySource = PinKeySource.FIXED
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,13 @@ class PresentOutcome(StrEnum):
     RETRACTED = "retracted"
 
 
+class CassetteState(StrEnum):
+    OK = "ok"
+    LOW = "low"
+    EMPTY = "empty"
+    MISSING = "missing"
+
+
 @dataclass(frozen=True)
 class CassetteStatus:
     number: int
@@ -101,7 +124,7 @@ class CassetteStatus:
     count: int
     capacity: int
     low_threshold: int
-    state: str  # "ok" | "low" | "empty" | "missing"
+    state: CassetteState
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from device.controller.device_status import (
+    CassetteState,
     CassetteStatus,
     DispenseResult,
     DispenserStatus,
@@ -196,7 +197,7 @@ class CashDispenserDriver(SerialDriver):
                     c.count,
                     c.capacity,
                     c.low_threshold,
-                    c.state,
+                    CassetteState(c.state),
                 )
                 for c in reply.cassettes
             ],

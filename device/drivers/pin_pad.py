@@ -9,7 +9,12 @@ import logging
 import time
 from collections import deque
 
-from device.controller.device_status import EncryptedPinBlock, PinPadStatus
+from device.controller.device_status import (
+    EncryptedPinBlock,
+    PinKeySource,
+    PinPadMode,
+    PinPadStatus,
+)
 from device.controller.ports import DeviceFault
 from device.drivers.base import ExchangeRules, SerialDriver
 from peripherals.wire import pin_pad as wire
@@ -58,12 +63,12 @@ class PinPadDriver(SerialDriver):
         except wire.PinPadCodecError as err:
             raise PinPadError(f"{self.url}: bad status reply: {err}") from err
         return PinPadStatus(
-            mode=status.mode.value,
+            mode=PinPadMode(status.mode.value),
             keys_loaded=status.keys_loaded,
             tampered=status.tampered,
             pin_ready=status.pin_ready,
             pin_block_format=status.pin_block_format,
-            key_source=status.key_source,
+            key_source=PinKeySource(status.key_source),
         )
 
     def load_key(self, slot: str, tr31_block: str) -> str:
