@@ -17,7 +17,7 @@ from typing import Protocol
 
 from device import crash_points
 from device.clock import Clock, SystemClock
-from device.controller.ports import HostReply, HostUnavailable
+from device.controller.ports import HostReply, HostUnavailable, MiniStatementLine
 from host import iso8583 as iso
 from host.iso8583 import MacError, Message, MessageFormatError
 
@@ -535,7 +535,7 @@ def _account_parts(account: str | None, table: iso.FieldTable) -> tuple[str, str
 def _reply(answer: Message, sent_at: dt.datetime) -> HostReply:
     ledger = available = None
     balances_text = answer.text("54")
-    statement: tuple[dict[str, object], ...] = ()
+    statement: tuple[MiniStatementLine, ...] = ()
     try:
         for balance in iso.decode_balances(balances_text) if balances_text else []:
             if balance.amount_type == iso.LEDGER:
@@ -545,12 +545,7 @@ def _reply(answer: Message, sent_at: dt.datetime) -> HostReply:
         statement_text = answer.text("62")
         if statement_text:
             statement = tuple(
-                {
-                    "date": e.posted_at.isoformat(),
-                    "description": e.description,
-                    "amount": e.amount,
-                    "balance_after": e.balance_after,
-                }
+                MiniStatementLine(e.posted_at, e.description, e.amount, e.balance_after)
                 for e in iso.decode_statement(statement_text)
             )
     except MessageFormatError as err:

@@ -307,7 +307,7 @@ class CashDispenserEmulator(Emulator):
         if isinstance(command, wire.ExtStatusCommand):
             return self._ext_status()
         assert isinstance(command, wire.Exchange)
-        return wire.ExchangeReply(self._exchange(command))
+        return wire.ExchangeReply(self._swap_cassettes(command))
 
     # ----- status ----------------------------------------------------------------------------
 
@@ -546,7 +546,7 @@ class CashDispenserEmulator(Emulator):
         self.ledger.purge()
         return ErrorCode.GOOD
 
-    def _exchange(self, command: wire.Exchange) -> ErrorCode:
+    def _swap_cassettes(self, command: wire.Exchange) -> ErrorCode:
         ledger = self.ledger
         if any(ledger.notes(place) for place in ("transport", "stacker", "presented")):
             return ErrorCode.STACKER_BUSY

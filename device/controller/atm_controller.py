@@ -1004,7 +1004,7 @@ class AtmController:
             title = "Transfer done"
         elif kind == "statement":
             rows = [
-                f"{str(line.get('date', ''))[:10]} {money(int(line.get('amount', 0)), symbol)}"
+                f"{line.posted_at.date().isoformat()} {money(line.amount, symbol)}"
                 for line in reply.statement
             ]
             body = "\n".join(rows) or "No recent entries"

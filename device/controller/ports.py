@@ -6,9 +6,9 @@ The real drivers (device/drivers) and the ISO 8583 host link satisfy these; unit
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from config.card_numbers import mask_pan
 from device.controller.device_status import (
@@ -128,13 +128,23 @@ class PinBlock:
 
 
 @dataclass(frozen=True)
+class MiniStatementLine:
+    """One line of a mini statement as the host sent it."""
+
+    posted_at: dt.datetime
+    description: str
+    amount: int  # cents, negative for a debit
+    balance_after: int  # cents
+
+
+@dataclass(frozen=True)
 class HostReply:
     response_code: str
     stan: str
     transmitted_at: dt.datetime
     ledger_balance: int | None = None
     available_balance: int | None = None
-    statement: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    statement: tuple[MiniStatementLine, ...] = ()
 
     @property
     def approved(self) -> bool:

@@ -46,7 +46,7 @@ def test_withdrawal_round_trip(client: HostClient, bank_engine: sa.Engine, pin_f
     assert client.complete(withdrawal.stan, withdrawal.transmitted_at.isoformat(), 3000) == "00"
     assert balances(bank_engine, "10000001") == (247000, 247000)
     statement = client.mini_statement(CARD, pin, "checking")
-    assert [line["amount"] for line in statement.statement] == [250000, -3000]
+    assert [line.amount for line in statement.statement] == [250000, -3000]
     second = client.withdraw(CARD, pin, "checking", 2000)
     assert client.reverse(second.stan, second.transmitted_at.isoformat(), 2000, 500) == "00"
     assert balances(bank_engine, "10000001") == (246500, 246500)

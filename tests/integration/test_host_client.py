@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from device.clock import VirtualClock
-from device.controller.ports import CardData, HostUnavailable, PinBlock
+from device.controller.ports import CardData, HostUnavailable, MiniStatementLine, PinBlock
 from device.host_client import (
     HostClient,
     HostProtocolError,
@@ -98,14 +98,7 @@ def test_balance_and_mini_statement_answers_are_read(client: HostClient) -> None
     statement = client.mini_statement(CARD, PIN, "checking")
     verified = client.verify_pin(CardData(CARD.pan, CARD.expiry), PinBlock(bytes(16), 4))
     assert (balance.ledger_balance, balance.available_balance) == (250000, 245000)
-    assert statement.statement == (
-        {
-            "date": POSTED.isoformat(),
-            "description": "ATM withdrawal",
-            "amount": -5000,
-            "balance_after": 245000,
-        },
-    )
+    assert statement.statement == (MiniStatementLine(POSTED, "ATM withdrawal", -5000, 245000),)
     assert verified.approved and verified.ledger_balance is None  # verify-only shows no balance
 
 
