@@ -6,8 +6,10 @@ holds thousands; poll() has no such limit. Everything else is pyserial's own por
 
 from __future__ import annotations
 
+import errno
 import os
 import select
+import termios
 
 import serial
 from serial.serialutil import PortNotOpenError, SerialException, SerialTimeoutException, Timeout
@@ -80,6 +82,21 @@ class PolledSerial(serial.Serial):
                 raise SerialTimeoutException("Write timeout")
             poller.poll(_milliseconds(timeout))
         return total
+
+    def flush(self) -> None:
+        """Wait until the written bytes have left (tcdrain). A stop signal (SIGSTOP, a debugger or
+        profiler attaching) interrupts tcdrain, which Python does not restart: wait again."""
+        fd = self.fd
+        if not self.is_open or fd is None:
+            raise PortNotOpenError()
+        while True:
+            try:
+                termios.tcdrain(fd)
+                return
+            except termios.error as err:
+                if err.args and err.args[0] == errno.EINTR:
+                    continue
+                raise SerialException(f"flush failed: {err}") from err
 
     def reset_input_buffer(self) -> None:
         """Drop what has arrived, as tcflush would, but read it away so that every byte
