@@ -21,6 +21,7 @@ import serial
 from device import crash_points
 from device.controller.ports import DeviceTimeout, LinkError
 from device.drivers.polled_serial import PolledSerial
+from device.drivers.tcp_serial import TcpSerial
 from peripherals.wire.framing import FrameEvent, Framer
 
 ACK = 0x06  # every protocol here acknowledges a received frame with this one byte
@@ -39,6 +40,11 @@ def open_port(url: str, *, baudrate: int = 9600, timeout: float = 0.5, **options
             return PolledSerial(
                 url, baudrate=baudrate, timeout=timeout, write_timeout=2.0, **options
             )
+        if url.startswith("socket://"):
+            port = TcpSerial(None, baudrate=baudrate, timeout=timeout, write_timeout=2.0, **options)
+            port.port = url
+            port.open()
+            return port
         return serial.serial_for_url(
             url, baudrate=baudrate, timeout=timeout, write_timeout=2.0, **options
         )
