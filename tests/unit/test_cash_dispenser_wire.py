@@ -357,6 +357,15 @@ def test_the_same_sequence_after_a_present_is_a_new_dispense() -> None:
     assert emulator.cassettes[0].count == 298
 
 
+def test_a_device_unresponsive_once_ignores_one_command_and_answers_the_next() -> None:
+    emulator = CashDispenserEmulator(LOAD)
+    emulator.faults.inject("unresponsive", mode="once")
+    raw = wire.StatusCommand().encode()
+    assert exchange(emulator, raw) == []  # no ACK, no reply: the driver's cue to send again
+    reply = wire.decode_reply(acked_reply(exchange(emulator, raw)))
+    assert isinstance(reply, wire.StatusReply) and reply.ok
+
+
 def test_lcdm_upper_dispense_delivers_to_the_exit() -> None:
     emulator = CashDispenserEmulator(LOAD)
     frame = acked_reply(exchange(emulator, h("04 50 02 45 31 30 03 11")))

@@ -320,6 +320,15 @@ def test_once_fault_latches_until_cleared() -> None:
     assert printer.condition().cutter_error is False
 
 
+def test_a_fault_armed_in_the_middle_of_a_stream_stops_the_rest() -> None:
+    printer = ReceiptPrinterEmulator()
+    printer.receive(b"printed\n")
+    printer.faults.inject("jam")
+    printer.receive(b"not printed\n\x1dV\x00")
+    (receipt,) = printer.receipts
+    assert (receipt.text, receipt.cut) == ("printed\n", False)
+
+
 def test_from_config_checks_its_section(tmp_path: Path) -> None:
     printer = ReceiptPrinterEmulator.from_config(
         {"paper_length_lines": 300, "near_end_lines": 30}, state_dir=tmp_path
