@@ -190,6 +190,9 @@ class CardReaderEmulator(Emulator):
         with self.lock:
             return self._unacked is not None
 
+    def waiting_on_link(self) -> bool:
+        return self.awaiting_ack
+
     def insert_card(self, card: WalletCard | str) -> MediaState:
         """A customer pushes a card (or a wallet card id) into the slot; returns where it ends.
 

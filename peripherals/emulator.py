@@ -60,6 +60,11 @@ class Emulator(ABC):
         runner then keeps ticking it often even while the line is quiet)."""
         return False
 
+    def waiting_on_link(self) -> bool:
+        """Whether the device has sent a reply still unacknowledged, which it sends again after
+        a link timeout of its own (in real time: bytes cross the link in real time)."""
+        return False
+
     def status(self) -> dict[str, Any]:
         """A snapshot for operator panels and tests."""
         return {"device": self.NAME, "faults": [f.describe() for f in self.faults.active()]}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import serial
 
@@ -74,6 +74,36 @@ class ExchangeStats:
     refused: int = 0  # damaged frames from the device answered with NAK
 
 
+class Deadlines(Protocol):
+    """The clock a driver's ACK and reply deadlines run on, and how it passes while nothing
+    arrives. REAL_TIME is the machine's; a simulator may put the deadlines on its virtual clock
+    (device/sim/virtual_deadlines.py)."""
+
+    def now(self) -> float: ...
+
+    def wait_slice(self, remaining: float) -> float:
+        """Real seconds to wait for bytes before asking again, `remaining` being left."""
+        ...
+
+    def nothing_arrived(self, deadline: float) -> None:
+        """A wait slice passed in silence; `deadline` is what the driver waits for."""
+        ...
+
+
+class _RealTime:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait_slice(self, remaining: float) -> float:
+        return remaining
+
+    def nothing_arrived(self, deadline: float) -> None:
+        """Real time has passed by itself."""
+
+
+REAL_TIME: Deadlines = _RealTime()
+
+
 class Refused(DeviceTimeout):
     """Every send of a command was answered NAK: like silence, the command never got through."""
 
@@ -95,6 +125,7 @@ class SerialDriver:
         self.stats = ExchangeStats()
         self._unread: deque[FrameEvent[Any]] = deque()  # read past the end of an exchange
         self._crash = _CommandTrail()
+        self.deadlines = REAL_TIME
 
     # ----- one exchange ----------------------------------------------------------------------
 
@@ -156,7 +187,7 @@ class SerialDriver:
         """The reply to the command just sent, or why there is none."""
         acknowledged = False
         refused = 0
-        deadline = time.monotonic() + rules.ack_timeout
+        deadline = self.deadlines.now() + rules.ack_timeout
         while (event := self._next_event(framer, deadline)) is not None:
             if event.frame is not None:
                 self.write(bytes((ACK,)))
@@ -169,12 +200,12 @@ class SerialDriver:
                     self._refuse(event)
                 if rules.damaged_frame_acks and not acknowledged:
                     acknowledged = True
-                    deadline = time.monotonic() + wait
+                    deadline = self.deadlines.now() + wait
             elif acknowledged:
                 continue  # the command is in: an ACK or NAK of an earlier send changes nothing
             elif event.control == ACK:
                 acknowledged = True
-                deadline = time.monotonic() + wait
+                deadline = self.deadlines.now() + wait
             elif event.control == NAK:
                 return _Unanswered.NAK
         return _Unanswered.NO_REPLY if acknowledged else _Unanswered.NO_ACK
@@ -224,19 +255,20 @@ class SerialDriver:
             raise LinkError(f"{self.url}: write failed: {err}") from err
 
     def read_some(self, deadline: float) -> bytes:
-        """Whatever bytes arrive before `deadline` (time.monotonic); b"" when it passes."""
+        """Whatever bytes arrive before `deadline` (on `self.deadlines`); b"" when it passes."""
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.deadlines.now()
             if remaining <= 0:
                 return b""
+            wait = self.deadlines.wait_slice(remaining)
             try:
                 waiting = max(1, self.port.in_waiting)
                 if isinstance(self.port, PolledSerial):
-                    data: bytes = self.port.read_within(waiting, remaining)
+                    data: bytes = self.port.read_within(waiting, wait)
                 else:
                     # setting the timeout reconfigures a pty, which fails once its other end is
                     # gone
-                    self.port.timeout = min(remaining, 0.05)
+                    self.port.timeout = min(wait, 0.05)
                     data = self.port.read(waiting)
             except (serial.SerialException, OSError) as err:
                 raise LinkError(f"{self.url}: read failed: {err}") from err
@@ -244,6 +276,7 @@ class SerialDriver:
                 if crash_points.active:
                     self._crash.inbox += data
                 return data
+            self.deadlines.nothing_arrived(deadline)
 
     def read_waiting(self) -> bytes:
         """Whatever has already arrived, without waiting (and outside the crash trail's inbox:

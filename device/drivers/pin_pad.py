@@ -6,7 +6,6 @@ The ATM sees key events and enciphered PIN blocks only; a clear PIN never reache
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 
 from device.controller.device_status import (
@@ -122,9 +121,9 @@ class PinPadDriver(SerialDriver):
 
     def poll_events(self, timeout: float = 0.0) -> list[KeyEvent]:
         """The key events received so far; waits up to `timeout` seconds for a first one."""
-        deadline = time.monotonic() + timeout
+        deadline = self.deadlines.now() + timeout
         self.receive(self._framer, self._take, self.read_waiting())
-        while not self._events and time.monotonic() < deadline:
+        while not self._events and self.deadlines.now() < deadline:
             self.receive(self._framer, self._take, self.read_some(deadline))
         events = list(self._events)
         self._events.clear()

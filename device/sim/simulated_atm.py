@@ -14,6 +14,7 @@ from typing import Any
 from device.advice_queue import AdviceQueue
 from device.clock import Clock, SystemClock, VirtualClock
 from device.controller.atm_controller import AtmController, ControllerConfig
+from device.drivers.base import SerialDriver
 from device.drivers.card_reader import CardReaderDriver
 from device.drivers.cash_dispenser import CashDispenserDriver, plan_notes
 from device.drivers.pin_pad import PinPadDriver
@@ -22,6 +23,7 @@ from device.drivers.receipt_printer import ReceiptPrinterDriver
 from device.host_client import HostClient, StanCounter
 from device.journal import Journal
 from device.screens import DEFAULT_SCREENS, RenderedScreen, load_screens
+from device.sim.virtual_deadlines import VirtualDeadlines
 from peripherals.cards import load_wallet
 from peripherals.harness.bay import DeviceBay
 from peripherals.harness.profile import AtmProfile, load_profile
@@ -57,6 +59,7 @@ class SimulatedAtm:
         session_timeout_seconds: float = 120.0,
         host_timeout: float = 10.0,
         settle_seconds: float = SETTLE_SECONDS,
+        virtual_deadlines: bool = False,
     ) -> None:
         if not isinstance(profile, AtmProfile):
             profile = load_profile(profile) if profile is not None else None
@@ -76,6 +79,9 @@ class SimulatedAtm:
         self.host_timeout = host_timeout
         self.session_timeout_seconds = session_timeout_seconds
         self.settle_seconds = settle_seconds
+        # Drivers' deadlines on the virtual clock (device/sim/virtual_deadlines.py): for an ATM
+        # that owns its clock, as a scenario's does; a fleet's ATMs share one.
+        self.virtual_deadlines = virtual_deadlines and isinstance(self.clock, VirtualClock)
         self.screens_shown: list[RenderedScreen] = []
         self._controller: AtmController | None = None
         self._drivers: list[Any] = []
@@ -100,7 +106,15 @@ class SimulatedAtm:
         printer = ReceiptPrinterDriver(self.bay.url("receipt_printer"))
         self._drivers = [card_reader, pin_pad, dispenser, printer]
         for name, driver in zip(DEVICE_NAMES, self._drivers, strict=True):
-            self.bay.runner(name).count_from(driver.port.in_waiting)
+            runner = self.bay.runner(name)
+            runner.count_from(driver.port.in_waiting)
+            if (
+                self.virtual_deadlines
+                and isinstance(self.clock, VirtualClock)
+                and isinstance(driver, SerialDriver)
+                and isinstance(driver.port, PolledSerial)
+            ):
+                driver.deadlines = VirtualDeadlines(self.clock, runner, driver.port)
         card_reader.initialise()
         self._host_client = HostClient(
             self.host_address.host,
@@ -161,6 +175,7 @@ class SimulatedAtm:
             session_timeout_seconds=self.session_timeout_seconds,
             host_timeout=self.host_timeout,
             settle_seconds=self.settle_seconds,
+            virtual_deadlines=self.virtual_deadlines,
         )
 
     def __enter__(self) -> SimulatedAtm:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from peripherals.emulator import Emulator
 from peripherals.fault_catalogue import LINK, fault_names
@@ -53,6 +54,8 @@ class LinkRunner:
         # Bytes across the link each way, for a caller comparing them with the driver's counts.
         self.bytes_to_driver = 0
         self.bytes_from_driver = 0
+        self._holders = 0  # passes carrying bytes that a fault or line timing may hold back
+        self._holders_lock = threading.Lock()
         self._last_traffic = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name=f"{THREAD_PREFIX}link-{emulator.NAME}", daemon=True
@@ -125,6 +128,34 @@ class LinkRunner:
             return [data[:at], data[at:]], float(split.params.get("gap", SPLIT_GAP_SECONDS))
         return [data], 0.0
 
+    @property
+    def holding(self) -> bool:
+        """Whether bytes are crossing with a link fault armed or line timing on, so may be held
+        back. Set before a fault is taken and cleared once its bytes are delivered: whoever
+        reads `faults.active()` and then `holding` sees one or the other while a fault acts."""
+        return self._holders > 0
+
+    def _cross(self, data: bytes, deliver: Callable[[bytes], bool]) -> None:
+        """Carry `data` over the link, faults applied, to `deliver` piece by piece (it returns
+        False to stop)."""
+        held = self.line_timing or bool(self.faults.active())
+        if held:
+            with self._holders_lock:
+                self._holders += 1
+        try:
+            pieces, gap = self._apply(data)
+            for i, piece in enumerate(pieces):
+                if i:
+                    time.sleep(gap)  # a split frame arrives in two reads
+                for chunk in self._paced(piece):
+                    self._wait_line(chunk)
+                    if not deliver(chunk):
+                        return
+        finally:
+            if held:
+                with self._holders_lock:
+                    self._holders -= 1
+
     def _poll_seconds(self) -> float:
         quiet = time.monotonic() - self._last_traffic >= self.QUIET_AFTER_SECONDS
         if quiet and not self.emulator.timer_running():
@@ -133,19 +164,18 @@ class LinkRunner:
 
     def _to_driver(self, data: bytes) -> None:
         self._last_traffic = time.monotonic()
-        pieces, gap = self._apply(data)
+
+        def write(chunk: bytes) -> bool:
+            try:
+                self.endpoint.write(chunk)
+            except LinkClosed as err:
+                log.warning("%s: %d bytes not sent: %s", self.url, len(chunk), err)
+                return False
+            self.bytes_to_driver += len(chunk)
+            return True
+
         with self._write_lock:
-            for i, piece in enumerate(pieces):
-                if i:
-                    time.sleep(gap)  # a split frame arrives in two reads
-                for chunk in self._paced(piece):
-                    self._wait_line(chunk)
-                    try:
-                        self.endpoint.write(chunk)
-                        self.bytes_to_driver += len(chunk)
-                    except LinkClosed as err:
-                        log.warning("%s: %d bytes not sent: %s", self.url, len(piece), err)
-                        return
+            self._cross(data, write)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -165,6 +195,14 @@ class LinkRunner:
             self.bytes_to_driver = waiting_at_driver
             self.bytes_from_driver = 0
 
+    def _to_emulator(self, chunk: bytes) -> bool:
+        with self.emulator.lock:
+            try:
+                self.emulator.receive(chunk)
+            except Exception:  # a device bug must not kill the link thread
+                log.exception("%s: emulator failed on input", self.emulator.NAME)
+        return True
+
     def pump(self) -> bool:
         """One pass of the link, in the calling thread: what the driver sent reaches the
         emulator, and the emulator's timers run at its clock's time. True if a byte crossed
@@ -179,17 +217,7 @@ class LinkRunner:
                 # On a link, each chunk the driver sends is a command: an `on_command` fault
                 # counts them, and would never fire if nothing did.
                 self.faults.command_seen()
-                pieces, gap = self._apply(data)
-                for i, piece in enumerate(pieces):
-                    if i:
-                        time.sleep(gap)
-                    for chunk in self._paced(piece):
-                        self._wait_line(chunk)
-                        with self.emulator.lock:
-                            try:
-                                self.emulator.receive(chunk)
-                            except Exception:  # a device bug must not kill the link thread
-                                log.exception("%s: emulator failed on input", self.emulator.NAME)
+                self._cross(data, self._to_emulator)
             with self.emulator.lock:
                 try:
                     self.emulator.tick(self.emulator.clock())

@@ -334,6 +334,7 @@ class _Run:
             clock=self.clock,
             session_timeout_seconds=self.scenario.atm.session_timeout,
             host_timeout=self.scenario.atm.host_timeout,
+            virtual_deadlines=True,
         )
         self.recovery = self.sim.start()
         # Each event as soon as it is on disk, inside the controller's own step: where
