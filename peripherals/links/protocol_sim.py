@@ -46,6 +46,10 @@ class Serial(SerialBase):  # pyserial looks for a handler's port class by this n
         LIVE.add("port", url, self)
 
     def close(self) -> None:
+        # io.IOBase.__del__ closes the port again when it is collected; the garbage collector may
+        # run that while this thread holds the registry's lock, so a closed port must not take it.
+        if not self.is_open and self._endpoint is None:
+            return
         if self._endpoint is not None:
             self._endpoint.disconnect(self)
             self._endpoint = None

@@ -276,3 +276,23 @@ def test_the_registry_sees_open_links_and_forgets_closed_ones() -> None:
     runner.stop()
     assert all(e.resource not in (runner, endpoint) for e in LIVE.entries())
     assert wait_for(lambda: not runner.alive)
+
+
+def test_a_sim_port_closed_again_takes_no_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # io.IOBase.__del__ closes a collected port again, and the garbage collector may run that
+    # while the same thread holds the registry's lock, which is not re-entrant. A lock of its
+    # own for this test: a deadlock then stops one thread, not every later test.
+    with LinkRunner(Recorder(), SimEndpoint("closed-twice")) as runner:
+        driver = SerialDriver(runner.url)
+        driver.close()
+        monkeypatch.setattr(LIVE, "_lock", threading.Lock())
+
+        def close_again_under_the_lock() -> None:
+            with LIVE._lock:
+                driver.port.close()
+
+        closer = threading.Thread(target=close_again_under_the_lock, daemon=True)
+        closer.start()
+        closer.join(2.0)
+        monkeypatch.undo()
+        assert not closer.is_alive()
