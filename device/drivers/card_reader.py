@@ -6,7 +6,6 @@ Card number, expiry and service code come from track 2; a full card number is ne
 from __future__ import annotations
 
 import logging
-import math
 import re
 from types import TracebackType
 from typing import Literal, cast
@@ -88,9 +87,9 @@ class CardReaderDriver(SerialDriver):
 
     def __init__(self, url: str, *, timeout: float = wire.REPLY_TIMEOUT) -> None:
         super().__init__(url, timeout=timeout)
-        # The host keeps no inter-byte rule of its own: a reply that stalls mid-frame is waited
-        # for until the reply deadline, never refused.
-        self._framer = wire.FrameReader(inter_byte_timeout=math.inf)
+        # The line's 250 ms inter-byte rule holds both ways: a reply that stalls mid-frame is
+        # dropped and refused with NAK when its late bytes come, and the reader sends it again.
+        self._framer = wire.FrameReader()
 
     def __enter__(self) -> CardReaderDriver:
         return self
