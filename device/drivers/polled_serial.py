@@ -35,7 +35,7 @@ class PolledSerial(serial.Serial):
         if not self.is_open or fd is None:
             raise PortNotOpenError()
         received = bytearray()
-        timeout = _timeout(seconds)
+        timeout = serial_timeout(seconds)
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while len(received) < size:
@@ -65,7 +65,7 @@ class PolledSerial(serial.Serial):
             raise PortNotOpenError()
         view = memoryview(bytes(data))
         total = len(view)
-        timeout = _timeout(self.write_timeout)
+        timeout = serial_timeout(self.write_timeout)
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
         while view:
@@ -116,7 +116,7 @@ class PolledSerial(serial.Serial):
             self.received += len(chunk)
 
 
-def _timeout(seconds: float | None) -> Timeout:
+def serial_timeout(seconds: float | None) -> Timeout:
     # pyserial's Timeout takes None for "no limit", though its type stubs say float only.
     return Timeout(seconds)  # type: ignore[arg-type]
 

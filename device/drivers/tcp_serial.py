@@ -1,12 +1,17 @@
-"""pyserial's socket:// port as a driver needs it: each write leaves at once, and a close does not
-sleep (pyserial waits 0.3 s after every close for servers slow to take a new connection)."""
+"""pyserial's socket:// port as a driver needs it: each write leaves at once, waits use poll(2)
+(select cannot watch a descriptor above 1023, and a fleet of ATMs holds thousands), and a close
+does not sleep (pyserial waits 0.3 s after every close for servers slow to take a new one)."""
 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 
+from serial.serialutil import PortNotOpenError, SerialException, SerialTimeoutException, Timeout
 from serial.urlhandler.protocol_socket import Serial as SocketSerial
+
+from device.drivers.polled_serial import serial_timeout
 
 
 class TcpSerial(SocketSerial):
@@ -16,10 +21,9 @@ class TcpSerial(SocketSerial):
 
     def open(self) -> None:
         super().open()
-        assert self._socket is not None
         # Nagle's algorithm would hold a short command back until the last reply's segment is
         # acknowledged: a delayed ACK of about 40 ms on every exchange.
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._connection().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def close(self) -> None:
         if not self.is_open:
@@ -30,3 +34,69 @@ class TcpSerial(SocketSerial):
                 connection.shutdown(socket.SHUT_RDWR)
             connection.close()
         self.is_open = False
+
+    @property
+    def in_waiting(self) -> int:
+        """1 when something can be read (a socket does not say how much), as pyserial's."""
+        return int(self._ready(select.POLLIN, Timeout(0)))
+
+    def read(self, size: int = 1) -> bytes:
+        connection = self._connection()
+        received = bytearray()
+        timeout = serial_timeout(self.timeout)
+        while len(received) < size:
+            if not self._ready(select.POLLIN, timeout):
+                break
+            try:
+                chunk = connection.recv(size - len(received))
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as err:
+                raise SerialException(f"read failed: {err}") from err
+            if not chunk:
+                raise SerialException("socket disconnected")
+            received += chunk
+            if timeout.expired():
+                break
+        return bytes(received)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        connection = self._connection()
+        view = memoryview(bytes(data))
+        total = len(view)
+        timeout = serial_timeout(self.write_timeout)
+        while view:
+            try:
+                view = view[connection.send(view) :]
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as err:
+                raise SerialException(f"write failed: {err}") from err
+            if timeout.expired():
+                raise SerialTimeoutException("Write timeout")
+            self._ready(select.POLLOUT, timeout)
+        return total
+
+    def reset_input_buffer(self) -> None:
+        connection = self._connection()
+        while self._ready(select.POLLIN, Timeout(0)):
+            try:
+                if not connection.recv(4096):
+                    return  # the other end closed; the next read says so
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                raise SerialException(f"read failed: {err}") from err
+
+    def _connection(self) -> socket.socket:
+        if not self.is_open or self._socket is None:
+            raise PortNotOpenError()
+        return self._socket
+
+    def _ready(self, event: int, timeout: Timeout) -> bool:
+        poller = select.poll()
+        poller.register(self._connection(), event)
+        if timeout.is_infinite:
+            return bool(poller.poll())
+        return bool(poller.poll(max(0, int(timeout.time_left() * 1000 + 0.999))))

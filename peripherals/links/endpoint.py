@@ -12,6 +12,7 @@ import os
 import select
 import termios
 import tty
+from collections.abc import Iterable
 from typing import Protocol
 
 from peripherals.links.registry import LIVE
@@ -105,12 +106,18 @@ class PtyEndpoint:
         LIVE.remove(self)
 
 
-def _wait_for(fd: int, event: int, timeout: float) -> bool:
-    """Whether `fd` is ready for `event` within `timeout` seconds.
+def ready_descriptors(fds: Iterable[int], event: int, timeout: float) -> set[int]:
+    """Those of `fds` ready for `event` within `timeout` seconds (empty when none is).
 
     poll(2), not select(2): select cannot watch a descriptor above 1023, and a process serving a
     fleet of ATMs holds thousands.
     """
     poller = select.poll()
-    poller.register(fd, event)
-    return bool(poller.poll(max(0, int(timeout * 1000 + 0.999))))
+    for fd in fds:
+        poller.register(fd, event)
+    return {fd for fd, _ in poller.poll(max(0, int(timeout * 1000 + 0.999)))}
+
+
+def _wait_for(fd: int, event: int, timeout: float) -> bool:
+    """Whether `fd` is ready for `event` within `timeout` seconds."""
+    return bool(ready_descriptors((fd,), event, timeout))

@@ -11,7 +11,7 @@ import select
 import socket
 import threading
 
-from peripherals.links.endpoint import LinkClosed
+from peripherals.links.endpoint import LinkClosed, ready_descriptors
 from peripherals.links.registry import LIVE
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ class SocketEndpoint:
         self._closed = False
         LIVE.add("endpoint", self.url, self)
 
+    def fileno(self) -> int:
+        """The listening socket's descriptor."""
+        return self._listener.fileno()
+
     @property
     def connected(self) -> bool:
         return self._client is not None
@@ -44,12 +48,11 @@ class SocketEndpoint:
             raise LinkClosed(self.url)
         watch = [self._listener] if self._client is None else [self._listener, self._client]
         try:
-            ready, _, _ = select.select(watch, [], [], timeout)
+            return bool(_ready(watch, select.POLLIN, timeout))
         except (OSError, ValueError) as err:  # closed under our feet
             if self._closed:
                 raise LinkClosed(self.url) from err
             return False
-        return bool(ready)
 
     def read(self, timeout: float) -> bytes:
         if self._closed:
@@ -57,7 +60,7 @@ class SocketEndpoint:
         client = self._client
         watch = [self._listener] if client is None else [self._listener, client]
         try:
-            ready, _, _ = select.select(watch, [], [], timeout)
+            ready = _ready(watch, select.POLLIN, timeout)
         except (OSError, ValueError) as err:  # closed under our feet
             if self._closed:
                 raise LinkClosed(self.url) from err
@@ -92,8 +95,7 @@ class SocketEndpoint:
                 # select + send keeps the socket non-blocking for the reader thread
                 view = memoryview(data)
                 while view:
-                    _, ready, _ = select.select([], [client], [], self.WRITE_TIMEOUT)
-                    if not ready:
+                    if not _ready([client], select.POLLOUT, self.WRITE_TIMEOUT):
                         raise LinkClosed(f"{self.url}: write timed out (driver not reading)")
                     view = view[client.send(view) :]
             except (OSError, ValueError) as err:
@@ -136,3 +138,9 @@ class SocketEndpoint:
                 self._client = None
         with contextlib.suppress(OSError):
             client.close()
+
+
+def _ready(sockets: list[socket.socket], event: int, timeout: float) -> list[socket.socket]:
+    """Those of `sockets` ready for `event` within `timeout` seconds (poll: no fd limit)."""
+    ready = ready_descriptors([s.fileno() for s in sockets], event, timeout)
+    return [s for s in sockets if s.fileno() in ready]

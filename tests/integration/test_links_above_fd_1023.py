@@ -1,10 +1,11 @@
 """Links whose descriptors are above 1023, as in one process running a fleet of ATMs: select()
-cannot watch them, so drivers and pty endpoints must wait with poll()."""
+cannot watch them, so drivers and endpoints (pty and socket) must wait with poll()."""
 
 from __future__ import annotations
 
 import os
 import resource
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from device.drivers.receipt_printer import ReceiptPrinterDriver
 from peripherals.links.endpoint import PtyEndpoint
 from peripherals.links.runner import LinkRunner
+from peripherals.links.socket_endpoint import SocketEndpoint
 from peripherals.receipt_printer import ReceiptPrinterEmulator
 
 HIGH_FD = 1100
@@ -48,5 +50,25 @@ def test_a_driver_prints_and_reads_status_over_a_pty_above_fd_1023(
             driver.print_receipt(["WITHDRAWAL      20.00"], title="ATM")
         finally:
             driver.close()
+    receipt = emulator.receipts[-1]
+    assert receipt.cut and "WITHDRAWAL      20.00" in receipt.text
+
+
+def test_a_driver_prints_and_reads_status_over_a_socket_above_fd_1023(
+    low_descriptors_taken: None,
+) -> None:
+    emulator = ReceiptPrinterEmulator()
+    endpoint = SocketEndpoint()
+    with LinkRunner(emulator, endpoint) as runner:
+        driver = ReceiptPrinterDriver(runner.url)
+        try:
+            assert driver.port.fileno() > 1023 and endpoint.fileno() > 1023
+            assert driver.status().answered
+            driver.print_receipt(["WITHDRAWAL      20.00"], title="ATM")
+        finally:
+            driver.close()
+    deadline = time.monotonic() + 2.0
+    while not emulator.receipts and time.monotonic() < deadline:
+        time.sleep(0.01)  # the last bytes may still be crossing the socket
     receipt = emulator.receipts[-1]
     assert receipt.cut and "WITHDRAWAL      20.00" in receipt.text
