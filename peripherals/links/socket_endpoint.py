@@ -92,7 +92,7 @@ class SocketEndpoint:
             if client is None:
                 raise LinkClosed(f"{self.url}: no driver connected")
             try:
-                # select + send keeps the socket non-blocking for the reader thread
+                # poll + send keeps the socket non-blocking for the reader thread
                 view = memoryview(data)
                 while view:
                     if not _ready([client], select.POLLOUT, self.WRITE_TIMEOUT):
