@@ -44,6 +44,21 @@ def test_three_atms_serve_every_session_and_the_books_balance(
     assert rows and all(balance == lines_sum for _, balance, lines_sum in rows)
 
 
+def test_customers_go_on_without_a_receipt_when_the_printer_is_out_of_paper(
+    bank_stack: BankStack, tmp_path: Path
+) -> None:
+    config = FleetConfig(atms=1, sessions=3, seed=5, customers=6)
+    with Fleet(config, bank_stack, tmp_path / "run") as fleet:
+        fleet.slots[0].atm.bay.inject("receipt_printer", "paper_out")
+        report = fleet.run()
+        shown = [s.name for s in fleet.slots[0].atm.screens_shown]
+    assert "receipt_unavailable" in shown
+    outcomes = report.outcomes()
+    assert "no transaction" not in outcomes, outcomes
+    assert sum(n for o, n in outcomes.items() if o == "approved" or o.startswith("declined")) == 3
+    assert report.ok, report.summary()
+
+
 def test_generated_customers_and_terminals_exist_in_bank_and_wallet(
     bank_stack: BankStack, tmp_path: Path
 ) -> None:

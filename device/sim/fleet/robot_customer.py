@@ -202,6 +202,9 @@ class SessionDriver:
         if screen == "more_time":
             self._press("F4")
             return True
+        if screen == "receipt_unavailable":
+            self._press("F4")  # go on without a receipt, as most customers do
+            return True
         if state == "pin_entry":
             if self._pin_tries >= 3:
                 self._press("F8")
