@@ -39,7 +39,7 @@ class PolledSerial(serial.Serial):
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while len(received) < size:
-            if not poller.poll(_milliseconds(timeout)):
+            if not poller.poll(poll_milliseconds(timeout)):
                 break  # the read timeout passed
             try:
                 chunk = os.read(fd, size - len(received))
@@ -80,7 +80,7 @@ class PolledSerial(serial.Serial):
                 raise SerialException(f"write failed: {err}") from err
             if timeout.expired():
                 raise SerialTimeoutException("Write timeout")
-            poller.poll(_milliseconds(timeout))
+            poller.poll(poll_milliseconds(timeout))
         return total
 
     def flush(self) -> None:
@@ -121,7 +121,7 @@ def serial_timeout(seconds: float | None) -> Timeout:
     return Timeout(seconds)  # type: ignore[arg-type]
 
 
-def _milliseconds(timeout: Timeout) -> int | None:
+def poll_milliseconds(timeout: Timeout) -> int | None:
     """poll()'s timeout for what is left of a pyserial Timeout (None: wait as long as it takes)."""
     if timeout.is_infinite:
         return None

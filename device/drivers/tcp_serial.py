@@ -11,7 +11,7 @@ import socket
 from serial.serialutil import PortNotOpenError, SerialException, SerialTimeoutException, Timeout
 from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
-from device.drivers.polled_serial import serial_timeout
+from device.drivers.polled_serial import poll_milliseconds, serial_timeout
 
 
 class TcpSerial(SocketSerial):
@@ -97,6 +97,4 @@ class TcpSerial(SocketSerial):
     def _ready(self, event: int, timeout: Timeout) -> bool:
         poller = select.poll()
         poller.register(self._connection(), event)
-        if timeout.is_infinite:
-            return bool(poller.poll())
-        return bool(poller.poll(max(0, int(timeout.time_left() * 1000 + 0.999))))
+        return bool(poller.poll(poll_milliseconds(timeout)))

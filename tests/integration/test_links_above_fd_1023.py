@@ -37,28 +37,12 @@ def low_descriptors_taken() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_a_driver_prints_and_reads_status_over_a_pty_above_fd_1023(
-    low_descriptors_taken: None,
+@pytest.mark.parametrize("endpoint_class", [PtyEndpoint, SocketEndpoint])
+def test_a_driver_prints_and_reads_status_over_a_link_above_fd_1023(
+    low_descriptors_taken: None, endpoint_class: type[PtyEndpoint | SocketEndpoint]
 ) -> None:
     emulator = ReceiptPrinterEmulator()
-    endpoint = PtyEndpoint()
-    with LinkRunner(emulator, endpoint) as runner:
-        driver = ReceiptPrinterDriver(runner.url)
-        try:
-            assert driver.port.fileno() > 1023 and endpoint.fileno() > 1023
-            assert driver.status().answered
-            driver.print_receipt(["WITHDRAWAL      20.00"], title="ATM")
-        finally:
-            driver.close()
-    receipt = emulator.receipts[-1]
-    assert receipt.cut and "WITHDRAWAL      20.00" in receipt.text
-
-
-def test_a_driver_prints_and_reads_status_over_a_socket_above_fd_1023(
-    low_descriptors_taken: None,
-) -> None:
-    emulator = ReceiptPrinterEmulator()
-    endpoint = SocketEndpoint()
+    endpoint = endpoint_class()
     with LinkRunner(emulator, endpoint) as runner:
         driver = ReceiptPrinterDriver(runner.url)
         try:
@@ -69,6 +53,6 @@ def test_a_driver_prints_and_reads_status_over_a_socket_above_fd_1023(
             driver.close()
     deadline = time.monotonic() + 2.0
     while not emulator.receipts and time.monotonic() < deadline:
-        time.sleep(0.01)  # the last bytes may still be crossing the socket
+        time.sleep(0.01)  # the last bytes may still be crossing the link
     receipt = emulator.receipts[-1]
     assert receipt.cut and "WITHDRAWAL      20.00" in receipt.text
