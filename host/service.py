@@ -112,16 +112,33 @@ _USE_LIMIT = _usage.on_conflict_do_update(
     set_={"used": DailyUsage.used + _usage.excluded.used},
     where=DailyUsage.used + _usage.excluded.used <= sa.bindparam("limit"),
 ).returning(DailyUsage.used)
-_HOLD_FUNDS = (
-    sa.update(Account)
-    .where(
-        Account.id == sa.bindparam("account_id"),
-        Account.available_balance >= sa.bindparam("amount"),
+# A withdrawal's limit, hold and hold record in one statement: the funds are held only if the
+# limit took the amount, and the hold row is written only if the funds were held. A limit taken
+# with no funds behind it is given back by the caller (its row stays locked until commit).
+_HOLD_WITHDRAWAL = sa.text(
+    """
+    WITH usage AS (
+        INSERT INTO daily_usage (account_id, day, kind, used)
+        VALUES (:account_id, :day, 'withdrawal', :amount)
+        ON CONFLICT (account_id, day, kind) DO UPDATE
+            SET used = daily_usage.used + excluded.used
+            WHERE daily_usage.used + excluded.used <= :limit
+        RETURNING used
+    ), funds AS (
+        UPDATE accounts SET available_balance = available_balance - :amount
+        WHERE id = :account_id AND available_balance >= :amount AND EXISTS (SELECT FROM usage)
+        RETURNING ledger_balance, available_balance
+    ), hold AS (
+        INSERT INTO holds (host_transaction_id, account_id, terminal_id, amount, posted_amount,
+                           usage_day, status, created_at)
+        SELECT :record_id, :account_id, :terminal_id, :amount, 0, :day, 'held', :created_at
+        FROM funds
     )
-    .values(available_balance=Account.available_balance - sa.bindparam("amount"))
-    .returning(Account.ledger_balance, Account.available_balance)
+    SELECT EXISTS (SELECT FROM usage) AS within_limit, funds.ledger_balance,
+           funds.available_balance
+    FROM (VALUES (1)) AS one LEFT JOIN funds ON true
+    """
 )
-_INSERT_HOLD = sa.insert(Hold)
 _ORIGINAL_KINDS = [RequestKind.WITHDRAWAL.value, BLOCKED_ORIGINAL]
 _ORIGINAL_SENT_AT = (
     sa.select(HostTransaction)
@@ -156,12 +173,16 @@ _SETTLEMENT_ACCOUNT = sa.select(Terminal.settlement_account_id).where(
 
 
 class Declined(Exception):
-    """A request the bank refuses; raised inside a savepoint so its money moves are undone."""
+    """A request the bank refuses; whatever it had written for the request is undone first."""
 
     def __init__(self, code: ResponseCode, message: str = "") -> None:
         super().__init__(message or code.name)
         self.code = code
         self.message = message
+
+
+def _over_limit(kind: str) -> Declined:
+    return Declined(ResponseCode.EXCEEDS_WITHDRAWAL_LIMIT, f"over the daily {kind} limit")
 
 
 def _utc_now() -> dt.datetime:
@@ -515,16 +536,18 @@ class Bank:
                     return self._completion(session, request, record, now)
             keys = crypto_keys.open_terminal_keys(self.settings, terminal)
             card = self._authenticate(session, request, terminal, keys, record, now)
-            with session.begin_nested():
-                if kind is RequestKind.BALANCE:
-                    return self._balance(session, request, card)
-                if kind is RequestKind.WITHDRAWAL:
-                    return self._withdrawal(session, request, card, record, now)
-                if kind is RequestKind.TRANSFER:
-                    return self._transfer(session, request, card, record, now)
-                if kind is RequestKind.MINI_STATEMENT:
-                    return self._mini_statement(session, request, card, record)
+            # Only a transfer makes several writes a decline must undo; the others read, write
+            # once, or (a withdrawal) undo their one write themselves: no savepoint round trips.
+            if kind is RequestKind.BALANCE:
+                return self._balance(session, request, card)
+            if kind is RequestKind.WITHDRAWAL:
+                return self._withdrawal(session, request, card, record, now)
+            if kind is RequestKind.MINI_STATEMENT:
+                return self._mini_statement(session, request, card, record)
+            if kind is RequestKind.PIN_CHANGE:
                 return self._pin_change(session, request, card, keys)
+            with session.begin_nested():
+                return self._transfer(session, request, card, record, now)
         except Declined as declined:
             return HostResponse(declined.code, request.stan, message=declined.message)
         except InsufficientFunds:
@@ -690,7 +713,7 @@ class Bank:
     ) -> None:
         """Count `amount` against the account's daily limit, atomically, or Declined(61)."""
         if amount > limit:
-            raise Declined(ResponseCode.EXCEEDS_WITHDRAWAL_LIMIT, f"over the daily {kind} limit")
+            raise _over_limit(kind)
         used = (
             session.connection()
             .execute(
@@ -706,7 +729,7 @@ class Bank:
             .scalar()
         )
         if used is None:
-            raise Declined(ResponseCode.EXCEEDS_WITHDRAWAL_LIMIT, f"over the daily {kind} limit")
+            raise _over_limit(kind)
 
     @staticmethod
     def _release_limit(
@@ -743,29 +766,31 @@ class Bank:
             raise Declined(ResponseCode.INVALID_AMOUNT, "the amount must be above zero")
         if request.currency != account.currency:
             raise Declined(ResponseCode.TRANSACTION_NOT_PERMITTED, "currency not served")
+        limit = self.settings.daily_withdrawal_limit
+        if amount > limit:
+            raise _over_limit("withdrawal")
         day = now.date()
-        self._use_limit(
-            session, account.id, day, "withdrawal", amount, self.settings.daily_withdrawal_limit
+        row = (
+            session.connection()
+            .execute(
+                _HOLD_WITHDRAWAL,
+                {
+                    "account_id": account.id,
+                    "day": day,
+                    "amount": amount,
+                    "limit": limit,
+                    "record_id": record.id,
+                    "terminal_id": request.terminal_id,
+                    "created_at": now,
+                },
+            )
+            .one()
         )
-        connection = session.connection()
-        row = connection.execute(
-            _HOLD_FUNDS, {"account_id": account.id, "amount": amount}
-        ).one_or_none()
-        if row is None:
+        if not row.within_limit:
+            raise _over_limit("withdrawal")
+        if row.ledger_balance is None:
+            self._release_limit(session, account.id, day, "withdrawal", amount)
             raise Declined(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
-        connection.execute(
-            _INSERT_HOLD,
-            {
-                "host_transaction_id": record.id,
-                "account_id": account.id,
-                "terminal_id": request.terminal_id,
-                "amount": amount,
-                "posted_amount": 0,
-                "usage_day": day,
-                "status": "held",
-                "created_at": now,
-            },
-        )
         record.amount = amount
         return HostResponse(
             ResponseCode.APPROVED,
