@@ -6,11 +6,14 @@ Receipts (ending at a cut, or where printing stopped) are kept as text and PNG; 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,20 +39,31 @@ class ReceiptPrinterConfigError(ValueError):
     """A receipt printer config section that cannot be used."""
 
 
+log = logging.getLogger(__name__)
+
+# Drawing a receipt takes longer than printing it on the wire; one thread draws every printer's
+# receipts in the order they were cut, so a status query after the cut is answered at once.
+_DRAWER = ThreadPoolExecutor(1, thread_name_prefix="receipt-drawer")
+DRAW_TIMEOUT = 30.0
+
+
 @dataclass(frozen=True)
 class Receipt:
-    """One piece of paper out of the printer: `cut` is False when printing stopped before a cut.
-
-    `png` is the image's bytes, or its path when the printer has a state directory.
-    """
+    """One piece of paper out of the printer: `cut` is False when printing stopped before a cut."""
 
     text: str
-    png: bytes | Path
     cut: bool
-    elements: tuple[Element, ...] = ()
+    elements: tuple[Element, ...]
+    drawn: Future[bytes | Path] = field(repr=False, compare=False)
+
+    @property
+    def png(self) -> bytes | Path:
+        """The image's bytes, or its path when the printer has a state directory (once drawn)."""
+        return self.drawn.result(timeout=DRAW_TIMEOUT)
 
     def png_bytes(self) -> bytes:
-        return self.png.read_bytes() if isinstance(self.png, Path) else self.png
+        png = self.png
+        return png.read_bytes() if isinstance(png, Path) else png
 
 
 @dataclass
@@ -150,8 +164,11 @@ class ReceiptPrinterEmulator(Emulator):
 
     @property
     def receipts(self) -> list[Receipt]:
+        """The receipts kept, each drawn (waits for those still being drawn)."""
         with self.lock:
-            return list(self._receipts)
+            receipts = list(self._receipts)
+        wait_for_futures([receipt.drawn for receipt in receipts], timeout=DRAW_TIMEOUT)
+        return receipts
 
     def pending_text(self) -> str:
         """What is printed since the last cut (not yet a receipt)."""
@@ -396,11 +413,16 @@ class ReceiptPrinterEmulator(Emulator):
     def _finish(self, *, cut: bool) -> None:
         elements = tuple(self._job.elements)
         self._job.elements = []
-        png = render_png(elements, self.columns, cut=cut)
-        stored: bytes | Path = png
-        if self.state_dir is not None:
-            stored = self._write_png(png)
-        self._receipts.append(Receipt(render_text(elements, self.columns), stored, cut, elements))
+        drawn = _DRAWER.submit(self._draw, elements, cut)
+        self._receipts.append(Receipt(render_text(elements, self.columns), cut, elements, drawn))
+
+    def _draw(self, elements: tuple[Element, ...], cut: bool) -> bytes | Path:
+        try:
+            png = render_png(elements, self.columns, cut=cut)
+        except Exception:
+            log.exception("%s: a receipt could not be drawn", self.NAME)
+            raise
+        return png if self.state_dir is None else self._write_png(png)
 
     def _write_png(self, png: bytes) -> bytes | Path:
         assert self.state_dir is not None
