@@ -1,8 +1,8 @@
 """Benchmark of the scenario runner: scenarios per second, and virtual time covered per wall second.
 
-Usage: python -m scripts.bench.scenario_bench [--jobs N] [--pool-size N] [--count N] [PATH...]
+Usage: python -m scripts.bench.scenario_bench [--jobs N] [--count N] [PATH...]
 (default: config/scenarios; --jobs 1: one by one in this process; N > 1: N worker processes, as
-`scenario run --jobs N`; --pool-size 0: each database copied and dropped in line, as before)
+`scenario run --jobs N`; each runner resets its one bank database before every scenario)
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from config.settings import load_settings
-from device.sim.scenarios.databases import DEFAULT_POOL_SIZE
 from device.sim.scenarios.parallel import run_parallel
 from device.sim.scenarios.report import details
 from device.sim.scenarios.runner import ScenarioRunner
@@ -30,17 +29,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("paths", nargs="*", type=Path)
     parser.add_argument("--jobs", "-j", type=int, default=1)
     parser.add_argument(
-        "--pool-size",
-        type=int,
-        default=DEFAULT_POOL_SIZE,
-        help="database copies kept ready (0: copy and drop in line, as before the pool)",
-    )
-    parser.add_argument(
         "--count",
         type=int,
         default=0,
         help="run this many scenarios, going round the given ones again (each run on its own "
-        "fresh bank and ATM); default: each once",
+        "bank reset to its seed and a new ATM); default: each once",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level="ERROR")
@@ -48,10 +41,12 @@ def main(argv: list[str]) -> int:
     scenarios = load_scenarios(args.paths or [DEFAULT])
     if args.count:
         scenarios = list(itertools.islice(itertools.cycle(scenarios), args.count))
-    # In parallel this process makes the template only; the workers copy it.
-    pool_size = 0 if args.jobs > 1 else args.pool_size
-    with ScenarioRunner(database_url(settings), settings, pool_size=pool_size) as runner:
-        runner.prepare()
+    with ScenarioRunner(database_url(settings), settings) as runner:
+        # In parallel this process makes the template only; each worker copies it once.
+        if args.jobs > 1:
+            runner.template()
+        else:
+            runner.prepare()
         started = time.perf_counter()
         if args.jobs > 1:
             results = run_parallel(scenarios, runner, args.jobs)
@@ -60,8 +55,7 @@ def main(argv: list[str]) -> int:
         wall = time.perf_counter() - started
     virtual = sum(r.virtual_seconds for r in results)
     ok = sum(r.ok for r in results)
-    pool = f"{DEFAULT_POOL_SIZE} per worker" if args.jobs > 1 else str(pool_size)
-    print(f"jobs: {args.jobs}; database copies kept ready: {pool}")
+    print(f"jobs: {args.jobs}; one bank database per runner, reset before each scenario")
     print(f"template database (migrate + seed, once): {runner.template_seconds:.2f} s")
     print(f"scenarios: {len(results)} ({ok} passed or known failures) in {wall:.2f} s wall")
     print(f"scenarios per second: {len(results) / wall:.2f}")

@@ -1,167 +1,115 @@
-"""Bank databases for scenarios: a small pool of fresh copies of the seeded template, made in a
-background thread while scenarios run, so a scenario's bank set-up is a hand-over, not a copy.
+"""The bank database a scenario runner reuses: one copy of the seeded template per runner, put
+back into its seeded state (every row, every identity sequence) in one transaction per scenario.
 
-Each scenario still gets a database no one has used (a whole `CREATE DATABASE ... TEMPLATE`
-copy), and a used one is dropped `WITH (FORCE)`, never reset and handed out again: a host or
-fault-proxy thread of the previous scenario that is still finishing a reply can then only write
-into a database that is being dropped, never into the next scenario's bank. Resetting one
-database in place (TRUNCATE + re-insert) would be quicker still, but would have to prove that no
-connection of the last host outlives it, and that sequences, locks and every table the host
-writes are restored exactly.
+A scenario's host may outlive its scenario by a reply still being written. `fresh` therefore
+first makes every engine it handed out before unable to connect, then ends every other
+connection to the database, and only then restores it: nothing of the last scenario can write
+into the next one's bank.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from host.database import create_database, drop_database
+from host.database import create_database, drop_database, make_engine
+from host.models import Base
 
-log = logging.getLogger(__name__)
+SEED_SCHEMA = "scenario_seed"
+_SEQUENCES = f"{SEED_SCHEMA}.identity_sequences"
 
-DEFAULT_POOL_SIZE = 2
+
+class StaleScenarioEngine(RuntimeError):
+    """An engine of a scenario that is over was asked for a connection."""
 
 
-class DatabasePool:
-    """Keeps up to `size` copies of `template` ready; `take` hands one over, `release` drops it.
-
-    One background thread does every CREATE and DROP, one at a time, so the pool never puts
-    more than one copy's work on the server at once. `take` makes the copy itself when none is
-    ready (the first scenario, or scenarios shorter than a copy). With `size` 0 there is no
-    thread: `take` copies and `release` drops in the caller, as the runner always did.
-    """
-
-    def __init__(self, admin: sa.Engine, template: str, size: int = DEFAULT_POOL_SIZE) -> None:
-        if size < 0:
-            raise ValueError("the pool size must be 0 or more")
-        self._admin = admin
-        self.template = template
-        self.size = size
-        self._ready: deque[str] = deque()
-        self._to_drop: deque[str] = deque()
-        self._making = 0  # copies being made by the thread
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self.taken_ready = 0  # hand-overs of a database made ahead (for the benchmark)
-        self.taken_made = 0  # hand-overs that had to copy first
-        if size:
-            self._thread = threading.Thread(
-                target=self._work, name=f"scenario-db-pool-{template}", daemon=True
+def keep_seed(engine: sa.Engine) -> None:
+    """In a freshly seeded bank: copy every table's rows and every identity sequence's position
+    into schema scenario_seed, from which `ScenarioBank.fresh` restores them (copies of this
+    database carry the schema with them)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {SEED_SCHEMA}"))
+        for table in Base.metadata.sorted_tables:
+            conn.execute(
+                sa.text(f'CREATE TABLE {SEED_SCHEMA}."{table.name}" AS TABLE public."{table.name}"')
             )
-            self._thread.start()
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {_SEQUENCES} AS SELECT format('%I.%I', schemaname, sequencename) "  # noqa: S608
+                "AS name, start_value, last_value FROM pg_sequences WHERE schemaname = 'public'"
+            )
+        )
 
-    # ----- the caller's side --------------------------------------------------------------------
 
-    def take(self) -> str:
-        """A fresh copy of the template, for one scenario only."""
-        with self._cond:
+def _restore_statement() -> str:
+    """One DO block: children emptied before parents, parents filled before children.
+
+    Only the models' own table names go into it (the S608 waivers below): nothing from input.
+    """
+    tables = [f'"{table.name}"' for table in Base.metadata.sorted_tables]
+    # A lock no one can end (the connections were) must fail the reset, not hang it.
+    steps = ["PERFORM set_config('lock_timeout', '10s', true);"]
+    steps += [f"DELETE FROM public.{name};" for name in reversed(tables)]  # noqa: S608
+    steps += [
+        f"INSERT INTO public.{name} OVERRIDING SYSTEM VALUE SELECT * FROM {SEED_SCHEMA}.{name};"  # noqa: S608
+        for name in tables
+    ]
+    steps.append(
+        "PERFORM setval(name::regclass, coalesce(last_value, start_value), last_value IS NOT NULL)"
+        f" FROM {_SEQUENCES};"
+    )
+    return "DO $restore$ BEGIN\n" + "\n".join(steps) + "\nEND $restore$"
+
+
+_RESTORE = _restore_statement()
+_END_OTHER_CONNECTIONS = sa.text(
+    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+
+
+class ScenarioBank:
+    """One database copied from `template` (which `keep_seed` prepared), reused scenario after
+    scenario. `url_for(name)` gives the URL of a database on the same server."""
+
+    def __init__(self, admin: sa.Engine, template: str, url_for: Callable[[str], str]) -> None:
+        self._admin = admin
+        self.name = f"atm_scenario_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            create_database(conn, self.name, template)
+        self.url = url_for(self.name)
+        self._restorer = sa.create_engine(self.url, pool_size=1, max_overflow=0)
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def fresh(self) -> sa.Engine:
+        """The bank in its seeded state, and an engine on it that works until the next call."""
+        with self._lock:
             if self._closed:
-                raise RuntimeError("the database pool is closed")
-            if self._ready:
-                self.taken_ready += 1
-                name = self._ready.popleft()
-                self._cond.notify_all()  # room for one more
-                return name
-            self.taken_made += 1
-        name = _new_name()
-        self._create(name)
-        with self._cond:
-            self._cond.notify_all()
-        return name
+                raise RuntimeError("the scenario bank is closed")
+            self._generation += 1
+            generation = self._generation
+        with self._restorer.begin() as conn:
+            conn.execute(_END_OTHER_CONNECTIONS)
+            conn.exec_driver_sql(_RESTORE)
+        engine = make_engine(self.url, pool_pre_ping=False)
 
-    def release(self, name: str) -> None:
-        """The scenario is over: drop its database (in the background when there is a thread)."""
-        if self._thread is None:
-            self._drop(name)
-            return
-        with self._cond:
-            self._to_drop.append(name)
-            self._cond.notify_all()
+        def refuse_if_stale(*_: object) -> None:
+            if generation != self._generation:
+                raise StaleScenarioEngine("this scenario is over: its bank was reset")
+
+        sa.event.listen(engine, "checkout", refuse_if_stale)
+        return engine
 
     def close(self) -> None:
-        """Stop the thread, then drop every database this pool made and still holds."""
-        with self._cond:
+        """Drop the database, even with connections still open."""
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-        with self._cond:
-            left = list(self._to_drop) + list(self._ready)
-            self._to_drop.clear()
-            self._ready.clear()
-        for name in left:
-            self._drop(name)
-
-    def ready(self) -> int:
-        with self._cond:
-            return len(self._ready)
-
-    def wait_ready(self, count: int, timeout: float = 30.0) -> bool:
-        """Wait until `count` copies are ready (at most the pool size); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self._ready) < min(count, self.size):
-                left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
-                    return False
-                self._cond.wait(left)
-            return True
-
-    # ----- the background thread ----------------------------------------------------------------
-
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._closed and not self._to_drop and len(self._ready) >= self.size:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                # Dropping first frees the server's files and connections before the next copy.
-                drop = self._to_drop.popleft() if self._to_drop else None
-                if drop is None:
-                    self._making += 1
-            if drop is not None:
-                self._guard(self._drop, drop)
-                continue
-            name = _new_name()
-            made = self._guard(self._create, name)
-            with self._cond:
-                self._making -= 1
-                if made and not self._closed:
-                    self._ready.append(name)
-                elif made:
-                    self._to_drop.append(name)
-                self._cond.notify_all()
-            if not made:
-                time.sleep(0.5)  # the server refuses: `take` copies itself and reports why
-
-    def _guard(self, action: Callable[[str], None], name: str) -> bool:
-        try:
-            action(name)
-        except Exception:
-            log.warning(
-                "scenario database pool: %s %s failed", action.__name__, name, exc_info=True
-            )
-            return False
-        return True
-
-    # ----- SQL ----------------------------------------------------------------------------------
-
-    def _create(self, name: str) -> None:
+            self._generation += 1
+        self._restorer.dispose()
         with self._admin.connect() as conn:
-            create_database(conn, name, self.template)
-
-    def _drop(self, name: str) -> None:
-        with self._admin.connect() as conn:
-            drop_database(conn, name)
-
-
-def _new_name() -> str:
-    return f"atm_scenario_{uuid.uuid4().hex[:12]}"
+            drop_database(conn, self.name)

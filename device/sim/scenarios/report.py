@@ -124,7 +124,7 @@ def run_paths(
                 progress(f"[{index + 1}/{total}] {scenario.name}: {MARKS[result.status]}")
 
         # The parent makes the template only: its workers copy it.
-        with ScenarioRunner(server_url, settings, seed=seed, pool_size=0) as runner:
+        with ScenarioRunner(server_url, settings, seed=seed) as runner:
             results = run_parallel(scenarios, runner, jobs, report)
     else:
         with ScenarioRunner(server_url, settings, seed=seed) as runner:

@@ -13,8 +13,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from device.clock import VirtualClock
 from device.controller.controller_events import ControllerEvent
 from device.journal import JournalEntry
 from device.screens import RenderedScreen
-from device.sim.scenarios.databases import DEFAULT_POOL_SIZE, DatabasePool
+from device.sim.scenarios.databases import ScenarioBank, keep_seed
 from device.sim.scenarios.expectations import Failure
 from device.sim.scenarios.host_faults import HostBehaviour, HostFaultProxy
 from device.sim.scenarios.reader import Where
@@ -106,7 +105,6 @@ class ScenarioRunner:
         bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS,
         work_dir: Path | None = None,
         template: str | None = None,
-        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self.server_url = server_url
         self.settings = dataclasses.replace(settings, bcrypt_rounds=bcrypt_rounds)
@@ -118,8 +116,7 @@ class ScenarioRunner:
         # used as it is and left to its maker to drop.
         self._template: str | None = template
         self._own_template = template is None
-        self.pool_size = pool_size
-        self._pool: DatabasePool | None = None
+        self._bank: ScenarioBank | None = None
         self.template_seconds = 0.0
 
     # ----- databases --------------------------------------------------------------------------
@@ -128,14 +125,19 @@ class ScenarioRunner:
         return make_url(self.server_url).set(database=database).render_as_string(False)
 
     def _template_database(self) -> str:
-        """A database migrated and seeded once per runner; each scenario copies it."""
+        """A database migrated and seeded once per runner (its seed kept aside for resets)."""
         if self._template is None:
             started = time.perf_counter()
             name = f"atm_scenario_template_{uuid.uuid4().hex[:8]}"
             with self._admin.connect() as conn:
                 create_database(conn, name)
-            settings = dataclasses.replace(self.settings, database_url=self._url(name))
-            bank_admin.seed_bank(settings)
+            url = self._url(name)
+            bank_admin.seed_bank(dataclasses.replace(self.settings, database_url=url))
+            engine = make_engine(url)
+            try:
+                keep_seed(engine)
+            finally:
+                engine.dispose()
             self._template = name
             self.template_seconds = time.perf_counter() - started
         return self._template
@@ -144,30 +146,21 @@ class ScenarioRunner:
         """The seeded template's name (made now if need be): other runners may copy it."""
         return self._template_database()
 
-    def _database_pool(self) -> DatabasePool:
-        if self._pool is None:
-            self._pool = DatabasePool(self._admin, self._template_database(), self.pool_size)
-        return self._pool
+    def _scenario_bank(self) -> ScenarioBank:
+        if self._bank is None:
+            self._bank = ScenarioBank(self._admin, self._template_database(), self._url)
+        return self._bank
 
     def prepare(self) -> float:
-        """Make the seeded template and the first ready copy now (else the first run does);
+        """Make the seeded template and this runner's bank now (else the first run does);
         returns the seconds the template took."""
-        self._database_pool().wait_ready(1)
+        self._scenario_bank()
         return self.template_seconds
 
-    @contextmanager
-    def _scenario_database(self) -> Iterator[str]:
-        pool = self._database_pool()
-        name = pool.take()
-        try:
-            yield self._url(name)
-        finally:
-            pool.release(name)
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        if self._bank is not None:
+            self._bank.close()
+            self._bank = None
         if self._template is not None and self._own_template:
             with self._admin.connect() as conn:
                 drop_database(conn, self._template)
@@ -186,20 +179,19 @@ class ScenarioRunner:
 
     def run(self, scenario: Scenario) -> ScenarioResult:
         result = ScenarioResult(scenario, replay=replay_command(scenario, self.seed))
-        self._database_pool()  # the template made once, before the clock starts for the first
+        bank = self._scenario_bank()  # made once, before the clock starts for the first
         started = time.perf_counter()
         random.seed(self.seed)
         state_dir = self.work_dir / f"{scenario.path.stem}-{uuid.uuid4().hex[:6]}"
         try:
-            with self._scenario_database() as url:
-                run = _Run(scenario, self.settings, url, state_dir)
-                try:
-                    run.execute()
-                finally:
-                    run.close()
-                    result.virtual_seconds = run.clock.monotonic()
-                result.failures = run.failures
-                result.checks = run.checks_done
+            run = _Run(scenario, self.settings, bank.url, bank.fresh(), state_dir)
+            try:
+                run.execute()
+            finally:
+                run.close()
+                result.virtual_seconds = run.clock.monotonic()
+            result.failures = run.failures
+            result.checks = run.checks_done
         except Exception as err:  # a broken set-up is reported, and the next scenario runs
             log.exception("scenario %s could not run", scenario.name)
             result.error = f"{type(err).__name__}: {err}"
@@ -232,7 +224,9 @@ class _Trigger:
 class _Run:
     """The live pieces of one scenario and the code that drives and checks them."""
 
-    def __init__(self, scenario: Scenario, settings: Settings, url: str, state_dir: Path) -> None:
+    def __init__(
+        self, scenario: Scenario, settings: Settings, url: str, engine: sa.Engine, state_dir: Path
+    ) -> None:
         self.scenario = scenario
         self.state_dir = state_dir
         self.clock = VirtualClock(SCENARIO_START)
@@ -245,7 +239,7 @@ class _Run:
         self.cash_taken = 0
         self.recovery: list[str] = []
         self.sim: SimulatedAtm | None = None
-        self.engine = make_engine(url)
+        self.engine = engine
         self.profile = self._profile()
         assert self.profile.host is not None, "the ATM profile names no host (MAC key)"
         self.mac_key = binascii.unhexlify(self.profile.host.mac_key)

@@ -1,0 +1,142 @@
+"""The scenario runner's bank: one database per runner, put back exactly as seeded (every row,
+every identity sequence) before each scenario, with nothing of the last scenario left able to
+write into it; dropped when the runner closes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from config.settings import load_settings
+from device.sim.scenarios.databases import ScenarioBank, StaleScenarioEngine
+from device.sim.scenarios.runner import ScenarioRunner
+from host.models import Base
+from tests.conftest import TEST_SECRETS
+
+Snapshot = dict[str, list[tuple[object, ...]]]
+
+
+@pytest.fixture(scope="module")
+def seeded_template(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ScenarioRunner, str]]:
+    settings = load_settings({**TEST_SECRETS, "ATM_SIM_HOME": str(tmp_path_factory.mktemp("home"))})
+    with ScenarioRunner(postgres_url, settings) as runner:
+        yield runner, runner.template()
+
+
+@pytest.fixture
+def admin(postgres_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def url_for(postgres_url: str) -> Callable[[str], str]:
+    return lambda name: make_url(postgres_url).set(database=name).render_as_string(False)
+
+
+def snapshot(engine: sa.Engine) -> Snapshot:
+    """Every row of every table, and every sequence's position."""
+    found: Snapshot = {}
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            rows = conn.execute(sa.select(table)).all()
+            found[table.name] = sorted((tuple(row) for row in rows), key=repr)
+        found["sequences"] = [
+            tuple(row)
+            for row in conn.execute(
+                sa.text(
+                    "SELECT sequencename, last_value FROM pg_sequences "
+                    "WHERE schemaname = 'public' ORDER BY sequencename"
+                )
+            )
+        ]
+    return found
+
+
+def spoil(engine: sa.Engine) -> None:
+    """What a scenario might leave: every table emptied, every sequence moved on."""
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+        conn.execute(
+            sa.text(
+                "SELECT nextval(format('%I.%I', schemaname, sequencename)) FROM pg_sequences "
+                "WHERE schemaname = 'public'"
+            )
+        )
+
+
+def test_each_scenario_gets_the_bank_exactly_as_seeded(
+    seeded_template: tuple[ScenarioRunner, str],
+    admin: sa.Engine,
+    url_for: Callable[[str], str],
+) -> None:
+    _, template = seeded_template
+    template_engine = sa.create_engine(url_for(template))
+    seeded = snapshot(template_engine)
+    template_engine.dispose()
+    assert seeded["accounts"] and seeded["cards"] and seeded["terminals"]
+    assert any(last is not None for _, last in seeded["sequences"])
+
+    bank = ScenarioBank(admin, template, url_for)
+    try:
+        for _ in range(3):
+            engine = bank.fresh()
+            assert snapshot(engine) == seeded
+            spoil(engine)
+            assert snapshot(engine) != seeded
+            engine.dispose()
+    finally:
+        bank.close()
+
+
+def test_the_last_scenarios_connections_are_ended_and_its_engine_refused(
+    seeded_template: tuple[ScenarioRunner, str],
+    admin: sa.Engine,
+    url_for: Callable[[str], str],
+) -> None:
+    _, template = seeded_template
+    bank = ScenarioBank(admin, template, url_for)
+    try:
+        last = bank.fresh()
+        seeded = snapshot(last)
+        # A host thread still in the middle of a reply: a transaction open, rows locked.
+        lingering = last.connect()
+        lingering.execute(sa.text("UPDATE accounts SET ledger_balance = 1, available_balance = 1"))
+        following = bank.fresh()  # must neither wait for it nor let it write afterwards
+        with pytest.raises(sa.exc.DBAPIError):
+            lingering.execute(sa.text("UPDATE accounts SET ledger_balance = 2"))
+            lingering.commit()
+        lingering.invalidate()
+        with pytest.raises(StaleScenarioEngine):
+            last.connect()
+        assert snapshot(following) == seeded
+        following.dispose()
+        last.dispose()
+    finally:
+        bank.close()
+
+
+def test_close_drops_the_database_and_refuses_more(
+    seeded_template: tuple[ScenarioRunner, str],
+    admin: sa.Engine,
+    url_for: Callable[[str], str],
+) -> None:
+    _, template = seeded_template
+    bank = ScenarioBank(admin, template, url_for)
+    engine = bank.fresh()
+    still_open = engine.connect()
+    bank.close()
+    still_open.invalidate()
+    engine.dispose()
+    with admin.connect() as conn:
+        names = set(conn.execute(sa.text("SELECT datname FROM pg_database")).scalars())
+    assert bank.name not in names and template in names
+    with pytest.raises(RuntimeError, match="closed"):
+        bank.fresh()
