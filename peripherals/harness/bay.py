@@ -145,6 +145,9 @@ class DeviceBay:
     def stop(self) -> None:
         """Stop every link (idempotent); drivers then see their port closed."""
         runners, self._runners = self._runners, {}
+        # Every thread told first: the links end within one poll period together, not in turn.
+        for runner in runners.values():
+            runner.request_stop()
         for runner in runners.values():
             runner.stop()
 

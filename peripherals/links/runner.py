@@ -90,8 +90,12 @@ class LinkRunner:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Tell the link thread to end after its current wait (`stop` then waits for it)."""
         self._stop.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
         self.emulator.detach()
