@@ -5,6 +5,8 @@ Tracks 1 and 2 carry sentinels, odd parity per character and an LRC; `read_strip
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from config.card_numbers import luhn_valid, mask_pan
-from config.data_files import DataFile, DataFileError, read_data_file
+from config.data_files import DataFile, DataFileError, parse_data_file, read_data_file
 from peripherals.wire.card_reader import ErrorCode
 
 __all__ = [
@@ -300,5 +302,18 @@ def parse_wallet(data: Any, source: str = "<wallet>") -> dict[str, WalletCard]:
 
 
 def load_wallet(path: Path | str) -> dict[str, WalletCard]:
-    """The wallet file's cards keyed by card id ("alice"); DataFileError names the line."""
-    return _WalletChecker(read_data_file(path)).wallet()
+    """The wallet file's cards keyed by card id ("alice"); DataFileError names the line.
+
+    The same text is not parsed twice: every card reader, simulated ATM and scenario of a
+    process reads the same wallet.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return _WalletChecker(read_data_file(path)).wallet()  # read_data_file says why
+    return dict(_wallet_of(os.fspath(path), text))
+
+
+@functools.lru_cache(maxsize=8)
+def _wallet_of(path: str, text: str) -> Mapping[str, WalletCard]:
+    return _WalletChecker(parse_data_file(text, path)).wallet()

@@ -8,8 +8,10 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pytest_mock import MockerFixture
 
 from config.data_files import DataFileError
+from peripherals import cards
 from peripherals.cards import (
     TrackDamage,
     TrackReadError,
@@ -209,3 +211,19 @@ def test_lower_case_names_are_embossed_in_capitals() -> None:
     wallet = parse_wallet({"cards": {"c": {**GOOD, "name": "Okafor/Charlie"}}})
     card: WalletCard = wallet["c"]
     assert card.name == "OKAFOR/CHARLIE"
+
+
+def test_a_wallet_read_again_is_not_parsed_again_until_its_text_changes(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    parse = mocker.spy(cards, "parse_data_file")
+    first = {"version": 1, "cards": {"c": GOOD}}
+    path = write(tmp_path, yaml.safe_dump(first, sort_keys=False))
+    wallet = load_wallet(path)
+    wallet.pop("c")  # a caller's copy: the next reader still gets every card
+    assert list(load_wallet(path)) == ["c"]
+    assert parse.call_count == 1
+    # Rewritten at once, same size and maybe the same timestamp: the new text is read.
+    path.write_text(yaml.safe_dump({"version": 1, "cards": {"d": GOOD}}, sort_keys=False))
+    assert list(load_wallet(path)) == ["d"]
+    assert parse.call_count == 2
