@@ -10,6 +10,7 @@ import errno
 import os
 import select
 import termios
+from collections.abc import Callable
 
 import serial
 from serial.serialutil import PortNotOpenError, SerialException, SerialTimeoutException, Timeout
@@ -63,25 +64,17 @@ class PolledSerial(serial.Serial):
         fd = self.fd
         if not self.is_open or fd is None:
             raise PortNotOpenError()
-        view = memoryview(bytes(data))
-        total = len(view)
-        timeout = serial_timeout(self.write_timeout)
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
-        while view:
-            try:
-                written = os.write(fd, view)
-                self.sent += written
-                view = view[written:]
-                continue
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as err:
-                raise SerialException(f"write failed: {err}") from err
-            if timeout.expired():
-                raise SerialTimeoutException("Write timeout")
-            poller.poll(poll_milliseconds(timeout))
-        return total
+
+        def send(view: memoryview) -> int:
+            written = os.write(fd, view)
+            self.sent += written
+            return written
+
+        return write_all(
+            data, send, lambda timeout: poller.poll(poll_milliseconds(timeout)), self.write_timeout
+        )
 
     def flush(self) -> None:
         """Wait until the written bytes have left (tcdrain). A stop signal (SIGSTOP, a debugger or
@@ -114,6 +107,31 @@ class PolledSerial(serial.Serial):
             if not chunk:
                 return
             self.received += len(chunk)
+
+
+def write_all(
+    data: bytes | bytearray | memoryview,
+    send: Callable[[memoryview], int],
+    wait_writable: Callable[[Timeout], object],
+    seconds: float | None,
+) -> int:
+    """Put all of `data` through a non-blocking `send`, waiting for room while the line is full;
+    SerialTimeoutException once `seconds` have passed (None: no limit). Returns the byte count."""
+    view = memoryview(bytes(data))
+    total = len(view)
+    timeout = serial_timeout(seconds)
+    while view:
+        try:
+            view = view[send(view) :]
+            continue
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as err:
+            raise SerialException(f"write failed: {err}") from err
+        if timeout.expired():
+            raise SerialTimeoutException("Write timeout")
+        wait_writable(timeout)
+    return total
 
 
 def serial_timeout(seconds: float | None) -> Timeout:

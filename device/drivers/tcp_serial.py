@@ -8,10 +8,10 @@ import contextlib
 import select
 import socket
 
-from serial.serialutil import PortNotOpenError, SerialException, SerialTimeoutException, Timeout
+from serial.serialutil import PortNotOpenError, SerialException, Timeout
 from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
-from device.drivers.polled_serial import poll_milliseconds, serial_timeout
+from device.drivers.polled_serial import poll_milliseconds, serial_timeout, write_all
 
 
 class TcpSerial(SocketSerial):
@@ -62,21 +62,12 @@ class TcpSerial(SocketSerial):
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         connection = self._connection()
-        view = memoryview(bytes(data))
-        total = len(view)
-        timeout = serial_timeout(self.write_timeout)
-        while view:
-            try:
-                view = view[connection.send(view) :]
-                continue
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as err:
-                raise SerialException(f"write failed: {err}") from err
-            if timeout.expired():
-                raise SerialTimeoutException("Write timeout")
-            self._ready(select.POLLOUT, timeout)
-        return total
+        return write_all(
+            data,
+            connection.send,
+            lambda timeout: self._ready(select.POLLOUT, timeout),
+            self.write_timeout,
+        )
 
     def reset_input_buffer(self) -> None:
         connection = self._connection()

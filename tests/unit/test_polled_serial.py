@@ -1,5 +1,6 @@
-"""PolledSerial on a real pseudo-terminal: a flush interrupted by a stop signal waits again,
-and any other failure of it is a SerialException the driver turns into a link error."""
+"""PolledSerial on a real pseudo-terminal: a flush interrupted by a stop signal waits again, a
+write waits for room until its timeout, and any other failure is a SerialException the driver
+turns into a link error."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import serial
 from pytest_mock import MockerFixture
 
-from device.drivers.polled_serial import PolledSerial
+from device.drivers.polled_serial import PolledSerial, write_all
 
 
 @pytest.fixture
@@ -56,3 +57,35 @@ def test_a_flush_of_a_real_pty_returns(port: tuple[PolledSerial, int]) -> None:
     opened.write(b"\x06")
     opened.flush()
     assert os.read(controller, 1) == b"\x06"
+
+
+def test_a_write_to_a_line_nobody_reads_times_out(port: tuple[PolledSerial, int]) -> None:
+    opened, _ = port
+    opened.write_timeout = 0.2
+    with pytest.raises(serial.SerialTimeoutException, match="Write timeout"):
+        opened.write(b"\x55" * 1_000_000)  # far more than a pty holds
+    assert 0 < opened.sent < 1_000_000
+
+
+def test_a_write_waits_for_room_and_sends_everything(mocker: MockerFixture) -> None:
+    taken = bytearray()
+    full_once = iter([True, False, False, False, False])
+
+    def send(view: memoryview) -> int:
+        if next(full_once, False):
+            raise BlockingIOError
+        taken.extend(view[:3])
+        return min(3, len(view))
+
+    wait = mocker.Mock()
+    assert write_all(b"\x02hello\x03", send, wait, 1.0) == 7
+    assert bytes(taken) == b"\x02hello\x03"
+    assert wait.call_count == 1
+
+
+def test_a_write_the_line_refuses_is_a_serial_exception() -> None:
+    def send(view: memoryview) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(serial.SerialException, match="write failed"):
+        write_all(b"\x02", send, lambda timeout: None, 1.0)
