@@ -4,6 +4,8 @@ write into it; dropped when the runner closes."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -96,7 +98,7 @@ def test_each_scenario_gets_the_bank_exactly_as_seeded(
         bank.close()
 
 
-def test_the_last_scenarios_connections_are_ended_and_its_engine_refused(
+def test_the_last_scenarios_transactions_are_ended_and_its_statements_refused(
     seeded_template: tuple[ScenarioRunner, str],
     admin: sa.Engine,
     url_for: Callable[[str], str],
@@ -110,17 +112,63 @@ def test_the_last_scenarios_connections_are_ended_and_its_engine_refused(
         lingering = last.connect()
         lingering.execute(sa.text("UPDATE accounts SET ledger_balance = 1, available_balance = 1"))
         following = bank.fresh()  # must neither wait for it nor let it write afterwards
-        with pytest.raises(sa.exc.DBAPIError):
+        with pytest.raises((StaleScenarioEngine, sa.exc.DBAPIError)):
             lingering.execute(sa.text("UPDATE accounts SET ledger_balance = 2"))
             lingering.commit()
         lingering.invalidate()
-        with pytest.raises(StaleScenarioEngine):
-            last.connect()
+        with last.connect() as conn, pytest.raises(StaleScenarioEngine):
+            conn.execute(sa.text("SELECT 1"))
         assert snapshot(following) == seeded
-        following.dispose()
-        last.dispose()
     finally:
         bank.close()
+
+
+def test_a_statement_of_the_last_scenario_finishes_before_the_bank_is_reset(
+    seeded_template: tuple[ScenarioRunner, str],
+    admin: sa.Engine,
+    url_for: Callable[[str], str],
+) -> None:
+    _, template = seeded_template
+    bank = ScenarioBank(admin, template, url_for)
+    order: list[str] = []
+    try:
+        last = bank.fresh()
+        seeded = snapshot(last)
+
+        def slow_write() -> None:
+            with last.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "UPDATE accounts SET ledger_balance = 7, available_balance = 7 "
+                        "FROM pg_sleep(0.5) WHERE true"
+                    )
+                )
+                order.append("statement done")
+
+        writer = threading.Thread(target=slow_write)
+        writer.start()
+        deadline = time.monotonic() + 5
+        while not _running(admin, "pg_sleep(0.5)") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        following = bank.fresh()
+        order.append("reset done")
+        writer.join(5)
+        assert order == ["statement done", "reset done"]
+        assert snapshot(following) == seeded  # its commit, if it came, was restored over
+    finally:
+        bank.close()
+
+
+def _running(admin: sa.Engine, fragment: str) -> bool:
+    with admin.connect() as conn:
+        found = conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND query LIKE '%' || :fragment || '%' AND pid <> pg_backend_pid()"
+            ),
+            {"fragment": fragment},
+        )
+    return bool(found)
 
 
 def test_close_drops_the_database_and_refuses_more(

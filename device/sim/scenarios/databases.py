@@ -1,10 +1,11 @@
 """The bank database a scenario runner reuses: one copy of the seeded template per runner, put
-back into its seeded state (every row, every identity sequence) in one transaction per scenario.
+back into its seeded state (every row, every identity sequence) in one transaction per scenario,
+and one engine on it whose connections and compiled statements stay warm from one to the next.
 
-A scenario's host may outlive its scenario by a reply still being written. `fresh` therefore
-first makes every engine it handed out before unable to connect, then ends every other
-connection to the database, and only then restores it: nothing of the last scenario can write
-into the next one's bank.
+A scenario's host may outlive its scenario by a reply still being written. Each scenario gets
+its own view of the engine, and `fresh` first refuses every statement of the views it handed out
+before, waits for those already running, ends every connection left inside a transaction, and
+only then restores the bank: nothing of the last scenario can write into the next one's bank.
 """
 
 from __future__ import annotations
@@ -65,10 +66,13 @@ def _restore_statement() -> str:
 
 
 _RESTORE = _restore_statement()
-_END_OTHER_CONNECTIONS = sa.text(
-    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+# An idle pooled connection holds nothing; any other state is a transaction of the last scenario.
+_END_UNFINISHED_CONNECTIONS = sa.text(
+    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'"
 )
+_GENERATION = "scenario_generation"
+DRAIN_SECONDS = 10.0
 
 
 class ScenarioBank:
@@ -82,34 +86,57 @@ class ScenarioBank:
             create_database(conn, self.name, template)
         self.url = url_for(self.name)
         self._restorer = sa.create_engine(self.url, pool_size=1, max_overflow=0)
+        self._engine = make_engine(self.url, pool_pre_ping=False)
         self._generation = 0
-        self._lock = threading.Lock()
+        self._running: set[int] = set()  # execution contexts of statements under way
+        self._cond = threading.Condition()
         self._closed = False
+        sa.event.listen(self._engine, "before_cursor_execute", self._admit)
+        sa.event.listen(self._engine, "after_cursor_execute", self._finished)
+        sa.event.listen(self._engine, "handle_error", self._failed)
 
     def fresh(self) -> sa.Engine:
-        """The bank in its seeded state, and an engine on it that works until the next call."""
-        with self._lock:
+        """The bank in its seeded state, and a view of its engine that works until the next call."""
+        with self._cond:
             if self._closed:
                 raise RuntimeError("the scenario bank is closed")
             self._generation += 1
             generation = self._generation
+            if not self._cond.wait_for(lambda: not self._running, DRAIN_SECONDS):
+                raise RuntimeError("a statement of the last scenario is still running")
         with self._restorer.begin() as conn:
-            conn.execute(_END_OTHER_CONNECTIONS)
+            ended = conn.execute(_END_UNFINISHED_CONNECTIONS).scalar_one()
             conn.exec_driver_sql(_RESTORE)
-        engine = make_engine(self.url, pool_pre_ping=False)
-
-        def refuse_if_stale(*_: object) -> None:
-            if generation != self._generation:
-                raise StaleScenarioEngine("this scenario is over: its bank was reset")
-
-        sa.event.listen(engine, "checkout", refuse_if_stale)
-        return engine
+        if ended:
+            self._engine.dispose()  # the pool may hold the connections just ended
+        return self._engine.execution_options(**{_GENERATION: generation})
 
     def close(self) -> None:
         """Drop the database, even with connections still open."""
-        with self._lock:
+        with self._cond:
             self._closed = True
             self._generation += 1
+        self._engine.dispose()
         self._restorer.dispose()
         with self._admin.connect() as conn:
             drop_database(conn, self.name)
+
+    # ----- the gate every statement passes ------------------------------------------------------
+
+    def _admit(self, conn: sa.Connection, cursor: object, statement: str, *args: object) -> None:
+        context = args[-2]
+        with self._cond:
+            if conn.get_execution_options().get(_GENERATION) != self._generation:
+                raise StaleScenarioEngine("this scenario is over: its bank was reset")
+            self._running.add(id(context))
+
+    def _finished(self, conn: sa.Connection, cursor: object, statement: str, *args: object) -> None:
+        self._done(args[-2])
+
+    def _failed(self, context: sa.engine.ExceptionContext) -> None:
+        self._done(context.execution_context)
+
+    def _done(self, context: object) -> None:
+        with self._cond:
+            self._running.discard(id(context))
+            self._cond.notify_all()

@@ -347,8 +347,7 @@ class _Run:
             self.sim.stop()
             self.sim = None
         self.proxy.stop()
-        self.server.stop()
-        self.engine.dispose()
+        self.server.stop()  # the engine is the bank's, warm for the next scenario
 
     # ----- the timeline -----------------------------------------------------------------------
 
