@@ -24,7 +24,7 @@ _SEQUENCES = f"{SEED_SCHEMA}.identity_sequences"
 
 
 class StaleScenarioEngine(RuntimeError):
-    """An engine of a scenario that is over was asked for a connection."""
+    """A statement came through the engine view of a scenario that is over."""
 
 
 def keep_seed(engine: sa.Engine) -> None:
