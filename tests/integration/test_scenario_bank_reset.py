@@ -22,12 +22,11 @@ Snapshot = dict[str, list[tuple[object, ...]]]
 
 
 @pytest.fixture(scope="module")
-def seeded_template(
-    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ScenarioRunner, str]]:
+def template(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The seeded template exactly as the scenario runner makes it."""
     settings = load_settings({**TEST_SECRETS, "ATM_SIM_HOME": str(tmp_path_factory.mktemp("home"))})
     with ScenarioRunner(postgres_url, settings) as runner:
-        yield runner, runner.template()
+        yield runner.template()
 
 
 @pytest.fixture
@@ -40,6 +39,13 @@ def admin(postgres_url: str) -> Iterator[sa.Engine]:
 @pytest.fixture
 def url_for(postgres_url: str) -> Callable[[str], str]:
     return lambda name: make_url(postgres_url).set(database=name).render_as_string(False)
+
+
+@pytest.fixture
+def bank(admin: sa.Engine, template: str, url_for: Callable[[str], str]) -> Iterator[ScenarioBank]:
+    made = ScenarioBank(admin, template, url_for)
+    yield made
+    made.close()
 
 
 def snapshot(engine: sa.Engine) -> Snapshot:
@@ -75,88 +81,66 @@ def spoil(engine: sa.Engine) -> None:
 
 
 def test_each_scenario_gets_the_bank_exactly_as_seeded(
-    seeded_template: tuple[ScenarioRunner, str],
-    admin: sa.Engine,
-    url_for: Callable[[str], str],
+    template: str, url_for: Callable[[str], str], bank: ScenarioBank
 ) -> None:
-    _, template = seeded_template
     template_engine = sa.create_engine(url_for(template))
     seeded = snapshot(template_engine)
     template_engine.dispose()
     assert seeded["accounts"] and seeded["cards"] and seeded["terminals"]
     assert any(last is not None for _, last in seeded["sequences"])
 
-    bank = ScenarioBank(admin, template, url_for)
-    try:
-        for _ in range(3):
-            engine = bank.fresh()
-            assert snapshot(engine) == seeded
-            spoil(engine)
-            assert snapshot(engine) != seeded
-            engine.dispose()
-    finally:
-        bank.close()
+    for _ in range(3):
+        engine = bank.fresh()
+        assert snapshot(engine) == seeded
+        spoil(engine)
+        assert snapshot(engine) != seeded
 
 
 def test_the_last_scenarios_transactions_are_ended_and_its_statements_refused(
-    seeded_template: tuple[ScenarioRunner, str],
-    admin: sa.Engine,
-    url_for: Callable[[str], str],
+    bank: ScenarioBank,
 ) -> None:
-    _, template = seeded_template
-    bank = ScenarioBank(admin, template, url_for)
-    try:
-        last = bank.fresh()
-        seeded = snapshot(last)
-        # A host thread still in the middle of a reply: a transaction open, rows locked.
-        lingering = last.connect()
-        lingering.execute(sa.text("UPDATE accounts SET ledger_balance = 1, available_balance = 1"))
-        following = bank.fresh()  # must neither wait for it nor let it write afterwards
-        with pytest.raises((StaleScenarioEngine, sa.exc.DBAPIError)):
-            lingering.execute(sa.text("UPDATE accounts SET ledger_balance = 2"))
-            lingering.commit()
-        lingering.invalidate()
-        with last.connect() as conn, pytest.raises(StaleScenarioEngine):
-            conn.execute(sa.text("SELECT 1"))
-        assert snapshot(following) == seeded
-    finally:
-        bank.close()
+    last = bank.fresh()
+    seeded = snapshot(last)
+    # A host thread still in the middle of a reply: a transaction open, rows locked.
+    lingering = last.connect()
+    lingering.execute(sa.text("UPDATE accounts SET ledger_balance = 1, available_balance = 1"))
+    following = bank.fresh()  # must neither wait for it nor let it write afterwards
+    with pytest.raises((StaleScenarioEngine, sa.exc.DBAPIError)):
+        lingering.execute(sa.text("UPDATE accounts SET ledger_balance = 2"))
+        lingering.commit()
+    lingering.invalidate()
+    with last.connect() as conn, pytest.raises(StaleScenarioEngine):
+        conn.execute(sa.text("SELECT 1"))
+    assert snapshot(following) == seeded
 
 
 def test_a_statement_of_the_last_scenario_finishes_before_the_bank_is_reset(
-    seeded_template: tuple[ScenarioRunner, str],
-    admin: sa.Engine,
-    url_for: Callable[[str], str],
+    bank: ScenarioBank, admin: sa.Engine
 ) -> None:
-    _, template = seeded_template
-    bank = ScenarioBank(admin, template, url_for)
     order: list[str] = []
-    try:
-        last = bank.fresh()
-        seeded = snapshot(last)
+    last = bank.fresh()
+    seeded = snapshot(last)
 
-        def slow_write() -> None:
-            with last.begin() as conn:
-                conn.execute(
-                    sa.text(
-                        "UPDATE accounts SET ledger_balance = 7, available_balance = 7 "
-                        "FROM pg_sleep(0.5) WHERE true"
-                    )
+    def slow_write() -> None:
+        with last.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE accounts SET ledger_balance = 7, available_balance = 7 "
+                    "FROM pg_sleep(0.5) WHERE true"
                 )
-                order.append("statement done")
+            )
+            order.append("statement done")
 
-        writer = threading.Thread(target=slow_write)
-        writer.start()
-        deadline = time.monotonic() + 5
-        while not _running(admin, "pg_sleep(0.5)") and time.monotonic() < deadline:
-            time.sleep(0.01)
-        following = bank.fresh()
-        order.append("reset done")
-        writer.join(5)
-        assert order == ["statement done", "reset done"]
-        assert snapshot(following) == seeded  # its commit, if it came, was restored over
-    finally:
-        bank.close()
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    deadline = time.monotonic() + 5
+    while not _running(admin, "pg_sleep(0.5)") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    following = bank.fresh()
+    order.append("reset done")
+    writer.join(5)
+    assert order == ["statement done", "reset done"]
+    assert snapshot(following) == seeded  # its commit, if it came, was restored over
 
 
 def _running(admin: sa.Engine, fragment: str) -> bool:
@@ -172,17 +156,12 @@ def _running(admin: sa.Engine, fragment: str) -> bool:
 
 
 def test_close_drops_the_database_and_refuses_more(
-    seeded_template: tuple[ScenarioRunner, str],
-    admin: sa.Engine,
-    url_for: Callable[[str], str],
+    bank: ScenarioBank, admin: sa.Engine, template: str
 ) -> None:
-    _, template = seeded_template
-    bank = ScenarioBank(admin, template, url_for)
     engine = bank.fresh()
     still_open = engine.connect()
     bank.close()
     still_open.invalidate()
-    engine.dispose()
     with admin.connect() as conn:
         names = set(conn.execute(sa.text("SELECT datname FROM pg_database")).scalars())
     assert bank.name not in names and template in names
