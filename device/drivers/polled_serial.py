@@ -35,30 +35,23 @@ class PolledSerial(serial.Serial):
         fd = self.fd
         if not self.is_open or fd is None:
             raise PortNotOpenError()
-        received = bytearray()
-        timeout = serial_timeout(seconds)
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        while len(received) < size:
-            if not poller.poll(poll_milliseconds(timeout)):
-                break  # the read timeout passed
-            try:
-                chunk = os.read(fd, size - len(received))
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as err:
-                raise SerialException(f"read failed: {err}") from err
-            if not chunk:
-                # As pyserial says it: readable with nothing to read is a link that went away.
-                raise SerialException(
-                    "device reports readiness to read but returned no data "
-                    "(device disconnected or multiple access on port?)"
-                )
-            received += chunk
+
+        def receive(size: int) -> bytes:
+            chunk = os.read(fd, size)
             self.received += len(chunk)
-            if timeout.expired():
-                break
-        return bytes(received)
+            return chunk
+
+        return read_up_to(
+            size,
+            receive,
+            lambda timeout: bool(poller.poll(poll_milliseconds(timeout))),
+            seconds,
+            # As pyserial says it: readable with nothing to read is a link that went away.
+            "device reports readiness to read but returned no data "
+            "(device disconnected or multiple access on port?)",
+        )
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         fd = self.fd
@@ -107,6 +100,35 @@ class PolledSerial(serial.Serial):
             if not chunk:
                 return
             self.received += len(chunk)
+
+
+def read_up_to(
+    size: int,
+    receive: Callable[[int], bytes],
+    wait_readable: Callable[[Timeout], bool],
+    seconds: float | None,
+    gone: str,
+) -> bytes:
+    """Up to `size` bytes through a non-blocking `receive`, waiting while nothing is there, for at
+    most `seconds` (None: until `size` came); SerialException(`gone`) when the line reports
+    readable but gives nothing (the other end went away)."""
+    received = bytearray()
+    timeout = serial_timeout(seconds)
+    while len(received) < size:
+        if not wait_readable(timeout):
+            break  # the read timeout passed
+        try:
+            chunk = receive(size - len(received))
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError as err:
+            raise SerialException(f"read failed: {err}") from err
+        if not chunk:
+            raise SerialException(gone)
+        received += chunk
+        if timeout.expired():
+            break
+    return bytes(received)
 
 
 def write_all(

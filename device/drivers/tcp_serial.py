@@ -11,7 +11,7 @@ import socket
 from serial.serialutil import PortNotOpenError, SerialException, Timeout
 from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
-from device.drivers.polled_serial import poll_milliseconds, serial_timeout, write_all
+from device.drivers.polled_serial import poll_milliseconds, read_up_to, write_all
 
 
 class TcpSerial(SocketSerial):
@@ -42,23 +42,13 @@ class TcpSerial(SocketSerial):
 
     def read(self, size: int = 1) -> bytes:
         connection = self._connection()
-        received = bytearray()
-        timeout = serial_timeout(self.timeout)
-        while len(received) < size:
-            if not self._ready(select.POLLIN, timeout):
-                break
-            try:
-                chunk = connection.recv(size - len(received))
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as err:
-                raise SerialException(f"read failed: {err}") from err
-            if not chunk:
-                raise SerialException("socket disconnected")
-            received += chunk
-            if timeout.expired():
-                break
-        return bytes(received)
+        return read_up_to(
+            size,
+            connection.recv,
+            lambda timeout: self._ready(select.POLLIN, timeout),
+            self.timeout,
+            "socket disconnected",
+        )
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         connection = self._connection()

@@ -13,7 +13,7 @@ import pytest
 import serial
 from pytest_mock import MockerFixture
 
-from device.drivers.polled_serial import PolledSerial, write_all
+from device.drivers.polled_serial import PolledSerial, read_up_to, write_all
 
 
 @pytest.fixture
@@ -89,3 +89,21 @@ def test_a_write_the_line_refuses_is_a_serial_exception() -> None:
 
     with pytest.raises(serial.SerialException, match="write failed"):
         write_all(b"\x02", send, lambda timeout: None, 1.0)
+
+
+def test_a_read_collects_pieces_and_ends_at_its_size_or_timeout() -> None:
+    pieces = iter([b"\x02he", BlockingIOError(), b"llo"])
+
+    def receive(size: int) -> bytes:
+        piece = next(pieces)
+        if isinstance(piece, Exception):
+            raise piece
+        return piece[:size]
+
+    assert read_up_to(5, receive, lambda timeout: True, 1.0, "gone") == b"\x02hell"
+    assert read_up_to(5, receive, lambda timeout: False, 1.0, "gone") == b""
+
+
+def test_a_line_readable_with_nothing_to_read_is_reported_gone() -> None:
+    with pytest.raises(serial.SerialException, match=r"^the link went away$"):
+        read_up_to(1, lambda size: b"", lambda timeout: True, 1.0, "the link went away")

@@ -1,4 +1,5 @@
-"""The driver's socket:// port: writes leave at once (TCP_NODELAY) and a close does not sleep."""
+"""The driver's socket:// port: writes leave at once (TCP_NODELAY), a close does not sleep, and a
+read says when the other end went away."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+import serial
 from pytest_mock import MockerFixture
 
 from device.drivers.base import open_port
@@ -46,3 +48,18 @@ def test_a_close_ends_the_connection_without_sleeping(
     accepted.settimeout(1.0)
     assert accepted.recv(1) == b""  # the other end sees the connection closed
     accepted.close()
+
+
+def test_a_read_gets_what_came_then_says_the_other_end_went_away(listener: socket.socket) -> None:
+    port = open_port(f"socket://127.0.0.1:{listener.getsockname()[1]}", timeout=1.0)
+    accepted, _ = listener.accept()
+    try:
+        accepted.sendall(b"\x02ab")
+        assert port.read(3) == b"\x02ab"
+        port.timeout = 0.1
+        assert port.read(1) == b""  # nothing within the timeout: what came, nothing more
+        accepted.close()
+        with pytest.raises(serial.SerialException, match=r"^socket disconnected$"):
+            port.read(1)
+    finally:
+        port.close()
