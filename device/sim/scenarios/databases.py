@@ -84,9 +84,9 @@ class ScenarioBank:
         self.name = f"atm_scenario_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
             create_database(conn, self.name, template)
-        self.url = url_for(self.name)
-        self._restorer = sa.create_engine(self.url, pool_size=1, max_overflow=0)
-        self._engine = make_engine(self.url, pool_pre_ping=False)
+        url = url_for(self.name)
+        self._restorer = sa.create_engine(url, pool_size=1, max_overflow=0)
+        self._engine = make_engine(url, pool_pre_ping=False)
         self._generation = 0
         self._running: set[int] = set()  # execution contexts of statements under way
         self._cond = threading.Condition()

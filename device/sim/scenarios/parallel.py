@@ -1,6 +1,6 @@
 """Runs scenarios in worker processes (`atm-sim scenario run --jobs N`).
 
-Each worker is a separate process with its own ScenarioRunner, so its own bank databases,
+Each worker is a separate process with its own ScenarioRunner, so its own bank database,
 host, fault proxy and ATM, exactly as a one-by-one run makes them; the workers copy the one
 seeded template this process makes. Results come back in the order the scenarios were given.
 """

@@ -111,7 +111,8 @@ def run_paths(
         return 2
     results: list[ScenarioResult] = []
     total = len(scenarios)
-    if jobs > 1 and total > 1:
+    parallel = jobs > 1 and total > 1
+    if parallel:
         from device.sim.scenarios.parallel import run_parallel
         from device.sim.scenarios.schema import Scenario
 
@@ -123,11 +124,11 @@ def run_paths(
             else:
                 progress(f"[{index + 1}/{total}] {scenario.name}: {MARKS[result.status]}")
 
-        # The parent makes the template only: its workers copy it.
-        with ScenarioRunner(server_url, settings, seed=seed) as runner:
+    with ScenarioRunner(server_url, settings, seed=seed) as runner:
+        if parallel:
+            # This process makes the template only: each worker copies it into its own bank.
             results = run_parallel(scenarios, runner, jobs, report)
-    else:
-        with ScenarioRunner(server_url, settings, seed=seed) as runner:
+        else:
             for index, scenario in enumerate(scenarios, start=1):
                 if progress is not None:
                     progress(f"[{index}/{total}] {scenario.name} ...")

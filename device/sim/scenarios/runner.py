@@ -184,7 +184,7 @@ class ScenarioRunner:
         random.seed(self.seed)
         state_dir = self.work_dir / f"{scenario.path.stem}-{uuid.uuid4().hex[:6]}"
         try:
-            run = _Run(scenario, self.settings, bank.url, bank.fresh(), state_dir)
+            run = _Run(scenario, self.settings, bank.fresh(), state_dir)
             try:
                 run.execute()
             finally:
@@ -225,12 +225,13 @@ class _Run:
     """The live pieces of one scenario and the code that drives and checks them."""
 
     def __init__(
-        self, scenario: Scenario, settings: Settings, url: str, engine: sa.Engine, state_dir: Path
+        self, scenario: Scenario, settings: Settings, engine: sa.Engine, state_dir: Path
     ) -> None:
         self.scenario = scenario
         self.state_dir = state_dir
         self.clock = VirtualClock(SCENARIO_START)
         overrides: dict[str, Any] = dict(scenario.bank.settings)
+        url = engine.url.render_as_string(hide_password=False)
         self.settings = dataclasses.replace(settings, database_url=url, **overrides)
         self.failures: list[Failure] = []
         self.checks_done = 0
