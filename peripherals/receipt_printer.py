@@ -34,12 +34,12 @@ from peripherals.receipt_render import (
 from peripherals.wire import escpos
 from peripherals.wire.escpos import Align, PaperLevel, PrinterCondition
 
+log = logging.getLogger(__name__)
+
 
 class ReceiptPrinterConfigError(ValueError):
     """A receipt printer config section that cannot be used."""
 
-
-log = logging.getLogger(__name__)
 
 # Drawing a receipt takes longer than printing it on the wire; one thread draws every printer's
 # receipts in the order they were cut, so a status query after the cut is answered at once.
