@@ -20,6 +20,7 @@ from config.settings import Settings
 from host import crypto_keys, pin_unit
 from host.crypto_keys import KeyFormatError, TerminalKeys
 from host.database import database_url, make_engine
+from host.driver_sql import DriverTransaction
 from host.ledger import Posting, post_entry
 from host.models import (
     CUSTOMER_ACCOUNT_KINDS,
@@ -284,7 +285,7 @@ def _seed_customer(
         ids[account.number] = account_id
         if account.balance:
             post_entry(
-                session,
+                DriverTransaction(session.connection()),
                 posted_at=now,
                 kind="opening",
                 description=f"Opening balance of {account.number}",
@@ -536,7 +537,7 @@ def set_ledger_balance(session: Session, number: str, cents: int, posted_at: dt.
     delta = cents - int(account.ledger_balance)
     if delta and equity is not None:
         post_entry(
-            session,
+            DriverTransaction(session.connection()),
             posted_at=posted_at,
             kind="opening",
             description=f"Balance of {number} set to {_money(cents)}",

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from config.settings import Settings
+from host.driver_sql import DriverTransaction
 from host.iso_mapping import is_terminal_id
 from host.models import Terminal
 
@@ -134,17 +135,16 @@ def open_terminal_keys(settings: Settings, terminal: Terminal) -> TerminalKeys:
 def mac_key_lookup(engine: sa.Engine, settings: Settings) -> Callable[[str], bytes | None]:
     """For the ISO 8583 server: a terminal's MAC key, or None for a terminal the bank lacks."""
 
-    # One statement outside a transaction: no BEGIN and ROLLBACK around a single read.
+    # One statement outside a transaction (no BEGIN and ROLLBACK around a single read), on the
+    # driver: this runs before every request the host answers.
     reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-    statement = sa.select(Terminal.mac_key_sealed).where(
-        Terminal.terminal_id == sa.bindparam("terminal_id")
-    )
+    statement = "SELECT mac_key_sealed FROM terminals WHERE terminal_id = %(terminal_id)s"
 
     def lookup(terminal_id: str) -> bytes | None:
         if not is_terminal_id(terminal_id):
             return None  # a NUL or a stray byte must never reach the database driver
         with reader.connect() as conn:
-            sealed = conn.scalar(statement, {"terminal_id": terminal_id})
+            sealed = DriverTransaction(conn).scalar(statement, {"terminal_id": terminal_id})
         if sealed is None:
             return None
         return open_key(settings, terminal_id, "mac_key", sealed)

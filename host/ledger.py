@@ -9,28 +9,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
-from host.models import CUSTOMER_ACCOUNT_KINDS, Account, JournalEntry, JournalLine
+from host.driver_sql import DriverTransaction
+from host.models import CUSTOMER_ACCOUNT_KINDS, JournalEntry, JournalLine
 
-# Built once and run on the session's connection: posting is on every withdrawal's path.
-_INSERT_ENTRY = sa.insert(JournalEntry).returning(JournalEntry.id)
-_MOVE_BALANCES = (
-    sa.update(Account)
-    .where(
-        Account.id == sa.bindparam("account_id"),
-        sa.or_(
-            Account.kind.not_in(CUSTOMER_ACCOUNT_KINDS),
-            Account.available_balance + sa.bindparam("available") >= 0,
-        ),
-    )
-    .values(
-        ledger_balance=Account.ledger_balance + sa.bindparam("amount"),
-        available_balance=Account.available_balance + sa.bindparam("available"),
-    )
-    .returning(Account.ledger_balance, Account.available_balance)
-)
-_INSERT_LINE = sa.insert(JournalLine)
+_INSERT_ENTRY = """
+    INSERT INTO journal_entries (posted_at, kind, description, host_transaction_id)
+    VALUES (%(posted_at)s, %(kind)s, %(description)s, %(host_transaction_id)s) RETURNING id
+"""
+# A customer account's available balance never goes below zero; bank accounts may.
+_MOVE_BALANCES = f"""
+    UPDATE accounts
+    SET ledger_balance = ledger_balance + %(amount)s,
+        available_balance = available_balance + %(available)s
+    WHERE id = %(account_id)s
+      AND (kind NOT IN ({", ".join(repr(kind) for kind in CUSTOMER_ACCOUNT_KINDS)})
+           OR available_balance + %(available)s >= 0)
+    RETURNING ledger_balance, available_balance
+"""  # noqa: S608 (built from constants of this module only)
+_INSERT_LINE = """
+    INSERT INTO journal_lines (entry_id, account_id, amount, balance_after, memo)
+    VALUES (%(entry_id)s, %(account_id)s, %(amount)s, %(balance_after)s, %(memo)s)
+"""
 
 
 class InsufficientFunds(Exception):
@@ -48,7 +48,7 @@ class Posting:
 
 
 def post_entry(
-    session: Session,
+    transaction: DriverTransaction,
     *,
     posted_at: dt.datetime,
     kind: str,
@@ -64,8 +64,7 @@ def post_entry(
     """
     if sum(p.amount for p in postings) != 0:
         raise ValueError(f"{kind} entry does not balance")
-    connection = session.connection()
-    entry_id = connection.execute(
+    entry_id = transaction.scalar(
         _INSERT_ENTRY,
         {
             "posted_at": posted_at,
@@ -73,18 +72,18 @@ def post_entry(
             "description": description[:80],
             "host_transaction_id": host_transaction_id,
         },
-    ).scalar_one()
+    )
     balances: dict[int, tuple[int, int]] = {}
     for posting in postings:
         available = posting.amount if posting.available_change is None else posting.available_change
-        row = connection.execute(
+        row = transaction.first(
             _MOVE_BALANCES,
             {"account_id": posting.account_id, "amount": posting.amount, "available": available},
-        ).one_or_none()
+        )
         if row is None:
             raise InsufficientFunds(f"account {posting.account_id} would go below zero")
         if posting.amount:
-            connection.execute(
+            transaction.run(
                 _INSERT_LINE,
                 {
                     "entry_id": entry_id,

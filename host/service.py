@@ -13,26 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from psycopg.types.json import Jsonb
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from host import crypto_keys, dukpt, pin_unit
+from host.driver_sql import DriverTransaction
 from host.iso_mapping import is_terminal_id
 from host.ledger import InsufficientFunds, Posting, ledger_lines, post_entry
 from host.messages import HostRequest, HostResponse, RequestKind, ResponseCode, StatementLine
-from host.models import (
-    Account,
-    Card,
-    CardAccount,
-    DailyUsage,
-    Hold,
-    HostTransaction,
-    JournalLine,
-    Terminal,
-)
+from host.models import JournalLine
 
 log = logging.getLogger(__name__)
 
@@ -61,115 +53,150 @@ RETRY_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failu
 ATTEMPTS = 3
 
 
-# ----- the statements of every card request, built once ------------------------------------------
-# Built per call they cost more Python time than the database needs to run them; here they are
-# compiled once and run on the session's connection (plain rows, no ORM bookkeeping).
+# ----- the statements of every request ----------------------------------------------------------
+# Plain SQL run on the driver (DriverTransaction): SQLAlchemy's Python per statement cost more
+# than the database needs to run them.
 
-_TERMINAL = sa.select(Terminal).where(Terminal.terminal_id == sa.bindparam("terminal_id"))
-_CLAIM = (
-    pg_insert(HostTransaction)
-    .on_conflict_do_nothing(constraint="uq_host_transactions_idempotency")
-    .returning(HostTransaction.id)
-)
-_FINISH = (
-    sa.update(HostTransaction)
-    .where(HostTransaction.id == sa.bindparam("record_id"))
-    .values(
-        response_code=sa.bindparam("response_code"),
-        retrieval_reference=sa.bindparam("retrieval_reference"),
-        response=sa.bindparam("response", type_=HostTransaction.response.type),
-        card_id=sa.bindparam("card_id"),
-        account_id=sa.bindparam("account_id"),
-        amount=sa.bindparam("amount"),
-        original_id=sa.bindparam("original_id"),
-        kind=sa.func.coalesce(sa.bindparam("repeat_kind", type_=sa.String), HostTransaction.kind),
-    )
-)
-_CARD_LOCKED = (
-    sa.select(Card)
-    .where(Card.pan_hash == sa.bindparam("pan_hash"))
-    .with_for_update()
-    .execution_options(populate_existing=True)
-)
-_LINKED_ACCOUNTS = (
-    sa.select(
-        Account.id,
-        Account.number,
-        CardAccount.account_type,
-        CardAccount.is_default,
-        Account.currency,
-    )
-    .join(CardAccount, CardAccount.account_id == Account.id)
-    .where(CardAccount.card_id == sa.bindparam("card_id"))
-    .order_by(Account.id)
-)
-_BALANCES = sa.select(Account.ledger_balance, Account.available_balance).where(
-    Account.id == sa.bindparam("account_id")
-)
-_usage = pg_insert(DailyUsage)
-_USE_LIMIT = _usage.on_conflict_do_update(
-    index_elements=[DailyUsage.account_id, DailyUsage.day, DailyUsage.kind],
-    set_={"used": DailyUsage.used + _usage.excluded.used},
-    where=DailyUsage.used + _usage.excluded.used <= sa.bindparam("limit"),
-).returning(DailyUsage.used)
+_TERMINAL = """
+    SELECT id, terminal_id, tmk_sealed, pin_key_tdes_sealed, pin_key_aes_sealed, mac_key_sealed,
+           dukpt_bdk_tdes_sealed, dukpt_bdk_aes_sealed
+    FROM terminals WHERE terminal_id = %(terminal_id)s
+"""
+_SIGNED_ON = "UPDATE terminals SET last_sign_on_at = %(now)s WHERE id = %(id)s"
+_LAST_STAN = f"""
+    SELECT stan FROM host_transactions
+    WHERE terminal_id = %(terminal_id)s AND kind <> '{BLOCKED_ORIGINAL}'
+    ORDER BY id DESC LIMIT 1
+"""  # noqa: S608 (built from constants of this module only)
+_CLAIM = """
+    INSERT INTO host_transactions (terminal_id, stan, business_date, kind, request_digest,
+                                   transmitted_at, received_at, amount)
+    VALUES (%(terminal_id)s, %(stan)s, %(business_date)s, %(kind)s, %(request_digest)s,
+            %(transmitted_at)s, %(received_at)s, %(amount)s)
+    ON CONFLICT ON CONSTRAINT uq_host_transactions_idempotency DO NOTHING
+    RETURNING id
+"""
+_FIRST_ANSWER = """
+    SELECT request_digest, response FROM host_transactions
+    WHERE terminal_id = %(terminal_id)s AND stan = %(stan)s AND business_date = %(business_date)s
+"""
+_FINISH = """
+    UPDATE host_transactions
+    SET response_code = %(response_code)s, retrieval_reference = %(retrieval_reference)s,
+        response = %(response)s, card_id = %(card_id)s, account_id = %(account_id)s,
+        amount = %(amount)s, original_id = %(original_id)s,
+        kind = coalesce(%(repeat_kind)s, kind)
+    WHERE id = %(record_id)s
+"""
+_CARD_LOCKED = """
+    SELECT id, masked_pan, expiry, pin_hash, failed_pin_attempts, locked_until, status
+    FROM cards WHERE pan_hash = %(pan_hash)s FOR UPDATE
+"""
+# Newest KSN of the terminal or a replay: the newest itself is taken again (see _accept_ksn).
+_ACCEPT_KSN = """
+    UPDATE terminals SET dukpt_key_id = %(key_id)s, dukpt_counter = %(counter)s
+    WHERE id = %(id)s AND (dukpt_key_id IS NULL OR dukpt_key_id <> %(key_id)s
+                           OR dukpt_counter <= %(counter)s)
+    RETURNING id
+"""
+# A lockout that has run out starts the count again; one UPDATE keeps racing tries exact.
+_LOCK_OVER = "(locked_until IS NOT NULL AND locked_until <= %(now)s)"
+_COUNT = f"(CASE WHEN {_LOCK_OVER} THEN 1 ELSE failed_pin_attempts + 1 END)"
+_COUNT_WRONG_PIN = f"""
+    UPDATE cards
+    SET failed_pin_attempts = {_COUNT},
+        locked_until = CASE WHEN {_COUNT} >= %(limit)s THEN %(until)s
+                            WHEN {_LOCK_OVER} THEN NULL ELSE locked_until END,
+        status = CASE WHEN {_COUNT} >= %(limit)s THEN 'locked' ELSE status END
+    WHERE id = %(id)s
+    RETURNING failed_pin_attempts
+"""  # noqa: S608 (built from constants of this module only)
+_PIN_RIGHT = """
+    UPDATE cards SET failed_pin_attempts = 0, locked_until = NULL, status = 'active'
+    WHERE id = %(id)s
+"""
+_NEW_PIN = "UPDATE cards SET pin_hash = %(pin_hash)s WHERE id = %(id)s"
+_LINKED_ACCOUNTS = """
+    SELECT a.id, a.number, ca.account_type, ca.is_default, a.currency
+    FROM accounts a JOIN card_accounts ca ON ca.account_id = a.id
+    WHERE ca.card_id = %(card_id)s
+    ORDER BY a.id
+"""
+_BALANCES = "SELECT ledger_balance, available_balance FROM accounts WHERE id = %(account_id)s"
+_USE_LIMIT = """
+    INSERT INTO daily_usage (account_id, day, kind, used)
+    VALUES (%(account_id)s, %(day)s, %(kind)s, %(used)s)
+    ON CONFLICT (account_id, day, kind) DO UPDATE
+        SET used = daily_usage.used + excluded.used
+        WHERE daily_usage.used + excluded.used <= %(limit)s
+    RETURNING used
+"""
+_RELEASE_LIMIT = """
+    UPDATE daily_usage SET used = used - %(amount)s
+    WHERE account_id = %(account_id)s AND day = %(day)s AND kind = %(kind)s
+"""
 # A withdrawal's limit, hold and hold record in one statement: the funds are held only if the
 # limit took the amount, and the hold row is written only if the funds were held. A limit taken
 # with no funds behind it is given back by the caller (its row stays locked until commit).
-_HOLD_WITHDRAWAL = sa.text(
-    """
+_HOLD_WITHDRAWAL = """
     WITH usage AS (
         INSERT INTO daily_usage (account_id, day, kind, used)
-        VALUES (:account_id, :day, 'withdrawal', :amount)
+        VALUES (%(account_id)s, %(day)s, 'withdrawal', %(amount)s)
         ON CONFLICT (account_id, day, kind) DO UPDATE
             SET used = daily_usage.used + excluded.used
-            WHERE daily_usage.used + excluded.used <= :limit
+            WHERE daily_usage.used + excluded.used <= %(limit)s
         RETURNING used
     ), funds AS (
-        UPDATE accounts SET available_balance = available_balance - :amount
-        WHERE id = :account_id AND available_balance >= :amount AND EXISTS (SELECT FROM usage)
+        UPDATE accounts SET available_balance = available_balance - %(amount)s
+        WHERE id = %(account_id)s AND available_balance >= %(amount)s
+          AND EXISTS (SELECT FROM usage)
         RETURNING ledger_balance, available_balance
     ), hold AS (
         INSERT INTO holds (host_transaction_id, account_id, terminal_id, amount, posted_amount,
                            usage_day, status, created_at)
-        SELECT :record_id, :account_id, :terminal_id, :amount, 0, :day, 'held', :created_at
+        SELECT %(record_id)s, %(account_id)s, %(terminal_id)s, %(amount)s, 0, %(day)s, 'held',
+               %(created_at)s
         FROM funds
     )
     SELECT EXISTS (SELECT FROM usage) AS within_limit, funds.ledger_balance,
            funds.available_balance
     FROM (VALUES (1)) AS one LEFT JOIN funds ON true
-    """
-)
-_ORIGINAL_KINDS = [RequestKind.WITHDRAWAL.value, BLOCKED_ORIGINAL]
-_ORIGINAL_SENT_AT = (
-    sa.select(HostTransaction)
-    .where(
-        HostTransaction.terminal_id == sa.bindparam("terminal_id"),
-        HostTransaction.stan == sa.bindparam("stan"),
-        HostTransaction.transmitted_at == sa.bindparam("transmitted_at"),
-        HostTransaction.kind.in_(_ORIGINAL_KINDS),
-        HostTransaction.id != sa.bindparam("record_id"),
-    )
-    .order_by(HostTransaction.id.desc())
-    .limit(1)
-)
+"""
+_RELEASE_FUNDS = """
+    UPDATE accounts SET available_balance = available_balance + %(amount)s
+    WHERE id = %(account_id)s
+"""
+_ORIGINAL = f"""
+    SELECT id, kind FROM host_transactions
+    WHERE terminal_id = %(terminal_id)s AND stan = %(stan)s
+      AND kind IN ('{RequestKind.WITHDRAWAL.value}', '{BLOCKED_ORIGINAL}')
+      AND id <> %(record_id)s
+"""  # noqa: S608 (built from constants of this module only)
+_ORIGINAL_SENT_AT = _ORIGINAL + " AND transmitted_at = %(transmitted_at)s ORDER BY id DESC LIMIT 1"
 _ORIGINAL_RECENT = (
-    sa.select(HostTransaction)
-    .where(
-        HostTransaction.terminal_id == sa.bindparam("terminal_id"),
-        HostTransaction.stan == sa.bindparam("stan"),
-        HostTransaction.business_date.in_(sa.bindparam("days", expanding=True)),
-        HostTransaction.kind.in_(_ORIGINAL_KINDS),
-        HostTransaction.id != sa.bindparam("record_id"),
-    )
-    .order_by(HostTransaction.business_date.desc())
-    .limit(1)
+    _ORIGINAL + " AND business_date = ANY(%(days)s) ORDER BY business_date DESC LIMIT 1"
 )
-_HOLD_LOCKED = (
-    sa.select(Hold).where(Hold.host_transaction_id == sa.bindparam("original_id")).with_for_update()
+_HOLD_LOCKED = """
+    SELECT id, account_id, terminal_id, amount, posted_amount, usage_day, status, settled_at
+    FROM holds WHERE host_transaction_id = %(original_id)s FOR UPDATE
+"""
+_SAVE_HOLD = """
+    UPDATE holds SET posted_amount = %(posted_amount)s, status = %(status)s,
+                     settled_at = %(settled_at)s
+    WHERE id = %(id)s
+"""
+_SETTLEMENT_ACCOUNT = (
+    "SELECT settlement_account_id FROM terminals WHERE terminal_id = %(terminal_id)s"
 )
-_SETTLEMENT_ACCOUNT = sa.select(Terminal.settlement_account_id).where(
-    Terminal.terminal_id == sa.bindparam("terminal_id")
-)
+_BLOCK_ORIGINAL = """
+    INSERT INTO host_transactions (terminal_id, stan, business_date, kind, request_digest,
+                                   transmitted_at, received_at, amount, original_id,
+                                   response_code, response)
+    VALUES (%(terminal_id)s, %(stan)s, %(business_date)s, %(kind)s, NULL, %(transmitted_at)s,
+            %(received_at)s, %(amount)s, %(original_id)s, %(response_code)s, %(response)s)
+    ON CONFLICT ON CONSTRAINT uq_host_transactions_idempotency DO NOTHING
+    RETURNING id
+"""
 
 
 class Declined(Exception):
@@ -183,6 +210,14 @@ class Declined(Exception):
 
 def _over_limit(kind: str) -> Declined:
     return Declined(ResponseCode.EXCEEDS_WITHDRAWAL_LIMIT, f"over the daily {kind} limit")
+
+
+def _retry_cause(err: Exception) -> str | None:
+    """Why a request that failed in the database may run again (nothing was committed), or None."""
+    if isinstance(err, DBAPIError) and err.connection_invalidated:
+        return "connection lost"
+    sqlstate = getattr(err.orig if isinstance(err, DBAPIError) else err, "sqlstate", None)
+    return sqlstate if sqlstate in RETRY_SQLSTATES else None
 
 
 def _utc_now() -> dt.datetime:
@@ -203,6 +238,20 @@ class _Record:
     amount: int = 0
     original_id: int | None = None
     kind: str | None = None  # set when the request turns out to be a repeat (REPEAT_KINDS)
+
+
+@dataclass
+class _Hold:
+    """A withdrawal's hold as read under its row lock; settling changes it, then saves it."""
+
+    id: int
+    account_id: int
+    terminal_id: str
+    amount: int
+    posted_amount: int
+    usage_day: dt.date
+    status: str
+    settled_at: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -323,7 +372,7 @@ def _response_from_json(data: dict[str, Any]) -> HostResponse:
 
 
 class Bank:
-    """The authorisation service. Thread-safe: every call opens its own session."""
+    """The authorisation service. Thread-safe: every call runs in its own transaction."""
 
     def __init__(self, engine: sa.Engine, settings: Settings, clock: Clock | None = None) -> None:
         self.engine = engine
@@ -347,14 +396,11 @@ class Bank:
             for attempt in range(1, ATTEMPTS + 1):
                 try:
                     return self._handle_once(request)
-                except DBAPIError as err:
+                except (DBAPIError, psycopg.Error) as err:
                     # A pooled connection the database closed (a restart) failed before anything
                     # was committed; the pool has dropped it, so the request runs again.
-                    sqlstate = getattr(err.orig, "sqlstate", None)
-                    cause = "connection lost" if err.connection_invalidated else sqlstate
-                    if attempt == ATTEMPTS or not (
-                        err.connection_invalidated or sqlstate in RETRY_SQLSTATES
-                    ):
+                    cause = _retry_cause(err)
+                    if attempt == ATTEMPTS or cause is None:
                         raise
                     log.info("%s stan=%s: %s, trying again", request.terminal_id, stan, cause)
         except Exception:
@@ -369,19 +415,25 @@ class Bank:
 
     def _handle_once(self, request: HostRequest) -> HostResponse:
         now = self._now()
-        with Session(self.engine) as session, session.begin():
-            terminal = session.scalar(_TERMINAL, {"terminal_id": request.terminal_id})
+        with self.engine.begin() as connection:
+            # The first statement goes through the engine, so a hook on the engine's statements
+            # sees every transaction begin (the scenario bank refuses a stale one there); the
+            # rest run on the driver.
+            terminal = connection.exec_driver_sql(
+                _TERMINAL, {"terminal_id": request.terminal_id}
+            ).one_or_none()
             if terminal is None:
                 return HostResponse(
                     ResponseCode.SECURITY_VIOLATION, request.stan, message="unknown terminal"
                 )
+            tx = DriverTransaction(connection)
             if request.kind in NETWORK_KINDS:
-                return self._network(session, request, terminal, now)
-            claimed = self._claim(session, request, now)
+                return self._network(tx, request, terminal, now)
+            claimed = self._claim(tx, request, now)
             if isinstance(claimed, HostResponse):
                 return claimed
-            response = self._dispatch(session, request, terminal, claimed, now)
-            return self._finish(session, claimed, response)
+            response = self._dispatch(tx, request, terminal, claimed, now)
+            return self._finish(tx, claimed, response)
 
     # ----- idempotency --------------------------------------------------------------------------
 
@@ -420,37 +472,27 @@ class Bank:
         return hmac.new(self._digest_key, "\x1f".join(parts).encode(), hashlib.sha256).digest()
 
     def _claim(
-        self, session: Session, request: HostRequest, now: dt.datetime
+        self, tx: DriverTransaction, request: HostRequest, now: dt.datetime
     ) -> _Record | HostResponse:
         """Claim (terminal, STAN, business date), or the first answer if it is already taken."""
         business_date = _business_date(request)
         digest = self._digest(request)
-        record_id = (
-            session.connection()
-            .execute(
-                _CLAIM,
-                {
-                    "terminal_id": request.terminal_id,
-                    "stan": request.stan,
-                    "business_date": business_date,
-                    "kind": request.kind.value,
-                    "request_digest": digest,
-                    "transmitted_at": request.transmitted_at,
-                    "received_at": now,
-                    "amount": request.amount,
-                },
-            )
-            .scalar()
+        key = {"terminal_id": request.terminal_id, "stan": request.stan}
+        record_id = tx.scalar(
+            _CLAIM,
+            {
+                **key,
+                "business_date": business_date,
+                "kind": request.kind.value,
+                "request_digest": digest,
+                "transmitted_at": request.transmitted_at,
+                "received_at": now,
+                "amount": request.amount,
+            },
         )
         if record_id is not None:
             return _Record(record_id, business_date)
-        first = session.execute(
-            sa.select(HostTransaction.request_digest, HostTransaction.response).where(
-                HostTransaction.terminal_id == request.terminal_id,
-                HostTransaction.stan == request.stan,
-                HostTransaction.business_date == business_date,
-            )
-        ).one()
+        first = tx.one(_FIRST_ANSWER, {**key, "business_date": business_date})
         if first.request_digest is not None and not hmac.compare_digest(
             first.request_digest, digest
         ):
@@ -463,19 +505,21 @@ class Bank:
             raise RuntimeError("a host transaction was committed without its answer")
         return _response_from_json(first.response)
 
-    def _finish(self, session: Session, record: _Record, response: HostResponse) -> HostResponse:
+    def _finish(
+        self, tx: DriverTransaction, record: _Record, response: HostResponse
+    ) -> HostResponse:
         reference = f"{record.id:012d}"
         approval = f"A{record.id % 100000:05d}" if response.approved else ""
         response = dataclasses.replace(
             response, retrieval_reference=reference, approval_code=approval
         )
-        session.connection().execute(
+        tx.run(
             _FINISH,
             {
                 "record_id": record.id,
                 "response_code": response.response_code.value,
                 "retrieval_reference": reference,
-                "response": _response_to_json(response),
+                "response": Jsonb(_response_to_json(response)),
                 "card_id": record.card_id,
                 "account_id": record.account_id,
                 "amount": record.amount,
@@ -488,66 +532,49 @@ class Bank:
     # ----- network messages -------------------------------------------------------------------
 
     def _network(
-        self, session: Session, request: HostRequest, terminal: Terminal, now: dt.datetime
+        self, tx: DriverTransaction, request: HostRequest, terminal: Any, now: dt.datetime
     ) -> HostResponse:
         """Sign-on and echo: answered without claiming their STAN (nothing to replay)."""
         if request.kind is RequestKind.ECHO:
             return HostResponse(ResponseCode.APPROVED, request.stan)
-        terminal.last_sign_on_at = now
+        tx.run(_SIGNED_ON, {"now": now, "id": terminal.id})
+        # A blocked original is left out of the last STAN: its STAN came inside a reversal.
+        last_stan: str | None = tx.scalar(_LAST_STAN, {"terminal_id": terminal.terminal_id})
         return HostResponse(
-            ResponseCode.APPROVED,
-            request.stan,
-            message="signed on",
-            last_stan=self.last_stan(session, terminal.terminal_id),
-        )
-
-    @staticmethod
-    def last_stan(session: Session, terminal_id: str) -> str | None:
-        """The STAN of the newest request the host recorded from a terminal, any day, or None.
-
-        A blocked original is left out: its STAN came inside a reversal, not as a request.
-        """
-        return session.scalar(
-            sa.select(HostTransaction.stan)
-            .where(
-                HostTransaction.terminal_id == terminal_id,
-                HostTransaction.kind != BLOCKED_ORIGINAL,
-            )
-            .order_by(HostTransaction.id.desc())
-            .limit(1)
+            ResponseCode.APPROVED, request.stan, message="signed on", last_stan=last_stan
         )
 
     # ----- dispatch ---------------------------------------------------------------------------
 
     def _dispatch(
         self,
-        session: Session,
+        tx: DriverTransaction,
         request: HostRequest,
-        terminal: Terminal,
+        terminal: Any,
         record: _Record,
         now: dt.datetime,
     ) -> HostResponse:
         kind = request.kind
         if kind is RequestKind.REVERSAL:
-            return self._reversal(session, request, record, now)
+            return self._reversal(tx, request, record, now)
         try:
             if kind is RequestKind.COMPLETION:
-                with session.begin_nested():
-                    return self._completion(session, request, record, now)
+                with tx.savepoint():
+                    return self._completion(tx, request, record, now)
             keys = crypto_keys.open_terminal_keys(self.settings, terminal)
-            card = self._authenticate(session, request, terminal, keys, record, now)
+            card = self._authenticate(tx, request, terminal, keys, record, now)
             # Only a transfer makes several writes a decline must undo; the others read, write
             # once, or (a withdrawal) undo their one write themselves: no savepoint round trips.
             if kind is RequestKind.BALANCE:
-                return self._balance(session, request, card)
+                return self._balance(tx, request, card)
             if kind is RequestKind.WITHDRAWAL:
-                return self._withdrawal(session, request, card, record, now)
+                return self._withdrawal(tx, request, card, record, now)
             if kind is RequestKind.MINI_STATEMENT:
-                return self._mini_statement(session, request, card, record)
+                return self._mini_statement(tx, request, card, record)
             if kind is RequestKind.PIN_CHANGE:
-                return self._pin_change(session, request, card, keys)
-            with session.begin_nested():
-                return self._transfer(session, request, card, record, now)
+                return self._pin_change(tx, request, card, keys)
+            with tx.savepoint():
+                return self._transfer(tx, request, card, record, now)
         except Declined as declined:
             return HostResponse(declined.code, request.stan, message=declined.message)
         except InsufficientFunds:
@@ -559,13 +586,13 @@ class Bank:
 
     def _authenticate(
         self,
-        session: Session,
+        tx: DriverTransaction,
         request: HostRequest,
-        terminal: Terminal,
+        terminal: Any,
         keys: crypto_keys.TerminalKeys,
         record: _Record,
         now: dt.datetime,
-    ) -> Card:
+    ) -> Any:
         """The card, once its status, expiry, lockout and PIN pass; else Declined."""
         pan = request.pan or ""
         if not (12 <= len(pan) <= 19 and pan.isascii() and pan.isdigit()):
@@ -573,9 +600,7 @@ class Bank:
         # The card row stays locked until the answer is committed: the PIN checks of one card
         # run one after another, each seeing the count and lock the previous one left, so at
         # most MAX_FAILED_PIN_ATTEMPTS guesses are judged per lockout however many arrive.
-        card = session.scalar(
-            _CARD_LOCKED, {"pan_hash": crypto_keys.pan_digest(self.settings, pan)}
-        )
+        card = tx.first(_CARD_LOCKED, {"pan_hash": crypto_keys.pan_digest(self.settings, pan)})
         if card is None:
             raise Declined(ResponseCode.INVALID_CARD, "unknown card")
         record.card_id = card.id
@@ -594,7 +619,7 @@ class Bank:
         assert request.pin_block is not None and request.pin_block_format is not None
         for ksn in (request.pin_ksn, request.new_pin_ksn):
             if ksn is not None:
-                self._accept_ksn(session, terminal, ksn)
+                self._accept_ksn(tx, terminal, ksn)
         if card.failed_pin_attempts or card.status == "locked":
             # A wrong PIN was counted since (here or in another host process), or the card was
             # locked: the next right PIN is hashed again.
@@ -618,63 +643,31 @@ class Bank:
             correct = False  # a block that does not decipher counts as a wrong PIN
         if not correct:
             self.verified_pins.forget(card.id)
-            self._count_wrong_pin(session, card, now)
+            self._count_wrong_pin(tx, card, now)
         if card.failed_pin_attempts or card.status == "locked":
-            session.execute(
-                sa.update(Card)
-                .where(Card.id == card.id)
-                .values(failed_pin_attempts=0, locked_until=None, status="active")
-                .execution_options(synchronize_session=False)
-            )
+            tx.run(_PIN_RIGHT, {"id": card.id})
         return card
 
     @staticmethod
-    def _accept_ksn(session: Session, terminal: Terminal, ksn: bytes) -> None:
+    def _accept_ksn(tx: DriverTransaction, terminal: Any, ksn: bytes) -> None:
         """Record the newest KSN of the terminal; an older one is a replay.
 
         The newest one itself is taken again: an ATM sends the PIN block it holds with each
         request of one customer session (verification, then the transaction).
         """
         key_id, counter = dukpt.split_ksn(ksn)
-        accepted = session.scalar(
-            sa.update(Terminal)
-            .where(
-                Terminal.id == terminal.id,
-                sa.or_(
-                    Terminal.dukpt_key_id.is_(None),
-                    Terminal.dukpt_key_id != key_id,
-                    Terminal.dukpt_counter <= counter,
-                ),
-            )
-            .values(dukpt_key_id=key_id, dukpt_counter=counter)
-            .returning(Terminal.id)
-            .execution_options(synchronize_session=False)
-        )
+        accepted = tx.scalar(_ACCEPT_KSN, {"id": terminal.id, "key_id": key_id, "counter": counter})
         if accepted is None:
             raise Declined(
                 ResponseCode.SECURITY_VIOLATION, "DUKPT key serial number used before (replay)"
             )
 
-    def _count_wrong_pin(self, session: Session, card: Card, now: dt.datetime) -> None:
+    def _count_wrong_pin(self, tx: DriverTransaction, card: Any, now: dt.datetime) -> None:
         limit = self.settings.max_failed_pin_attempts
         until = now + dt.timedelta(seconds=self.settings.lockout_duration_seconds)
-        lock_over = sa.and_(Card.locked_until.is_not(None), Card.locked_until <= now)
-        # A lockout that has run out starts the count again; one UPDATE keeps racing tries exact.
-        count = sa.case((lock_over, 1), else_=Card.failed_pin_attempts + 1)
-        attempts = session.scalar(
-            sa.update(Card)
-            .where(Card.id == card.id)
-            .values(
-                failed_pin_attempts=count,
-                locked_until=sa.case(
-                    (count >= limit, until), (lock_over, None), else_=Card.locked_until
-                ),
-                status=sa.case((count >= limit, "locked"), else_=Card.status),
-            )
-            .returning(Card.failed_pin_attempts)
-            .execution_options(synchronize_session=False)
+        attempts: int = tx.scalar(
+            _COUNT_WRONG_PIN, {"id": card.id, "now": now, "limit": limit, "until": until}
         )
-        assert attempts is not None
         if attempts >= limit:
             log.warning(
                 "card %s locked until %s after %d wrong PINs",
@@ -687,14 +680,14 @@ class Bank:
 
     # ----- accounts ---------------------------------------------------------------------------
 
-    def _linked_accounts(self, session: Session, card: Card) -> list[_LinkedAccount]:
-        rows = session.connection().execute(_LINKED_ACCOUNTS, {"card_id": card.id})
-        return [_LinkedAccount(*row) for row in rows]
+    @staticmethod
+    def _linked_accounts(tx: DriverTransaction, card: Any) -> list[_LinkedAccount]:
+        return [_LinkedAccount(*row) for row in tx.all(_LINKED_ACCOUNTS, {"card_id": card.id})]
 
     def _resolve(
-        self, session: Session, card: Card, wanted: str | None, *, role: str = "account"
+        self, tx: DriverTransaction, card: Any, wanted: str | None, *, role: str = "account"
     ) -> _LinkedAccount:
-        for account in self._linked_accounts(session, card):
+        for account in self._linked_accounts(tx, card):
             if (
                 (wanted is None and account.is_default)
                 or wanted == account.account_type
@@ -704,62 +697,57 @@ class Bank:
         raise Declined(ResponseCode.NO_SUCH_ACCOUNT, f"the card has no such {role}")
 
     @staticmethod
-    def _balances(session: Session, account_id: int) -> tuple[int, int]:
-        row = session.connection().execute(_BALANCES, {"account_id": account_id}).one()
+    def _balances(tx: DriverTransaction, account_id: int) -> tuple[int, int]:
+        row = tx.one(_BALANCES, {"account_id": account_id})
         return row.ledger_balance, row.available_balance
 
     def _use_limit(
-        self, session: Session, account_id: int, day: dt.date, kind: str, amount: int, limit: int
+        self,
+        tx: DriverTransaction,
+        account_id: int,
+        day: dt.date,
+        kind: str,
+        amount: int,
+        limit: int,
     ) -> None:
         """Count `amount` against the account's daily limit, atomically, or Declined(61)."""
         if amount > limit:
             raise _over_limit(kind)
-        used = (
-            session.connection()
-            .execute(
-                _USE_LIMIT,
-                {
-                    "account_id": account_id,
-                    "day": day,
-                    "kind": kind,
-                    "used": amount,
-                    "limit": limit,
-                },
-            )
-            .scalar()
+        used = tx.scalar(
+            _USE_LIMIT,
+            {"account_id": account_id, "day": day, "kind": kind, "used": amount, "limit": limit},
         )
         if used is None:
             raise _over_limit(kind)
 
     @staticmethod
     def _release_limit(
-        session: Session, account_id: int, day: dt.date, kind: str, amount: int
+        tx: DriverTransaction, account_id: int, day: dt.date, kind: str, amount: int
     ) -> None:
         if amount:
-            session.execute(
-                sa.update(DailyUsage)
-                .where(
-                    DailyUsage.account_id == account_id,
-                    DailyUsage.day == day,
-                    DailyUsage.kind == kind,
-                )
-                .values(used=DailyUsage.used - amount)
-                .execution_options(synchronize_session=False)
+            tx.run(
+                _RELEASE_LIMIT,
+                {"account_id": account_id, "day": day, "kind": kind, "amount": amount},
             )
 
     # ----- card requests ----------------------------------------------------------------------
 
-    def _balance(self, session: Session, request: HostRequest, card: Card) -> HostResponse:
-        account = self._resolve(session, card, request.from_account)
-        ledger, available = self._balances(session, account.id)
+    def _balance(self, tx: DriverTransaction, request: HostRequest, card: Any) -> HostResponse:
+        account = self._resolve(tx, card, request.from_account)
+        ledger, available = self._balances(tx, account.id)
         return HostResponse(
             ResponseCode.APPROVED, request.stan, ledger_balance=ledger, available_balance=available
         )
 
     def _withdrawal(
-        self, session: Session, request: HostRequest, card: Card, record: _Record, now: dt.datetime
+        self,
+        tx: DriverTransaction,
+        request: HostRequest,
+        card: Any,
+        record: _Record,
+        now: dt.datetime,
     ) -> HostResponse:
-        account = self._resolve(session, card, request.from_account)
+        account = self._resolve(tx, card, request.from_account)
         record.account_id = account.id
         amount = request.amount
         if amount <= 0:
@@ -770,26 +758,22 @@ class Bank:
         if amount > limit:
             raise _over_limit("withdrawal")
         day = now.date()
-        row = (
-            session.connection()
-            .execute(
-                _HOLD_WITHDRAWAL,
-                {
-                    "account_id": account.id,
-                    "day": day,
-                    "amount": amount,
-                    "limit": limit,
-                    "record_id": record.id,
-                    "terminal_id": request.terminal_id,
-                    "created_at": now,
-                },
-            )
-            .one()
+        row = tx.one(
+            _HOLD_WITHDRAWAL,
+            {
+                "account_id": account.id,
+                "day": day,
+                "amount": amount,
+                "limit": limit,
+                "record_id": record.id,
+                "terminal_id": request.terminal_id,
+                "created_at": now,
+            },
         )
         if not row.within_limit:
             raise _over_limit("withdrawal")
         if row.ledger_balance is None:
-            self._release_limit(session, account.id, day, "withdrawal", amount)
+            self._release_limit(tx, account.id, day, "withdrawal", amount)
             raise Declined(ResponseCode.INSUFFICIENT_FUNDS, "insufficient funds")
         record.amount = amount
         return HostResponse(
@@ -800,13 +784,18 @@ class Bank:
         )
 
     def _transfer(
-        self, session: Session, request: HostRequest, card: Card, record: _Record, now: dt.datetime
+        self,
+        tx: DriverTransaction,
+        request: HostRequest,
+        card: Any,
+        record: _Record,
+        now: dt.datetime,
     ) -> HostResponse:
-        source = self._resolve(session, card, request.from_account, role="source account")
+        source = self._resolve(tx, card, request.from_account, role="source account")
         record.account_id = source.id
         if request.to_account is None:
             raise Declined(ResponseCode.NO_SUCH_ACCOUNT, "no destination account")
-        target = self._resolve(session, card, request.to_account, role="destination account")
+        target = self._resolve(tx, card, request.to_account, role="destination account")
         if target.id == source.id:
             raise Declined(ResponseCode.INVALID_TRANSACTION, "same source and destination")
         amount = request.amount
@@ -815,14 +804,14 @@ class Bank:
         if not request.currency == source.currency == target.currency:
             raise Declined(ResponseCode.TRANSACTION_NOT_PERMITTED, "currency not served")
         self._use_limit(
-            session, source.id, now.date(), "transfer", amount, self.settings.daily_transfer_limit
+            tx, source.id, now.date(), "transfer", amount, self.settings.daily_transfer_limit
         )
         postings = [
             Posting(source.id, -amount, f"Transfer to {target.number}"),
             Posting(target.id, amount, f"Transfer from {source.number}"),
         ]
         balances = post_entry(
-            session,
+            tx,
             posted_at=now,
             kind="transfer",
             description=f"Transfer {source.number} to {target.number}",
@@ -836,15 +825,16 @@ class Bank:
         )
 
     def _mini_statement(
-        self, session: Session, request: HostRequest, card: Card, record: _Record
+        self, tx: DriverTransaction, request: HostRequest, card: Any, record: _Record
     ) -> HostResponse:
-        account = self._resolve(session, card, request.from_account)
+        account = self._resolve(tx, card, request.from_account)
         record.account_id = account.id
-        rows = session.execute(
+        # The ledger's one query of an account's lines, on the transaction's SQLAlchemy connection.
+        rows = tx.connection.execute(
             ledger_lines(account.id).order_by(JournalLine.id.desc()).limit(MINI_STATEMENT_LINES)
         ).all()
         lines = tuple(StatementLine(*row) for row in reversed(rows))
-        ledger, available = self._balances(session, account.id)
+        ledger, available = self._balances(tx, account.id)
         return HostResponse(
             ResponseCode.APPROVED,
             request.stan,
@@ -854,7 +844,7 @@ class Bank:
         )
 
     def _pin_change(
-        self, session: Session, request: HostRequest, card: Card, keys: crypto_keys.TerminalKeys
+        self, tx: DriverTransaction, request: HostRequest, card: Any, keys: crypto_keys.TerminalKeys
     ) -> HostResponse:
         assert request.new_pin_block is not None and request.pin_block_format is not None
         try:
@@ -870,21 +860,14 @@ class Bank:
             raise Declined(
                 ResponseCode.INVALID_TRANSACTION, "the new PIN block is invalid"
             ) from err
-        session.execute(
-            sa.update(Card)
-            .where(Card.id == card.id)
-            .values(pin_hash=new_hash)
-            .execution_options(synchronize_session=False)
-        )
+        tx.run(_NEW_PIN, {"id": card.id, "pin_hash": new_hash})
         self.verified_pins.forget(card.id)  # the old PIN's blocks (the new hash refuses them too)
         log.info("card %s: PIN changed", card.masked_pan)
         return HostResponse(ResponseCode.APPROVED, request.stan, message="PIN changed")
 
     # ----- completion and reversal ------------------------------------------------------------
 
-    def _original(
-        self, session: Session, request: HostRequest, record: _Record
-    ) -> HostTransaction | None:
+    def _original(self, tx: DriverTransaction, request: HostRequest, record: _Record) -> Any:
         """The withdrawal a completion or reversal names.
 
         With field 90's original transmission time: the one with that STAN and time from the
@@ -897,20 +880,21 @@ class Bank:
             "record_id": record.id,
         }
         if request.original_transmitted_at is not None:
-            return session.scalar(
+            return tx.first(
                 _ORIGINAL_SENT_AT, {**names, "transmitted_at": request.original_transmitted_at}
             )
         days = [record.business_date, record.business_date - dt.timedelta(days=1)]
-        return session.scalar(_ORIGINAL_RECENT, {**names, "days": days})
+        return tx.first(_ORIGINAL_RECENT, {**names, "days": days})
 
     @staticmethod
-    def _hold_of(session: Session, original: HostTransaction) -> Hold | None:
-        return session.scalar(_HOLD_LOCKED, {"original_id": original.id})
+    def _hold_of(tx: DriverTransaction, original: Any) -> _Hold | None:
+        row = tx.first(_HOLD_LOCKED, {"original_id": original.id})
+        return None if row is None else _Hold(*row)
 
     def _settle(
         self,
-        session: Session,
-        hold: Hold,
+        tx: DriverTransaction,
+        hold: _Hold,
         record: _Record,
         request: HostRequest,
         posted: int,
@@ -918,11 +902,11 @@ class Bank:
     ) -> None:
         """Post `posted` cents of a held withdrawal and release the rest of the hold."""
         release = hold.amount - posted
-        self._release_limit(session, hold.account_id, hold.usage_day, "withdrawal", release)
+        self._release_limit(tx, hold.account_id, hold.usage_day, "withdrawal", release)
         if posted:
-            settlement = self._settlement_account(session, hold.terminal_id)
+            settlement = self._settlement_account(tx, hold.terminal_id)
             post_entry(
-                session,
+                tx,
                 posted_at=now,
                 kind="withdrawal",
                 description=f"ATM withdrawal at {hold.terminal_id}",
@@ -933,27 +917,32 @@ class Bank:
                 host_transaction_id=record.id,
             )
         elif release:
-            session.execute(
-                sa.update(Account)
-                .where(Account.id == hold.account_id)
-                .values(available_balance=Account.available_balance + release)
-                .execution_options(synchronize_session=False)
-            )
+            tx.run(_RELEASE_FUNDS, {"account_id": hold.account_id, "amount": release})
         hold.posted_amount = posted
         hold.settled_at = now
 
     @staticmethod
-    def _settlement_account(session: Session, terminal_id: str) -> int:
-        account = (
-            session.connection().execute(_SETTLEMENT_ACCOUNT, {"terminal_id": terminal_id}).scalar()
+    def _save_hold(tx: DriverTransaction, hold: _Hold) -> None:
+        tx.run(
+            _SAVE_HOLD,
+            {
+                "id": hold.id,
+                "posted_amount": hold.posted_amount,
+                "status": hold.status,
+                "settled_at": hold.settled_at,
+            },
         )
-        assert account is not None
+
+    @staticmethod
+    def _settlement_account(tx: DriverTransaction, terminal_id: str) -> int:
+        account = tx.scalar(_SETTLEMENT_ACCOUNT, {"terminal_id": terminal_id})
+        assert isinstance(account, int)
         return account
 
     def _advice_response(
-        self, session: Session, request: HostRequest, hold: Hold, message: str
+        self, tx: DriverTransaction, request: HostRequest, hold: _Hold, message: str
     ) -> HostResponse:
-        ledger, available = self._balances(session, hold.account_id)
+        ledger, available = self._balances(tx, hold.account_id)
         return HostResponse(
             ResponseCode.APPROVED,
             request.stan,
@@ -963,35 +952,36 @@ class Bank:
         )
 
     def _completion(
-        self, session: Session, request: HostRequest, record: _Record, now: dt.datetime
+        self, tx: DriverTransaction, request: HostRequest, record: _Record, now: dt.datetime
     ) -> HostResponse:
-        original = self._original(session, request, record)
-        hold = None if original is None else self._hold_of(session, original)
+        original = self._original(tx, request, record)
+        hold = None if original is None else self._hold_of(tx, original)
         if original is None or hold is None:
             raise Declined(ResponseCode.ORIGINAL_NOT_FOUND, "no approved withdrawal with that STAN")
         record.original_id = original.id
         record.account_id = hold.account_id
         if hold.status == "completed":
             record.kind = REPEAT_KINDS[RequestKind.COMPLETION]
-            return self._advice_response(session, request, hold, "already completed")
+            return self._advice_response(tx, request, hold, "already completed")
         if hold.status == "reversed":
             raise Declined(ResponseCode.INVALID_TRANSACTION, "the withdrawal was reversed")
         wanted = (
             request.dispensed_amount if request.dispensed_amount is not None else request.amount
         )
         posted = min(wanted, hold.amount)
-        self._settle(session, hold, record, request, posted, now)
+        self._settle(tx, hold, record, request, posted, now)
         hold.status = "completed"
+        self._save_hold(tx, hold)
         record.amount = posted
         note = "" if wanted <= hold.amount else "capped at the authorised amount"
-        return self._advice_response(session, request, hold, note)
+        return self._advice_response(tx, request, hold, note)
 
     def _reversal(
-        self, session: Session, request: HostRequest, record: _Record, now: dt.datetime
+        self, tx: DriverTransaction, request: HostRequest, record: _Record, now: dt.datetime
     ) -> HostResponse:
-        original = self._original(session, request, record)
+        original = self._original(tx, request, record)
         if original is None:
-            if self._block_original(session, request, record, now):
+            if self._block_original(tx, request, record, now):
                 record.amount = request.amount
                 return HostResponse(
                     ResponseCode.ORIGINAL_NOT_FOUND,
@@ -999,7 +989,7 @@ class Bank:
                     message="original not found; it will be refused if it arrives",
                 )
             # The original was being written while we looked: it exists now, reverse it.
-            original = self._original(session, request, record)
+            original = self._original(tx, request, record)
             if original is None:
                 return HostResponse(
                     ResponseCode.ORIGINAL_NOT_FOUND,
@@ -1011,7 +1001,7 @@ class Bank:
             return HostResponse(
                 ResponseCode.ORIGINAL_NOT_FOUND, request.stan, message="already reversed"
             )
-        hold = self._hold_of(session, original)
+        hold = self._hold_of(tx, original)
         if hold is None:
             return HostResponse(
                 ResponseCode.APPROVED, request.stan, message="the original was declined: no hold"
@@ -1020,21 +1010,21 @@ class Bank:
         dispensed = min(request.dispensed_amount or 0, hold.amount)
         if hold.status == "reversed":
             record.kind = REPEAT_KINDS[RequestKind.REVERSAL]
-            return self._advice_response(session, request, hold, "already reversed")
+            return self._advice_response(tx, request, hold, "already reversed")
         if hold.status == "held":
-            self._settle(session, hold, record, request, dispensed, now)
+            self._settle(tx, hold, record, request, dispensed, now)
         elif dispensed < hold.posted_amount:
             refund = hold.posted_amount - dispensed
-            self._release_limit(session, hold.account_id, hold.usage_day, "withdrawal", refund)
+            self._release_limit(tx, hold.account_id, hold.usage_day, "withdrawal", refund)
             post_entry(
-                session,
+                tx,
                 posted_at=now,
                 kind="reversal",
                 description=f"ATM reversal at {hold.terminal_id}",
                 postings=[
                     Posting(hold.account_id, refund, f"ATM {hold.terminal_id} reversal"),
                     Posting(
-                        self._settlement_account(session, hold.terminal_id),
+                        self._settlement_account(tx, hold.terminal_id),
                         -refund,
                         f"Cash back, account {hold.account_id}",
                     ),
@@ -1044,11 +1034,12 @@ class Bank:
             hold.posted_amount = dispensed
             hold.settled_at = now
         hold.status = "reversed"
+        self._save_hold(tx, hold)
         record.amount = hold.amount - hold.posted_amount
-        return self._advice_response(session, request, hold, "reversed")
+        return self._advice_response(tx, request, hold, "reversed")
 
     def _block_original(
-        self, session: Session, request: HostRequest, record: _Record, now: dt.datetime
+        self, tx: DriverTransaction, request: HostRequest, record: _Record, now: dt.datetime
     ) -> bool:
         """Record a reversed STAN whose request never came, so a late arrival is refused.
 
@@ -1070,23 +1061,20 @@ class Bank:
                 for days_back in (0, 1)
             ]
         for index, (business_date, transmitted_at) in enumerate(keys):
-            inserted = session.scalar(
-                pg_insert(HostTransaction)
-                .values(
-                    terminal_id=request.terminal_id,
-                    stan=request.original_stan,
-                    business_date=business_date,
-                    kind=BLOCKED_ORIGINAL,
-                    request_digest=None,
-                    transmitted_at=transmitted_at,
-                    received_at=now,
-                    amount=request.amount,
-                    original_id=record.id,
-                    response_code=refusal.response_code.value,
-                    response=_response_to_json(refusal),
-                )
-                .on_conflict_do_nothing(constraint="uq_host_transactions_idempotency")
-                .returning(HostTransaction.id)
+            inserted = tx.scalar(
+                _BLOCK_ORIGINAL,
+                {
+                    "terminal_id": request.terminal_id,
+                    "stan": request.original_stan,
+                    "business_date": business_date,
+                    "kind": BLOCKED_ORIGINAL,
+                    "transmitted_at": transmitted_at,
+                    "received_at": now,
+                    "amount": request.amount,
+                    "original_id": record.id,
+                    "response_code": refusal.response_code.value,
+                    "response": Jsonb(_response_to_json(refusal)),
+                },
             )
             if index == 0 and inserted is None:
                 return False

@@ -477,3 +477,36 @@ def test_a_connection_the_database_closed_costs_no_request(
         assert answer.available_balance == 248000
     finally:
         engine.dispose()
+
+
+def test_a_connection_lost_inside_a_request_is_retried_on_a_new_one_and_holds_once(
+    bank_settings: Settings, bank_engine: sa.Engine, bank_requests: BankRequests
+) -> None:
+    # The request's first statement goes through SQLAlchemy, the rest straight to the driver:
+    # a connection that dies after the first one (killed from outside, as a restart would) must
+    # be dropped from the pool and the whole request run again on a new one, holding once.
+    assert bank_settings.database_url is not None
+    engine = host_engine(bank_settings.database_url, 1)
+    killed: list[int] = []
+
+    def kill_own_backend(conn: sa.Connection, *args: object) -> None:
+        if killed:
+            return
+        killed.append(0)  # before the statement below, which comes back here
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with bank_engine.connect() as admin:
+            admin.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        killed[0] = pid
+
+    try:
+        bank = Bank(engine, bank_settings, clock=bank_requests.clock)
+        sa.event.listen(engine, "after_cursor_execute", kill_own_backend)
+        answer = bank.handle(bank_requests.card(K.WITHDRAWAL, ALICE, amount=2000))
+        assert killed and killed[0], "the backend was not killed"
+        assert answer.response_code is R.APPROVED
+        assert answer.available_balance == 248000
+        with bank_engine.connect() as conn:
+            holds = conn.scalar(sa.text("SELECT count(*) FROM holds WHERE status = 'held'"))
+        assert holds == 1
+    finally:
+        engine.dispose()

@@ -1,0 +1,76 @@
+"""Plain SQL on the database driver (psycopg) inside a transaction an SQLAlchemy Connection holds:
+the bank's request path without the ORM and statement compilation on every call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg.rows import namedtuple_row
+
+Params = Mapping[str, object]
+
+
+class DriverTransaction:
+    """Statements run straight on the psycopg connection of an SQLAlchemy Connection.
+
+    The SQLAlchemy Connection keeps the transaction (it commits or rolls back), the pool and the
+    engine's events for what it runs itself; this only skips SQLAlchemy's ~80-100 us of Python
+    per statement (compilation cache, execution context, result wrapping: measured against
+    psycopg's own ~40-60 us). Rows are named tuples; psycopg prepares a statement on the server
+    once it has run a few times on a connection. A connection that breaks under a statement
+    fails the transaction's rollback too, so SQLAlchemy drops it from the pool and raises its
+    "connection invalidated" error, on which the bank runs the request again.
+    """
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self._connection = connection
+        driver = connection.connection.driver_connection
+        if not isinstance(driver, psycopg.Connection):
+            raise TypeError("DriverTransaction needs a psycopg connection")
+        self._cursor: psycopg.Cursor[Any] = driver.cursor(row_factory=namedtuple_row)
+        self._savepoints = 0
+
+    @property
+    def connection(self) -> sa.Connection:
+        """The SQLAlchemy Connection of the transaction, for a statement built with SQLAlchemy."""
+        return self._connection
+
+    def run(self, sql: str, params: Params | None = None) -> None:
+        self._cursor.execute(sql, params)
+
+    def all(self, sql: str, params: Params | None = None) -> list[Any]:
+        return self._cursor.execute(sql, params).fetchall()
+
+    def first(self, sql: str, params: Params | None = None) -> Any:
+        """The first row, or None."""
+        return self._cursor.execute(sql, params).fetchone()
+
+    def one(self, sql: str, params: Params | None = None) -> Any:
+        row = self.first(sql, params)
+        if row is None:
+            raise LookupError("the statement returned no row")
+        return row
+
+    def scalar(self, sql: str, params: Params | None = None) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        row = self.first(sql, params)
+        return None if row is None else row[0]
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo what the block wrote if it raises; the transaction goes on."""
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self.run(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            if not self._cursor.connection.broken:
+                self.run(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        self.run(f"RELEASE SAVEPOINT {name}")
