@@ -7,7 +7,7 @@ its parameters are checked against peripherals.fault_catalogue before it is arme
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -65,6 +65,17 @@ class FaultSet:
         self._armed: dict[str, Fault] = {}
         self._commands_seen = 0
         self._lock = threading.Lock()
+        self._on_inject: list[Callable[[], None]] = []
+
+    def watch(self, on_inject: Callable[[], None]) -> None:
+        """Call `on_inject` after each fault armed (a link thread asleep must act on it)."""
+        with self._lock:
+            self._on_inject.append(on_inject)
+
+    def unwatch(self, on_inject: Callable[[], None]) -> None:
+        with self._lock:
+            if on_inject in self._on_inject:
+                self._on_inject.remove(on_inject)
 
     def inject(
         self,
@@ -93,7 +104,10 @@ class FaultSet:
         with self._lock:
             fault = Fault(name, fault_mode, self._commands_seen + on_command, dict(params))
             self._armed[name] = fault
-            return fault
+            watchers = list(self._on_inject)
+        for on_inject in watchers:
+            on_inject()
+        return fault
 
     def check_params(self, name: str, params: Mapping[str, Any]) -> None:
         """Refuse a parameter the fault does not take, or a value it cannot use: one line

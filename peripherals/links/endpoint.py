@@ -40,7 +40,33 @@ class Endpoint(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def interrupt(self) -> None:
+        """Make a `wait` in progress return at once (or the next one, if none is waiting)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Interrupt:
+    """An eventfd a wait watches beside its descriptors, so another thread can end the wait."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._closed = False
+
+    def set(self) -> None:
+        if not self._closed:
+            with contextlib.suppress(OSError):
+                os.eventfd_write(self.fd, 1)
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: nothing to clear
+            os.eventfd_read(self.fd)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self.fd)
 
 
 class PtyEndpoint:
@@ -56,6 +82,7 @@ class PtyEndpoint:
         os.set_blocking(self._master, False)
         self.port = os.ttyname(self._slave)
         self.url = self.port
+        self._interrupt = Interrupt()
         self._closed = False
         LIVE.add("endpoint", self.url, self)
 
@@ -66,7 +93,13 @@ class PtyEndpoint:
     def wait(self, timeout: float) -> bool:
         if self._closed:
             raise LinkClosed(self.url)
-        return _wait_for(self._master, select.POLLIN, timeout)
+        ready = ready_descriptors((self._master, self._interrupt.fd), select.POLLIN, timeout)
+        if self._interrupt.fd in ready:
+            self._interrupt.clear()
+        return self._master in ready
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
 
     def read(self, timeout: float) -> bytes:
         if self._closed:
@@ -103,6 +136,7 @@ class PtyEndpoint:
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._interrupt.close()
         LIVE.remove(self)
 
 

@@ -27,11 +27,14 @@ SPLIT_GAP_SECONDS = 0.05
 class LinkRunner:
     """Moves bytes between one emulator and one endpoint in a daemon thread."""
 
-    POLL_SECONDS = 0.01
-    # A quiet line with no device timer running is polled 10 times less often: hundreds of idle
-    # ATMs in one fleet would otherwise spend whole cores waking their link threads.
-    IDLE_POLL_SECONDS = 0.1
-    QUIET_AFTER_SECONDS = 1.0
+    POLL_SECONDS = 0.01  # while the device has something to time
+    # With nothing to time the thread sleeps until a byte comes or it is woken (a fault armed,
+    # stop): hundreds of idle ATMs in one fleet would otherwise spend whole cores waking link
+    # threads. The bound only limits what a wake nobody gave would cost.
+    IDLE_POLL_SECONDS = 1.0
+    # Longer than any device's inter-byte timeout (0.2-0.25 s): a frame cut short by the
+    # driver expires on a tick.
+    QUIET_AFTER_SECONDS = 0.3
 
     def __init__(
         self,
@@ -87,17 +90,22 @@ class LinkRunner:
     def start(self) -> LinkRunner:
         LIVE.add("runner", f"{self.emulator.NAME} on {self.url}", self, self._thread)
         self.emulator.attach(self._to_driver)
+        for faults in (self.faults, self.emulator.faults):
+            faults.watch(self.endpoint.interrupt)
         self._thread.start()
         return self
 
     def request_stop(self) -> None:
-        """Tell the link thread to end after its current wait (`stop` then waits for it)."""
+        """Tell the link thread to end at once (`stop` then waits for it)."""
         self._stop.set()
+        self.endpoint.interrupt()
 
     def stop(self) -> None:
         self.request_stop()
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
+        for faults in (self.faults, self.emulator.faults):
+            faults.unwatch(self.endpoint.interrupt)
         self.emulator.detach()
         self.endpoint.close()
         LIVE.remove(self)
@@ -161,10 +169,16 @@ class LinkRunner:
                     self._holders -= 1
 
     def _poll_seconds(self) -> float:
-        quiet = time.monotonic() - self._last_traffic >= self.QUIET_AFTER_SECONDS
-        if quiet and not self.emulator.timer_running():
-            return self.IDLE_POLL_SECONDS
-        return self.POLL_SECONDS
+        """How long the thread may wait for a byte before the device's timers need a tick."""
+        timing = (
+            time.monotonic() - self._last_traffic < self.QUIET_AFTER_SECONDS
+            or self.emulator.timer_running()
+            or self.emulator.waiting_on_link()
+            or self.line_timing
+            or bool(self.faults.active())
+            or bool(self.emulator.faults.active())
+        )
+        return self.POLL_SECONDS if timing else self.IDLE_POLL_SECONDS
 
     def _to_driver(self, data: bytes) -> None:
         self._last_traffic = time.monotonic()

@@ -44,6 +44,7 @@ class SimEndpoint:
         self._to_emulator = bytearray()
         self._to_driver = bytearray()
         self._driver: object | None = None
+        self._interrupted = False
         self._closed = False
         if not LIVE.add_unique("endpoint", self.url, self):
             raise LinkInUse(f"{self.url} is already served by another emulator")
@@ -52,10 +53,18 @@ class SimEndpoint:
 
     def wait(self, timeout: float) -> bool:
         with self._cond:
-            self._cond.wait_for(lambda: self._to_emulator or self._closed, timeout)
+            self._cond.wait_for(
+                lambda: self._to_emulator or self._closed or self._interrupted, timeout
+            )
+            self._interrupted = False
             if self._closed:
                 raise LinkClosed(self.url)
             return bool(self._to_emulator)
+
+    def interrupt(self) -> None:
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
 
     def read(self, timeout: float) -> bytes:
         with self._cond:

@@ -11,7 +11,7 @@ import select
 import socket
 import threading
 
-from peripherals.links.endpoint import LinkClosed, ready_descriptors
+from peripherals.links.endpoint import Interrupt, LinkClosed, ready_descriptors
 from peripherals.links.registry import LIVE
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class SocketEndpoint:
         self.url = f"socket://{host}:{self.port}"
         self._client: socket.socket | None = None
         self._lock = threading.Lock()
+        self._interrupt = Interrupt()
         self._closed = False
         LIVE.add("endpoint", self.url, self)
 
@@ -48,11 +49,18 @@ class SocketEndpoint:
             raise LinkClosed(self.url)
         watch = [self._listener] if self._client is None else [self._listener, self._client]
         try:
-            return bool(_ready(watch, select.POLLIN, timeout))
+            fds = [s.fileno() for s in watch]
+            ready = ready_descriptors([*fds, self._interrupt.fd], select.POLLIN, timeout)
         except (OSError, ValueError) as err:  # closed under our feet
             if self._closed:
                 raise LinkClosed(self.url) from err
             return False
+        if self._interrupt.fd in ready:
+            self._interrupt.clear()
+        return any(fd in ready for fd in fds)
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
 
     def read(self, timeout: float) -> bytes:
         if self._closed:
@@ -115,6 +123,7 @@ class SocketEndpoint:
                 client.close()
         with contextlib.suppress(OSError):
             self._listener.close()
+        self._interrupt.close()
         LIVE.remove(self)
 
     def _accept(self) -> None:

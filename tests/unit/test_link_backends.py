@@ -296,3 +296,61 @@ def test_a_sim_port_closed_again_takes_no_lock(monkeypatch: pytest.MonkeyPatch) 
         closer.join(2.0)
         monkeypatch.undo()
         assert not closer.is_alive()
+
+
+class TickCounter(Recorder):
+    """Counts the link thread's passes over its timers; one fault makes it time something."""
+
+    FAULTS = frozenset({"tamper"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ticks = 0
+
+    def tick(self, now: float) -> None:
+        self.ticks += 1
+
+
+@pytest.fixture
+def quiet_link(link_backend: str) -> Iterator[tuple[LinkRunner, TickCounter, SerialDriver]]:
+    device = TickCounter()
+    runner = LinkRunner(device, open_endpoint(link_backend, "quiet")).start()
+    driver = SerialDriver(runner.url)
+    driver.write(b"hello")
+    assert read_exactly(driver, 5) == b"hello"
+    time.sleep(LinkRunner.QUIET_AFTER_SECONDS + 0.05)  # past the time a cut frame needs ticks
+    yield runner, device, driver
+    driver.close()
+    runner.stop()
+
+
+def test_a_quiet_link_sleeps_until_a_byte_comes(
+    quiet_link: tuple[LinkRunner, TickCounter, SerialDriver],
+) -> None:
+    _, device, driver = quiet_link
+    before = device.ticks
+    time.sleep(0.5)
+    assert device.ticks - before <= 1  # not woken every poll period (10 ms, formerly 0.1 s)
+    started = time.monotonic()
+    driver.write(b"x")
+    assert read_exactly(driver, 1, seconds=0.5) == b"x"
+    assert time.monotonic() - started < 0.2  # a byte wakes it at once, not after its sleep
+
+
+def test_a_fault_armed_on_a_quiet_link_wakes_it_and_stop_ends_it_at_once(
+    quiet_link: tuple[LinkRunner, TickCounter, SerialDriver],
+) -> None:
+    runner, device, _ = quiet_link
+    before = device.ticks
+    device.faults.inject("tamper")
+    # Woken at once, then ticked often while the fault is armed.
+    assert wait_for(lambda: device.ticks - before >= 3, seconds=0.3)
+    device.faults.clear()
+    time.sleep(LinkRunner.POLL_SECONDS * 3)
+    before = device.ticks
+    time.sleep(0.4)
+    assert device.ticks - before <= 1  # asleep again: the wake was used up, not left set
+    started = time.monotonic()
+    runner.request_stop()
+    assert wait_for(lambda: not runner.alive, seconds=0.3)
+    assert time.monotonic() - started < LinkRunner.IDLE_POLL_SECONDS / 2
