@@ -42,6 +42,7 @@ MacKeyLookup = Callable[[str], "bytes | None"]
 TICK_SECONDS = 0.1  # deadlines are checked this often at most
 SEND_TIMEOUT_SECONDS = 5.0  # a peer that reads nothing for this long loses its connection
 MAX_QUEUED_FRAMES = 8  # an ATM has one request in flight; more waiting is a flood
+ANSWER_TIMES_KEPT = 100_000
 LISTEN_BACKLOG = 1024
 WORKERS = 32  # requests answered at once; each holds one database connection while it runs
 ACCEPT_PAUSE_SECONDS = 0.2  # out of file descriptors: stop accepting this long
@@ -69,7 +70,7 @@ class _Connection:
     accepted_at: float
     last_active: float
     decoder: iso.FrameDecoder
-    frames: deque[bytes] = field(default_factory=deque)
+    frames: deque[tuple[bytes, float]] = field(default_factory=deque)  # (body, when read)
     frame_started: float | None = None  # when the frame now arriving began
     proven: bool = False  # it sent a whole frame with a valid MAC: a genuine terminal
     busy: bool = False  # a worker is answering its frames; only the loop closes sockets
@@ -137,6 +138,7 @@ class HostServer:
         self._evicted = 0
         self._accept_paused_until: float | None = None
         self.served = 0  # requests answered, for operators and tests
+        self._answer_seconds: deque[float] = deque(maxlen=ANSWER_TIMES_KEPT)
 
     # ----- life cycle -------------------------------------------------------------------------
 
@@ -346,7 +348,8 @@ class HostServer:
             flooded = len(conn.frames) + len(bodies) > MAX_QUEUED_FRAMES
             start = not flooded and not conn.busy
             if not flooded:
-                conn.frames.extend(bodies)
+                now = time.monotonic()
+                conn.frames.extend((body, now) for body in bodies)
                 conn.busy = True
         if flooded:
             log.warning("%s: more than %d requests waiting, closing", conn.peer, MAX_QUEUED_FRAMES)
@@ -430,7 +433,7 @@ class HostServer:
                 with self._lock:
                     if conn.closing or not conn.frames:
                         break
-                    body = conn.frames.popleft()
+                    body, read_at = conn.frames.popleft()
                 try:
                     # A copy: the terminal id bound for this message's log lines ends with it.
                     answer, genuine = copy_context().run(self._answer, body, conn.peer)
@@ -445,6 +448,7 @@ class HostServer:
                     with self._lock:
                         conn.closing = True
                     break
+                self._answer_seconds.append(time.monotonic() - read_at)
                 conn.last_active = time.monotonic()
         finally:
             with self._lock:
@@ -558,6 +562,11 @@ class HostServer:
             return None
         self._count_served()
         return encoded
+
+    def answer_seconds(self) -> list[float]:
+        """Seconds from reading each request to its answer sent (queueing, the bank and the
+        MAC included), for the latest ANSWER_TIMES_KEPT answers, oldest first."""
+        return list(self._answer_seconds)
 
     def _count_served(self) -> None:
         with self._lock:

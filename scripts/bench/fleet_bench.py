@@ -1,7 +1,9 @@
 """Fleet cost as N grows: for N = 10, 50, 200 ATMs (4 ptys each) against one bank, sessions per
-second, latency, memory per ATM, CPU per session and the idle CPU of the fleet. The ATMs run in
-processes of up to 25 (see fleet.sharded.SHARD_ATMS), the bank and host in this one; each N on a
-fresh database. Run: .venv/bin/python -m scripts.bench.fleet_bench
+second, latency, memory per ATM, CPU per session, the idle CPU of the fleet and the host's answer
+times. The ATMs run in processes of up to 25 (see fleet.sharded.SHARD_ATMS), the bank and host
+in this one; each N on a fresh database. `--think-seconds T` spaces each ATM's customers by a
+random wait of mean T (a fleet that is not flat out). Run: .venv/bin/python -m
+scripts.bench.fleet_bench [--sizes N ...] [--shard-atms N] [--think-seconds T]
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ BENCH_ENV = {
 }
 
 
+def percentile(ordered: list[float], fraction: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
 def cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -59,9 +67,15 @@ def backend_cpu(engine: sa.Engine) -> float:
     return total
 
 
-def measure(atms: int, sessions: int, url: str, shard_atms: int) -> str:
+def measure(atms: int, sessions: int, url: str, shard_atms: int, think_seconds: float) -> str:
     settings = load_settings({**BENCH_ENV, "DATABASE_URL": url})
-    config = FleetConfig(atms=atms, sessions=sessions, seed=1, customers=min(100, atms))
+    config = FleetConfig(
+        atms=atms,
+        sessions=sessions,
+        seed=1,
+        customers=min(100, atms),
+        think_seconds=think_seconds,
+    )
     with run_directory() as run_dir, BankStack(settings) as bank:
         host_cpu = cpu_seconds()
         run = run_sharded(
@@ -74,6 +88,7 @@ def measure(atms: int, sessions: int, url: str, shard_atms: int) -> str:
         )
         host_cpu = cpu_seconds() - host_cpu
         db_cpu = backend_cpu(bank.engine)  # the backends live as long as the pool: all of it
+        answers = sorted(bank.server.answer_seconds())
     report, shards = run.report, run.shards
     count = len(report.results)
     atm_cpu = sum(s["cpu_seconds"] for s in shards)
@@ -86,7 +101,8 @@ def measure(atms: int, sessions: int, url: str, shard_atms: int) -> str:
         f"{report.latency(99):>6.2f} {memory:>8.2f} {bare:>7.0f} "
         f"{1000 * atm_cpu / count:>8.0f} {1000 * host_cpu / count:>8.0f} "
         f"{1000 * db_cpu / count:>6.0f} {idle:>7.0%} {'hold' if report.ok else 'VIOLATED'}\n"
-        f"      outcomes: {dict(report.outcomes())}"
+        f"      host answers {len(answers)}: p50 {1000 * percentile(answers, 0.5):.1f} ms, "
+        f"p99 {1000 * percentile(answers, 0.99):.1f} ms; outcomes: {dict(report.outcomes())}"
     )
 
 
@@ -95,6 +111,13 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--sessions-per-atm", type=float, default=2.0)
     parser.add_argument("--min-sessions", type=int, default=100)
+    parser.add_argument(
+        "--think-seconds",
+        type=float,
+        default=0.0,
+        help="mean seconds before each customer arrives at an ATM (random; default 0: each "
+        "session right after the last)",
+    )
     parser.add_argument(
         "--shard-atms",
         type=int,
@@ -122,13 +145,17 @@ def main() -> int:
         for atms in args.sizes:
             sessions = max(args.min_sessions, round(atms * args.sessions_per_atm))
             with scratch_database(server_url, "atm_fleet_bench") as url:
-                print(measure(atms, sessions, url, args.shard_atms), flush=True)
+                print(measure(atms, sessions, url, args.shard_atms, args.think_seconds), flush=True)
     finally:
         stop_embedded()
         shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
     print(
         "ms columns: CPU per session of the ATM processes (drivers, controllers, emulators, "
         "links), of this process (ISO 8583 host and bank service) and of the PostgreSQL backends."
+    )
+    print(
+        "host answers: from reading each request to sending its answer, at the ISO 8583 host "
+        "(queueing, the bank and the MAC included), for the whole run."
     )
     print(
         "MiB/ATM: peak resident memory of the ATM processes above a bare interpreter (MiB/proc), "

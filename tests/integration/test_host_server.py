@@ -509,3 +509,21 @@ def test_host_serve_processes_share_the_port_and_a_lost_one_is_replaced(
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+def test_the_server_times_each_answer_from_reading_the_request_to_sending_the_answer(
+    server: HostServer, recording_bank: RecordingBank, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer_of = recording_bank.handle
+
+    def slow(request: HostRequest) -> HostResponse:
+        time.sleep(0.2)
+        return answer_of(request)
+
+    monkeypatch.setattr(recording_bank, "handle", slow)
+    with connect(server) as sock:
+        for stan in ("000001", "000002"):
+            assert exchange(sock, withdrawal(stan)).text("39") == "00"
+    times = server.answer_seconds()
+    assert len(times) == 2
+    assert all(0.2 <= seconds < 2.0 for seconds in times)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -176,6 +177,9 @@ class FleetConfig:
     settle_seconds: float = FLEET_SETTLE_SECONDS
     host_timeout: float = 5.0
     checks_every: int = 0  # sessions per ATM between invariant checks; 0: only at the end
+    # Mean real seconds before each customer arrives at an ATM (exponential, seeded per ATM);
+    # 0: each session follows the last at once.
+    think_seconds: float = 0.0
 
 
 @dataclass
@@ -404,7 +408,10 @@ class Fleet:
         return notes
 
     def _run_batch(self, slot: AtmSlot, plans: list[SessionPlan], offset: int) -> None:
+        arrivals = random.Random(f"{self.config.seed}/{slot.terminal_id}/{offset}")
         for number, plan in enumerate(plans, start=offset):
+            if self.config.think_seconds > 0:
+                time.sleep(arrivals.expovariate(1 / self.config.think_seconds))
             result = self.run_session(slot, plan, number)
             with self._lock:
                 self.results.append(result)

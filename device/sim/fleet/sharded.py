@@ -67,6 +67,7 @@ class ShardSpec:
     customers_file: str
     result_file: str
     idle_seconds: float = 0.0
+    think_seconds: float = 0.0
 
 
 class FleetShard(Fleet):
@@ -81,6 +82,7 @@ class FleetShard(Fleet):
             customers=0,
             settle_seconds=spec.settle_seconds,
             host_timeout=spec.host_timeout,
+            think_seconds=spec.think_seconds,
         )
         super().__init__(config, None, Path(spec.run_dir), out=lambda _: None)
         self.spec = spec
@@ -243,6 +245,7 @@ def run_sharded(
             str(customers_file),
             str(run_dir / f"shard-{first}.json"),
             idle_seconds,
+            config.think_seconds,
         )
         spec_file = run_dir / f"shard-{first}.spec.json"
         spec_file.write_text(json.dumps(dataclasses.asdict(spec)), encoding="utf-8")
