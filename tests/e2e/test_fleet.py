@@ -4,6 +4,7 @@ the money invariants hold, and each customer balance is the sum of its ledger li
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from device.sim.bank_stack import BankStack
 from device.sim.customers import atm_profile, prepare_population, terminal_ids
 from device.sim.fleet.in_process import Fleet, FleetConfig
 from device.sim.fleet.robot_customer import plan_fleet
-from device.sim.fleet.sharded import run_sharded
+from device.sim.fleet.sharded import ATM_NICENESS, run_sharded
 from host.models import Account, JournalLine, Terminal
 from peripherals.cards import load_wallet
 
@@ -87,6 +88,8 @@ def test_a_fleet_split_over_processes_is_checked_as_one(
     config = FleetConfig(atms=4, sessions=8, seed=2, customers=4)
     run = run_sharded(config, bank_stack, tmp_path / "run", out=lambda _: None, shard_atms=2)
     assert len(run.shards) == 2
+    # The ATM processes yield the cores to this one, the bank's.
+    assert [s["niceness"] for s in run.shards] == [os.nice(0) + ATM_NICENESS] * 2
     assert sum(len(s["results"]) for s in run.shards) == 8
     assert {r.terminal_id for r in run.report.results} == set(terminal_ids(4))
     assert run.report.ok, run.report.summary()
