@@ -29,9 +29,10 @@ class LinkRunner:
 
     POLL_SECONDS = 0.01  # while the device has something to time
     # With nothing to time the thread sleeps until a byte comes or it is woken (a fault armed,
-    # stop): hundreds of idle ATMs in one fleet would otherwise spend whole cores waking link
-    # threads. The bound only limits what a wake nobody gave would cost.
-    IDLE_POLL_SECONDS = 1.0
+    # the device speaking by itself, stop): hundreds of idle ATMs in one fleet would otherwise
+    # spend whole cores waking link threads. The bound only limits what a wake nobody gave
+    # would cost.
+    IDLE_POLL_SECONDS = 5.0
     # Longer than any device's inter-byte timeout (0.2-0.25 s): a frame cut short by the
     # driver expires on a tick.
     QUIET_AFTER_SECONDS = 0.3
@@ -194,6 +195,10 @@ class LinkRunner:
 
         with self._write_lock:
             self._cross(data, write)
+        if threading.current_thread() is not self._thread:
+            # The device spoke by itself (a card pushed in, a key pressed): a reply may now
+            # await its ACK, so the sleeping link thread must look at its timers again.
+            self.endpoint.interrupt()
 
     def _run(self) -> None:
         while not self._stop.is_set():

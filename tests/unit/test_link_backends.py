@@ -353,4 +353,16 @@ def test_a_fault_armed_on_a_quiet_link_wakes_it_and_stop_ends_it_at_once(
     started = time.monotonic()
     runner.request_stop()
     assert wait_for(lambda: not runner.alive, seconds=0.3)
-    assert time.monotonic() - started < LinkRunner.IDLE_POLL_SECONDS / 2
+    assert time.monotonic() - started < 0.3
+
+
+def test_a_device_speaking_by_itself_wakes_its_quiet_link(
+    quiet_link: tuple[LinkRunner, TickCounter, SerialDriver],
+) -> None:
+    # A card pushed in or a key pressed: the device sends from another thread, and its reply
+    # may await an ACK, so the link thread must tick again at once rather than after its sleep.
+    _, device, driver = quiet_link
+    before = device.ticks
+    device.send(b"unasked")
+    assert read_exactly(driver, 7) == b"unasked"
+    assert wait_for(lambda: device.ticks - before >= 3, seconds=0.2)
