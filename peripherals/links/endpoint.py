@@ -54,14 +54,20 @@ class Interrupt:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._closed = False
 
-    def set(self) -> None:
+    def wake(self) -> None:
         if not self._closed:
             with contextlib.suppress(OSError):
                 os.eventfd_write(self.fd, 1)
 
-    def clear(self) -> None:
-        with contextlib.suppress(OSError):  # BlockingIOError: nothing to clear
-            os.eventfd_read(self.fd)
+    def readable(self, fds: Iterable[int], timeout: float) -> set[int]:
+        """Those of `fds` readable within `timeout` seconds, or at once, with whichever are
+        ready then, when woken (the wake is used up)."""
+        ready = ready_descriptors((*fds, self.fd), select.POLLIN, timeout)
+        if self.fd in ready:
+            ready.discard(self.fd)
+            with contextlib.suppress(OSError):  # BlockingIOError: already used up
+                os.eventfd_read(self.fd)
+        return ready
 
     def close(self) -> None:
         if not self._closed:
@@ -93,13 +99,10 @@ class PtyEndpoint:
     def wait(self, timeout: float) -> bool:
         if self._closed:
             raise LinkClosed(self.url)
-        ready = ready_descriptors((self._master, self._interrupt.fd), select.POLLIN, timeout)
-        if self._interrupt.fd in ready:
-            self._interrupt.clear()
-        return self._master in ready
+        return bool(self._interrupt.readable((self._master,), timeout))
 
     def interrupt(self) -> None:
-        self._interrupt.set()
+        self._interrupt.wake()
 
     def read(self, timeout: float) -> bytes:
         if self._closed:

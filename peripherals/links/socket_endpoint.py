@@ -49,18 +49,14 @@ class SocketEndpoint:
             raise LinkClosed(self.url)
         watch = [self._listener] if self._client is None else [self._listener, self._client]
         try:
-            fds = [s.fileno() for s in watch]
-            ready = ready_descriptors([*fds, self._interrupt.fd], select.POLLIN, timeout)
+            return bool(self._interrupt.readable([s.fileno() for s in watch], timeout))
         except (OSError, ValueError) as err:  # closed under our feet
             if self._closed:
                 raise LinkClosed(self.url) from err
             return False
-        if self._interrupt.fd in ready:
-            self._interrupt.clear()
-        return any(fd in ready for fd in fds)
 
     def interrupt(self) -> None:
-        self._interrupt.set()
+        self._interrupt.wake()
 
     def read(self, timeout: float) -> bytes:
         if self._closed:
