@@ -29,6 +29,7 @@ from host import bank_admin
 from host.api import bank_queries
 from host.api.operators import create_operator
 from host.database import database_url, make_engine, scratch_database
+from scripts.bench.stats import percentile
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "10000001"
@@ -49,10 +50,7 @@ class Measured:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
     def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] * 1000
+        return percentile(self.latencies, fraction) * 1000
 
 
 def hammer(

@@ -24,6 +24,7 @@ from device.sim.fleet.cli import run_directory
 from device.sim.fleet.in_process import FleetConfig
 from device.sim.fleet.sharded import SHARD_ATMS, run_sharded
 from host.database import database_url, scratch_database, stop_embedded
+from scripts.bench.stats import percentile
 
 SIZES = (10, 50, 200)
 IDLE_SECONDS = 3.0
@@ -35,12 +36,6 @@ BENCH_ENV = {
     "BCRYPT_ROUNDS": "4",
     "ENVIRONMENT": "testing",
 }
-
-
-def percentile(ordered: list[float], fraction: float) -> float:
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def cpu_seconds() -> float:
@@ -88,7 +83,7 @@ def measure(atms: int, sessions: int, url: str, shard_atms: int, think_seconds: 
         )
         host_cpu = cpu_seconds() - host_cpu
         db_cpu = backend_cpu(bank.engine)  # the backends live as long as the pool: all of it
-        answers = sorted(bank.server.answer_seconds())
+        answers = bank.server.answer_seconds()
     report, shards = run.report, run.shards
     count = len(report.results)
     atm_cpu = sum(s["cpu_seconds"] for s in shards)

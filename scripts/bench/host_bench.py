@@ -46,6 +46,7 @@ from host.crypto_keys import mac_key_lookup
 from host.database import database_url, host_engine, scratch_database
 from host.server import WORKERS, HostServer
 from host.service import Bank
+from scripts.bench.stats import percentile
 
 MAC_KEY = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 PIN_KEY_TDES = bytes.fromhex("89ABCDEF0123456776543210FEDCBA98")
@@ -80,14 +81,6 @@ class TerminalResult:
     sessions: int = 0
     declined: dict[str, int] | None = None
     errors: int = 0
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
-    return ordered[index]
 
 
 def format0_pin_block(pin: str, pan: str) -> bytes:
