@@ -15,6 +15,7 @@ import serial
 from device.controller.device_status import PaperLevel, PrinterStatus
 from device.controller.ports import DeviceFault, DeviceTimeout, LinkError
 from device.drivers.base import open_port
+from device.drivers.escpos_loader import escpos_class
 from peripherals.wire import escpos as wire
 
 
@@ -27,9 +28,7 @@ UNKNOWN = PrinterStatus(online=None, cover_open=None, paper=PaperLevel.UNKNOWN, 
 
 def _escpos_over_port(port: Any) -> Any:
     """A python-escpos printer whose bytes go to an already open pyserial port (any URL)."""
-    from escpos.escpos import Escpos
-
-    class PortPrinter(Escpos):  # type: ignore[misc]
+    class PortPrinter(escpos_class()):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self._device = port
