@@ -5,14 +5,17 @@ The kiosk and the headless runner show the same rendered screens.
 
 from __future__ import annotations
 
+import functools
+import os
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from config.data_files import read_data_file
+from config.data_files import DataFile, parse_data_file, read_data_file
 
 FUNCTION_KEYS = tuple(f"F{n}" for n in range(1, 9))
 
@@ -90,8 +93,23 @@ class ScreenSet:
 
 
 def load_screens(path: Path) -> ScreenSet:
-    """Read and check a screen set file; DataFileError names the file and the line."""
-    file = read_data_file(path)
+    """Read and check a screen set file; DataFileError names the file and the line.
+
+    The same text is not checked twice: every ATM of a fleet or a scenario run starts with the
+    same screens (their parse cost 3-4 ms each)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ScreenSet(_checked(read_data_file(path)))  # read_data_file says why
+    return ScreenSet(_screens_of(os.fspath(path), text))
+
+
+@functools.lru_cache(maxsize=8)
+def _screens_of(path: str, text: str) -> Mapping[str, Screen]:
+    return _checked(parse_data_file(text, path))
+
+
+def _checked(file: DataFile) -> dict[str, Screen]:
     raw_screens = file.data.get("screens")
     if not isinstance(raw_screens, dict) or not raw_screens:
         raise file.error(("screens",), "expected a mapping of screen names")
@@ -116,8 +134,8 @@ def load_screens(path: Path) -> ScreenSet:
                     f"unknown event {spec['event']!r}; known: {', '.join(sorted(ScreenEvent))}",
                 )
             keys[key] = FunctionKey(str(spec["label"]), ScreenEvent(spec["event"]))
-        screens[str(name)] = Screen(str(name), lines, keys)
-    return ScreenSet(screens)
+        screens[str(name)] = Screen(str(name), lines, MappingProxyType(keys))
+    return screens
 
 
 DEFAULT_SCREENS = Path(__file__).resolve().parents[1] / "config" / "screens" / "default.yaml"

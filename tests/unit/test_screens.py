@@ -64,6 +64,29 @@ def test_a_misspelt_key_event_is_refused_at_its_line(tmp_path: Path) -> None:
     assert "unknown event 'choose_balanse'" in str(caught.value)
 
 
+def test_a_screen_file_changed_on_disk_is_read_again_and_a_missing_one_named(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "screens.yaml"
+    path.write_text("version: 1\nscreens:\n  idle: {lines: [Welcome]}\n")
+    first = load_screens(path)
+    assert load_screens(path).screens == first.screens
+    path.write_text("version: 1\nscreens:\n  idle: {lines: [Hello]}\n")
+    assert load_screens(path).render("idle").lines == ("Hello",)
+    path.unlink()
+    with pytest.raises(DataFileError, match=r"screens.yaml: cannot read the file"):
+        load_screens(path)
+
+
+def test_screens_shared_by_every_atm_cannot_be_changed_by_one() -> None:
+    menu = load_screens(DEFAULT_SCREENS).screens["transaction_menu"]
+    with pytest.raises(TypeError):
+        menu.keys["F1"] = menu.keys["F2"]  # type: ignore[index]
+    assert load_screens(DEFAULT_SCREENS).screens["transaction_menu"].keys["F1"].label == (
+        menu.keys["F1"].label
+    )
+
+
 def test_state_diagram_in_docs_is_current() -> None:
     from device.controller.diagram import DIAGRAM_DOC, diagram_document
 
