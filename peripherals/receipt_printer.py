@@ -6,12 +6,14 @@ Receipts (ending at a cut, or where printing stopped) are kept as text and PNG; 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
+import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
@@ -45,6 +47,30 @@ class ReceiptPrinterConfigError(ValueError):
 # receipts in the order they were cut, so a status query after the cut is answered at once.
 _DRAWER = ThreadPoolExecutor(1, thread_name_prefix="receipt-drawer")
 DRAW_TIMEOUT = 30.0
+# When each receipt's PNG is drawn: at the cut (in the background), or when it is first asked
+# for, where no one may ever look at it (a scenario's or a fleet's ATM).
+IMAGES_ON_CUT = "on_cut"
+IMAGES_ON_REQUEST = "on_request"
+IMAGE_MODES = (IMAGES_ON_CUT, IMAGES_ON_REQUEST)
+
+
+class _DrawnOnRequest(Future[bytes | Path]):
+    """A receipt's image, drawn in the thread of whoever asks for it first."""
+
+    def __init__(self, draw: Callable[[], bytes | Path]) -> None:
+        super().__init__()
+        self._draw: Callable[[], bytes | Path] | None = draw
+        self._drawing = threading.Lock()
+
+    def result(self, timeout: float | None = None) -> bytes | Path:
+        with self._drawing:
+            draw, self._draw = self._draw, None
+            if draw is not None:
+                try:
+                    self.set_result(draw())
+                except Exception as err:
+                    self.set_exception(err)
+        return super().result(timeout)
 
 
 @dataclass(frozen=True)
@@ -108,6 +134,7 @@ class ReceiptPrinterEmulator(Emulator):
         paper_length_lines: int = 2000,
         near_end_lines: int = 100,
         columns: int = 42,
+        images: str = IMAGES_ON_CUT,
         state_dir: Path | None = None,
     ) -> None:
         super().__init__(clock)
@@ -118,9 +145,14 @@ class ReceiptPrinterEmulator(Emulator):
             )
         if not 16 <= columns <= 96:
             raise ReceiptPrinterConfigError(f"receipt printer: columns {columns} not in 16..96")
+        if images not in IMAGE_MODES:
+            raise ReceiptPrinterConfigError(
+                f"receipt printer: images {images!r}; use {' or '.join(IMAGE_MODES)}"
+            )
         self.paper_length_lines = paper_length_lines
         self.near_end_lines = near_end_lines
         self.columns = columns
+        self.images = images
         self.state_dir = state_dir
         self.remaining_lines = paper_length_lines
         self.unknown_commands = 0
@@ -143,7 +175,7 @@ class ReceiptPrinterEmulator(Emulator):
         state_dir: Path | None = None,
     ) -> ReceiptPrinterEmulator:
         """Build from a config section like {"paper_length_lines": 2000, "near_end_lines": 100}."""
-        known = {"paper_length_lines", "near_end_lines", "columns"}
+        known = {"paper_length_lines", "near_end_lines", "columns", "images"}
         unknown = sorted(set(section) - known)
         if unknown:
             raise ReceiptPrinterConfigError(
@@ -151,23 +183,28 @@ class ReceiptPrinterEmulator(Emulator):
                 f"known: {', '.join(sorted(known))}"
             )
         values: dict[str, int] = {}
-        for key in known & set(section):
+        for key in known & set(section) - {"images"}:
             value = section[key]
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ReceiptPrinterConfigError(
                     f"receipt printer: {key} must be an integer, got {value!r}"
                 )
             values[key] = value
-        return cls(clock, state_dir=state_dir, **values)
+        images = section.get("images", IMAGES_ON_CUT)
+        if not isinstance(images, str):
+            raise ReceiptPrinterConfigError(f"receipt printer: images must be text, got {images!r}")
+        return cls(clock, state_dir=state_dir, images=images, **values)
 
     # ----- what the operator and tests see -------------------------------------------------
 
     @property
     def receipts(self) -> list[Receipt]:
-        """The receipts kept, each drawn (waits for those still being drawn)."""
+        """The receipts kept, each drawn when images are drawn at the cut (waits for those still
+        being drawn)."""
         with self.lock:
             receipts = list(self._receipts)
-        wait_for_futures([receipt.drawn for receipt in receipts], timeout=DRAW_TIMEOUT)
+        if self.images == IMAGES_ON_CUT:
+            wait_for_futures([receipt.drawn for receipt in receipts], timeout=DRAW_TIMEOUT)
         return receipts
 
     def pending_text(self) -> str:
@@ -413,7 +450,11 @@ class ReceiptPrinterEmulator(Emulator):
     def _finish(self, *, cut: bool) -> None:
         elements = tuple(self._job.elements)
         self._job.elements = []
-        drawn = _DRAWER.submit(self._draw, elements, cut)
+        drawn: Future[bytes | Path]
+        if self.images == IMAGES_ON_CUT:
+            drawn = _DRAWER.submit(self._draw, elements, cut)
+        else:
+            drawn = _DrawnOnRequest(functools.partial(self._draw, elements, cut))
         self._receipts.append(Receipt(render_text(elements, self.columns), cut, elements, drawn))
 
     def _draw(self, elements: tuple[Element, ...], cut: bool) -> bytes | Path:

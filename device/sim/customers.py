@@ -17,6 +17,7 @@ from config.settings import Settings
 from host import bank_admin
 from peripherals.cards import load_wallet
 from peripherals.harness.profile import DEFAULT_PROFILE, AtmProfile, parse_profile
+from peripherals.receipt_printer import IMAGES_ON_REQUEST
 
 WALLET_FILE = DEFAULT_PROFILE.parents[1] / "wallet.yaml"
 MAX_TERMINALS = 9999
@@ -170,5 +171,7 @@ def atm_profile(terminal_id: str, wallet_path: Path) -> AtmProfile:
     document: dict[str, Any] = read_data_file(DEFAULT_PROFILE).data
     document["terminal_id"] = terminal_id
     document["devices"]["card_reader"]["wallet"] = str(wallet_path)
+    # A fleet's receipts are counted and read as text; an image is drawn only if asked for.
+    document["devices"]["receipt_printer"]["images"] = IMAGES_ON_REQUEST
     document.pop("state_dir", None)
     return parse_profile(document, DEFAULT_PROFILE)

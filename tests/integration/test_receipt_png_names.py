@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from device.drivers.receipt_printer import ReceiptPrinterDriver
 from peripherals.links.endpoint import PtyEndpoint
 from peripherals.links.runner import LinkRunner
-from peripherals.receipt_printer import Receipt, ReceiptPrinterEmulator
+from peripherals.receipt_printer import (
+    Receipt,
+    ReceiptPrinterConfigError,
+    ReceiptPrinterEmulator,
+)
 
 
-def print_receipts(folder: Path, texts: list[str]) -> list[Receipt]:
+def print_receipts(
+    folder: Path, texts: list[str], config: dict[str, Any] | None = None
+) -> list[Receipt]:
     """A printer on `folder`, started, printing one receipt per text over a pty, stopped."""
-    printer = ReceiptPrinterEmulator.from_config({}, state_dir=folder)
+    printer = ReceiptPrinterEmulator.from_config(config or {}, state_dir=folder)
     runner = LinkRunner(printer, PtyEndpoint()).start()
     try:
         with ReceiptPrinterDriver(runner.url, timeout=0.5) as driver:
@@ -55,3 +64,25 @@ def test_numbering_goes_on_after_the_highest_even_with_gaps(tmp_path: Path) -> N
     (receipt,) = print_receipts(folder, ["AFTER A GAP"])
     assert isinstance(receipt.png, Path) and receipt.png.name == "receipt-00008.png"
     assert (folder / "receipt-00007.png").read_bytes() == b"kept by the operator"
+
+
+def test_images_on_request_are_drawn_and_written_only_when_asked_for(tmp_path: Path) -> None:
+    folder = tmp_path / "receipts"
+    first, second = print_receipts(folder, ["ONE", "TWO"], {"images": "on_request"})
+    assert "TWO" in second.text
+    assert not folder.exists() or list(folder.iterdir()) == []  # nothing drawn yet
+    assert not second.drawn.done()
+
+    png = second.png
+    assert isinstance(png, Path) and png.name == "receipt-00001.png"
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert second.png == png  # drawn once
+    assert [p.name for p in folder.iterdir()] == ["receipt-00001.png"]
+    assert not first.drawn.done()
+
+
+def test_an_unknown_image_mode_is_refused_with_the_choices() -> None:
+    with pytest.raises(
+        ReceiptPrinterConfigError, match="images 'sometimes'; use on_cut or on_request"
+    ):
+        ReceiptPrinterEmulator.from_config({"images": "sometimes"})

@@ -55,7 +55,14 @@ from host.database import create_database, drop_database, make_engine
 from host.server import HostServer
 from host.service import Bank
 from peripherals.cards import load_wallet
-from peripherals.harness.profile import DEFAULT_PROFILE, PROJECT_ROOT, AtmProfile, load_profile
+from peripherals.harness.profile import (
+    DEFAULT_PROFILE,
+    PROJECT_ROOT,
+    AtmProfile,
+    DeviceSection,
+    load_profile,
+)
+from peripherals.receipt_printer import IMAGES_ON_REQUEST
 
 log = logging.getLogger(__name__)
 
@@ -269,26 +276,24 @@ class _Run:
             if not path.exists():
                 path = PROJECT_ROOT / setup.profile
         profile = load_profile(path)
-        if not setup.cassettes:
-            return profile
-        import yaml
-
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        cassette_file = self.state_dir / "cassettes.yaml"
-        cassette_file.write_text(
-            yaml.safe_dump(
-                {
-                    "version": VERSION,
-                    "currency": "978",
-                    "cassettes": [dict(c) for c in setup.cassettes],
-                }
-            )
-        )
         devices = dict(profile.devices)
-        section = devices["cash_dispenser"]
-        devices["cash_dispenser"] = dataclasses.replace(
-            section, settings={**section.settings, "cassettes": str(cassette_file)}
-        )
+        # The checks read receipts as text; no one looks at their images (drawn if asked).
+        _set(devices, "receipt_printer", images=IMAGES_ON_REQUEST)
+        if setup.cassettes:
+            import yaml
+
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            cassette_file = self.state_dir / "cassettes.yaml"
+            cassette_file.write_text(
+                yaml.safe_dump(
+                    {
+                        "version": VERSION,
+                        "currency": "978",
+                        "cassettes": [dict(c) for c in setup.cassettes],
+                    }
+                )
+            )
+            _set(devices, "cash_dispenser", cassettes=str(cassette_file))
         return dataclasses.replace(profile, devices=devices)
 
     def _apply_bank_overrides(self) -> None:
@@ -549,6 +554,11 @@ class _Run:
 
 
 # ----- helpers ----------------------------------------------------------------------------------
+
+
+def _set(devices: dict[str, DeviceSection], name: str, **settings: Any) -> None:
+    section = devices[name]
+    devices[name] = dataclasses.replace(section, settings={**section.settings, **settings})
 
 
 def _raise_power_cut() -> None:
