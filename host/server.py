@@ -34,11 +34,11 @@ from host import iso8583 as iso
 from host import iso_mapping
 from host.iso8583 import FieldTable, MacError, Message, MessageFormatError
 from host.iso_mapping import is_terminal_id
+from host.mac_keys import KEEP_SECONDS, MacKeyLookup, MacKeys
 from host.messages import HostRequest, HostResponse, ResponseCode
 
 log = logging.getLogger(__name__)
 
-MacKeyLookup = Callable[[str], "bytes | None"]
 TICK_SECONDS = 0.1  # deadlines are checked this often at most
 SEND_TIMEOUT_SECONDS = 5.0  # a peer that reads nothing for this long loses its connection
 MAX_QUEUED_FRAMES = 8  # an ATM has one request in flight; more waiting is a flood
@@ -55,6 +55,14 @@ class Authoriser(Protocol):
 
 class HostServerError(OSError):
     """The server could not start listening."""
+
+
+def _mac_error(body: bytes, message: Message, key: bytes) -> MacError | None:
+    try:
+        iso.verify_mac(body, message, key)
+    except MacError as err:
+        return err
+    return None
 
 
 def _utc_now() -> dt.datetime:
@@ -106,11 +114,12 @@ class HostServer:
         reuse_port: bool = False,
         now: Callable[[], dt.datetime] = _utc_now,
         table: FieldTable | None = None,
+        mac_key_seconds: float = KEEP_SECONDS,
     ) -> None:
         if max_unproven < 1 or workers < 1:
             raise ValueError("max_unproven and workers must be at least 1")
         self.bank = bank
-        self.mac_key_for = terminal_keys_lookup
+        self.mac_keys = MacKeys(terminal_keys_lookup, keep_seconds=mac_key_seconds)
         self.host = host
         self.port = port
         self.idle_timeout = idle_timeout
@@ -508,15 +517,18 @@ class HostServer:
             return self._error(message, ResponseCode.SECURITY_VIOLATION, None, peer), False
         assert isinstance(terminal, str)
         bind_log_context(terminal_id=terminal)
-        key = self.mac_key_for(terminal)
+        key = self.mac_keys.key(terminal)
+        mac_error = None if key is None else _mac_error(body, message, key)
+        if mac_error is not None:
+            # The terminal's key may have changed since it was read: the store decides.
+            key = self.mac_keys.read(terminal)
+            mac_error = None if key is None else _mac_error(body, message, key)
+            if key is not None and mac_error is not None:
+                log.warning("%s: %s", peer, mac_error)
+                return self._error(message, ResponseCode.SECURITY_VIOLATION, key, peer), False
         if key is None:
             log.warning("%s: %s from unknown terminal %r refused", peer, message.mti, terminal)
             return self._error(message, ResponseCode.SECURITY_VIOLATION, None, peer), False
-        try:
-            iso.verify_mac(body, message, key)
-        except MacError as err:
-            log.warning("%s: %s", peer, err)
-            return self._error(message, ResponseCode.SECURITY_VIOLATION, key, peer), False
         try:
             iso.check_message(message, self.table)
             kind = iso_mapping.request_kind(message, self.table)

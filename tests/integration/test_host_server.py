@@ -182,6 +182,42 @@ def test_a_bad_mac_is_answered_63_and_the_connection_goes_on(
     assert [r.stan for r in recording_bank.requests] == ["000004"]
 
 
+def test_a_mac_key_is_read_once_and_a_changed_key_is_taken_up_by_its_first_message(
+    recording_bank: RecordingBank,
+) -> None:
+    keys = dict(TERMINALS)
+    reads: list[str] = []
+
+    def key_store(terminal_id: str) -> bytes | None:
+        reads.append(terminal_id)
+        return keys.get(terminal_id)
+
+    new_key = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+    server = HostServer(recording_bank, key_store, mac_key_seconds=60.0)
+    server.start()
+    try:
+        with connect(server) as sock:
+            for stan in ("000001", "000002", "000003"):
+                assert exchange(sock, network("301", stan)).text("39") == "00"
+            assert reads == ["ATM00001"]  # kept, not read for every message
+
+            keys["ATM00001"] = new_key  # the bank changed the terminal's key
+            sock.sendall(iso.frame(iso.encode_message(network("301", "000004"), new_key)))
+            body = read_answer(sock)
+            assert body is not None
+            answer = iso.decode_message(body)
+            iso.verify_mac(body, answer, new_key)
+            assert answer.text("39") == "00"
+            assert reads == ["ATM00001", "ATM00001"]
+
+            sock.sendall(iso.frame(iso.encode_message(network("301", "000005"), MAC_KEY)))
+            body = read_answer(sock)
+            assert body is not None
+            assert iso.decode_message(body).text("39") == "63"  # the old key: refused
+    finally:
+        server.stop()
+
+
 def test_an_unknown_terminal_is_refused_without_reaching_the_bank(
     server: HostServer, recording_bank: RecordingBank, caplog: pytest.LogCaptureFixture
 ) -> None:
