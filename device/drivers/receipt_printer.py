@@ -28,6 +28,7 @@ UNKNOWN = PrinterStatus(online=None, cover_open=None, paper=PaperLevel.UNKNOWN, 
 
 def _escpos_over_port(port: Any) -> Any:
     """A python-escpos printer whose bytes go to an already open pyserial port (any URL)."""
+
     class PortPrinter(escpos_class()):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
