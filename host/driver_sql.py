@@ -61,6 +61,16 @@ class DriverTransaction:
         row = self.first(sql, params)
         return None if row is None else row[0]
 
+    def run_and_commit(self, sql: str, params: Params | None = None) -> None:
+        """Run the transaction's last statement and commit, both sent at once (psycopg's
+        pipeline mode: one round trip instead of two); the SQLAlchemy Connection's own commit
+        then finds nothing left to do. A failure raises here, with nothing committed."""
+        # COMMIT as a statement: Connection.commit() would wait for a sync of its own before
+        # the pipeline's closing one.
+        with self._cursor.connection.pipeline():
+            self._cursor.execute(sql, params)
+            self._cursor.execute("COMMIT")
+
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         """Undo what the block wrote if it raises; the transaction goes on."""

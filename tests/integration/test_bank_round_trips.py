@@ -1,0 +1,95 @@
+"""The bank's requests in few round trips to the database, and the last one (the answer written
+and committed together) all or nothing."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+
+import sqlalchemy as sa
+
+from config.settings import Settings
+from host.database import host_engine
+from host.messages import HostRequest, HostResponse, RequestKind, ResponseCode
+from host.service import Bank
+from tests.integration.conftest import ALICE, BankClock, BankRequests, balances, usage
+
+
+def _round_trips(bank: Bank, engine: sa.Engine, request: HostRequest) -> tuple[int, HostResponse]:
+    """The request's answer, and how many times the bank sent the database something and waited
+    for its reply, counted in libpq's own trace of the bank's one connection."""
+    with tempfile.TemporaryFile() as trace:
+        raw = engine.raw_connection()
+        raw.driver_connection.pgconn.trace(trace.fileno())
+        raw.close()
+        try:
+            answer = bank.handle(request)
+        finally:
+            raw = engine.raw_connection()
+            raw.driver_connection.pgconn.untrace()
+            raw.close()
+        trace.seek(0)
+        directions = [line.split(b"\t")[1] for line in trace.read().splitlines() if b"\t" in line]
+    sent_then_answered = itertools.pairwise(directions)
+    return sum(1 for a, b in sent_then_answered if (a, b) == (b"F", b"B")), answer
+
+
+def test_a_withdrawal_and_a_balance_take_few_round_trips(
+    bank_settings: Settings, bank_clock: BankClock, bank_requests: BankRequests
+) -> None:
+    assert bank_settings.database_url is not None
+    engine = host_engine(bank_settings.database_url, 1)  # as `host serve` runs the bank
+    try:
+        bank = Bank(engine, bank_settings, clock=bank_clock)
+        # Warm: the connection is open, its statements known.
+        bank.handle(bank_requests.card(RequestKind.BALANCE, ALICE))
+        withdrawal = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=2000)
+        trips, answer = _round_trips(bank, engine, withdrawal)
+        assert answer.response_code is ResponseCode.APPROVED
+        # BEGIN, the terminal, the STAN claim, the card (locked) with its accounts, the limit
+        # and hold together, the answer with COMMIT.
+        assert trips == 6
+        balance = bank_requests.card(RequestKind.BALANCE, ALICE)
+        trips, answer = _round_trips(bank, engine, balance)
+        assert answer.response_code is ResponseCode.APPROVED
+        assert trips == 6  # the balances instead of the limit and hold
+    finally:
+        engine.dispose()
+
+
+def test_an_answer_that_cannot_be_written_commits_nothing(
+    bank: Bank, bank_engine: sa.Engine, bank_requests: BankRequests
+) -> None:
+    before = balances(bank_engine, "10000001"), usage(bank_engine, "10000001")
+    with bank_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION refuse_answer() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'answer refused'; END $$"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse_answer BEFORE UPDATE ON host_transactions FOR EACH ROW "
+                "WHEN (NEW.response_code IS NOT NULL) EXECUTE FUNCTION refuse_answer()"
+            )
+        )
+    try:
+        request = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=5000)
+        answer = bank.handle(request)
+    finally:
+        with bank_engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER refuse_answer ON host_transactions"))
+            conn.execute(sa.text("DROP FUNCTION refuse_answer()"))
+    assert answer.response_code is ResponseCode.SYSTEM_MALFUNCTION
+    # The hold, the limit and the STAN claim went with the answer.
+    assert (balances(bank_engine, "10000001"), usage(bank_engine, "10000001")) == before
+    with bank_engine.connect() as conn:
+        claimed = conn.scalar(
+            sa.text("SELECT count(*) FROM host_transactions WHERE stan = :stan"),
+            {"stan": request.stan},
+        )
+    assert claimed == 0
+    # The same request, sent again, is served in full.
+    assert bank.handle(request).response_code is ResponseCode.APPROVED
+    assert balances(bank_engine, "10000001")[1] == before[0][1] - 5000
