@@ -29,8 +29,8 @@ class StaleScenarioEngine(RuntimeError):
 
 def keep_seed(engine: sa.Engine) -> None:
     """In a freshly seeded bank: copy every table's rows and every identity sequence's position
-    into schema scenario_seed, from which `ScenarioBank.fresh` restores them (copies of this
-    database carry the schema with them)."""
+    into schema scenario_seed, and the function that restores them (`ScenarioBank.fresh` calls
+    it); copies of this database carry both with them."""
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {SEED_SCHEMA}"))
         for table in Base.metadata.sorted_tables:
@@ -43,19 +43,28 @@ def keep_seed(engine: sa.Engine) -> None:
                 "AS name, start_value, last_value FROM pg_sequences WHERE schemaname = 'public'"
             )
         )
+        conn.exec_driver_sql(_restore_function())
 
 
-def _restore_statement() -> str:
-    """One DO block: children emptied before parents, parents filled before children.
+def _restore_function() -> str:
+    """scenario_seed.restore(): ends every other connection still inside a transaction, then
+    empties children before parents and fills parents before children; returns how many
+    connections it ended. A function, not a DO block: compiled once per connection.
 
     Only the models' own table names go into it (the S608 waivers below): nothing from input.
     """
     tables = [f'"{table.name}"' for table in Base.metadata.sorted_tables]
-    # A lock no one can end (the connections were) must fail the reset, not hang it.
-    steps = ["PERFORM set_config('lock_timeout', '10s', true);"]
-    # A reset need not wait for its WAL to reach the disk (4-5 ms): a server crash ends the run
-    # anyway, and the next scenario's own transactions commit as the bank always does.
-    steps.append("PERFORM set_config('synchronous_commit', 'off', true);")
+    # An idle pooled connection holds nothing; any other state is a transaction of the last
+    # scenario.
+    steps = [
+        "SELECT count(pg_terminate_backend(pid, 5000)) INTO ended FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle';",
+        # A lock no one can end (the connections were) must fail the reset, not hang it.
+        "PERFORM set_config('lock_timeout', '10s', true);",
+        # A reset need not wait for its WAL to reach the disk (4-5 ms): a server crash ends the
+        # run anyway, and the next scenario's own transactions commit as the bank always does.
+        "PERFORM set_config('synchronous_commit', 'off', true);",
+    ]
     steps += [f"DELETE FROM public.{name};" for name in reversed(tables)]  # noqa: S608
     steps += [
         f"INSERT INTO public.{name} OVERRIDING SYSTEM VALUE SELECT * FROM {SEED_SCHEMA}.{name};"  # noqa: S608
@@ -65,15 +74,14 @@ def _restore_statement() -> str:
         "PERFORM setval(name::regclass, coalesce(last_value, start_value), last_value IS NOT NULL)"
         f" FROM {_SEQUENCES};"
     )
-    return "DO $restore$ BEGIN\n" + "\n".join(steps) + "\nEND $restore$"
+    steps.append("RETURN ended;")
+    return (
+        f"CREATE FUNCTION {_RESTORE_FUNCTION}() RETURNS integer LANGUAGE plpgsql AS $restore$\n"
+        "DECLARE ended integer;\nBEGIN\n" + "\n".join(steps) + "\nEND $restore$"
+    )
 
 
-_RESTORE = _restore_statement()
-# An idle pooled connection holds nothing; any other state is a transaction of the last scenario.
-_END_UNFINISHED_CONNECTIONS = sa.text(
-    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'"
-)
+_RESTORE_FUNCTION = f"{SEED_SCHEMA}.restore"
 _GENERATION = "scenario_generation"
 DRAIN_SECONDS = 10.0
 
@@ -108,8 +116,7 @@ class ScenarioBank:
             if not self._cond.wait_for(lambda: not self._running, DRAIN_SECONDS):
                 raise RuntimeError("a statement of the last scenario is still running")
         with self._restorer.begin() as conn:
-            ended = conn.execute(_END_UNFINISHED_CONNECTIONS).scalar_one()
-            conn.exec_driver_sql(_RESTORE)
+            ended = conn.exec_driver_sql(f"SELECT {_RESTORE_FUNCTION}()").scalar_one()
         if ended:
             self._engine.dispose()  # the pool may hold the connections just ended
         return self._engine.execution_options(**{_GENERATION: generation})
