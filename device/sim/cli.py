@@ -294,7 +294,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_jobs,
         default=None,
         metavar="N",
-        help="run scenarios in N worker processes (default: the number of CPUs; 1: one by one)",
+        help="run scenarios on N runners: this process and N - 1 worker processes "
+        "(default: the number of CPUs; 1: one by one)",
     )
     scenario_run.set_defaults(run=_run_scenario)
 

@@ -1,8 +1,9 @@
 """Benchmark of the scenario runner: scenarios per second, and virtual time covered per wall second.
 
 Usage: python -m scripts.bench.scenario_bench [--jobs N] [--count N] [PATH...]
-(default: config/scenarios; --jobs 1: one by one in this process; N > 1: N worker processes, as
-`scenario run --jobs N`; each runner resets its one bank database before every scenario)
+(default: config/scenarios; --jobs 1: one by one in this process; N > 1: this process and N - 1
+worker processes, as `scenario run --jobs N`; each runner resets its one bank database before
+every scenario)
 """
 
 from __future__ import annotations
@@ -42,11 +43,7 @@ def main(argv: list[str]) -> int:
     if args.count:
         scenarios = list(itertools.islice(itertools.cycle(scenarios), args.count))
     with ScenarioRunner(database_url(settings), settings) as runner:
-        # In parallel this process makes the template only; each worker copies it once.
-        if args.jobs > 1:
-            runner.template()
-        else:
-            runner.prepare()
+        runner.prepare()  # the template, and this process's own copy of it
         started = time.perf_counter()
         if args.jobs > 1:
             results = run_parallel(scenarios, runner, args.jobs)

@@ -165,3 +165,27 @@ def test_jobs_2_reports_the_same_table_details_and_junit_as_jobs_1(
     assert names == sorted(names)  # the files' order, whichever worker finished first
     assert sorted(lines) == sorted(seen[1][3])  # every start and end line, in any order
     assert "[2/5] c_wrong: FAIL" in lines
+
+
+def test_with_jobs_2_this_process_runs_scenarios_beside_its_worker(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    from device.sim.scenarios.parallel import run_parallel
+
+    names = ["unreadable_card", "host_declining", "balance_inquiry", "card_jam_on_eject"]
+    scenarios = [load_scenario(SCENARIOS / f"{name}.yaml") for name in names * 2]
+    settings = load_settings({**TEST_SECRETS, "ATM_SIM_HOME": str(tmp_path / "home")})
+    seen: list[tuple[int, str | None]] = []
+    with ScenarioRunner(postgres_url, settings, work_dir=tmp_path / "work") as runner:
+        results = run_parallel(
+            scenarios,
+            runner,
+            2,
+            lambda index, _, result: seen.append((index, None if result is None else "done")),
+        )
+        here = runner.scenarios_run
+    assert [r.scenario.name for r in results] == names * 2
+    assert all(r.status == "passed" for r in results), [r.error for r in results]
+    assert 1 <= here < len(scenarios)  # this process ran some, its worker the others
+    assert sorted(i for i, what in seen if what is None) == list(range(len(scenarios)))
+    assert sorted(i for i, what in seen if what == "done") == list(range(len(scenarios)))

@@ -1,8 +1,9 @@
-"""Runs scenarios in worker processes (`atm-sim scenario run --jobs N`).
+"""Runs scenarios on several runners at once (`atm-sim scenario run --jobs N`): this process
+and N - 1 worker processes.
 
-Each worker is a separate process with its own ScenarioRunner, so its own bank database,
-host, fault proxy and ATM, exactly as a one-by-one run makes them; the workers copy the one
-seeded template this process makes. Results come back in the order the scenarios were given.
+Each runner has its own ScenarioRunner, so its own bank database, host, fault proxy and ATM,
+exactly as a one-by-one run makes them; the workers copy the one seeded template this process
+makes. Results come back in the order the scenarios were given.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ def run_parallel(
     jobs: int,
     progress: Progress | None = None,
 ) -> list[ScenarioResult]:
-    """Run `scenarios` on `jobs` worker processes; `runner` (of this process) makes the template
-    they copy. `progress(index, scenario, None)` when one starts, `(index, scenario, result)`
-    when it is done; results in the given order."""
+    """Run `scenarios` on `jobs` runners: `runner` (of this process, which makes the template the
+    others copy) and `jobs - 1` worker processes. This process starts on the scenarios at once,
+    while the workers are still importing (a second or more each), and takes back at the end
+    what it can run sooner than a busy worker. `progress(index, scenario, None)` when one starts,
+    `(index, scenario, result)` when it is done; results in the given order."""
     template = runner.template()
     root = logging.getLogger()
     init_args = (
@@ -56,12 +59,25 @@ def run_parallel(
         {name: logging.getLogger(name).level for name in _QUIETENED},
     )
     results: list[ScenarioResult | None] = [None] * len(scenarios)
+
+    def start(index: int) -> None:
+        if progress is not None:
+            progress(index, scenarios[index], None)
+
+    def finish(index: int, result: ScenarioResult) -> None:
+        result.scenario = scenarios[index]
+        results[index] = result
+        if progress is not None:
+            progress(index, scenarios[index], result)
+
     todo = list(range(len(scenarios)))
     todo.reverse()
+    workers = jobs - 1
+    queued_per_worker = 2  # so that none waits for work while this process runs a scenario
     context = multiprocessing.get_context("spawn")  # no threads or engines inherited
     while todo:
         with ProcessPoolExecutor(
-            max_workers=min(jobs, len(todo)),
+            max_workers=workers,
             mp_context=context,
             initializer=_init_worker,
             initargs=init_args,
@@ -69,12 +85,20 @@ def run_parallel(
             running: dict[Future[ScenarioResult], int] = {}
             broken = False
             while (todo or running) and not broken:
-                while todo and len(running) < jobs:
+                while todo and len(running) < workers * queued_per_worker:
                     index = todo.pop()
-                    if progress is not None:
-                        progress(index, scenarios[index], None)
+                    start(index)
                     running[pool.submit(_run_one, scenarios[index])] = index
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                mine = todo.pop() if todo else None
+                if mine is not None:
+                    start(mine)
+                else:
+                    mine = _take_back(running)  # announced when it was queued
+                if mine is not None:
+                    finish(mine, runner.run(scenarios[mine]))
+                    done = {future for future in running if future.done()}
+                else:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     index = running.pop(future)
                     try:
@@ -82,19 +106,22 @@ def run_parallel(
                     except BrokenProcessPool as err:
                         broken = True
                         result = _lost(scenarios[index], runner.seed, err)
-                    result.scenario = scenarios[index]
-                    results[index] = result
-                    if progress is not None:
-                        progress(index, scenarios[index], result)
+                    finish(index, result)
             if broken:  # a worker died: what it ran is an error, the rest run on a new pool
                 for future, index in running.items():
                     future.cancel()
-                    result = _lost(scenarios[index], runner.seed, None)
-                    results[index] = result
-                    if progress is not None:
-                        progress(index, scenarios[index], result)
+                    finish(index, _lost(scenarios[index], runner.seed, None))
                 running.clear()
     return [r for r in results if r is not None]
+
+
+def _take_back(running: dict[Future[ScenarioResult], int]) -> int | None:
+    """A scenario queued for a worker that has not started it yet, withdrawn (None if none)."""
+    for future, index in list(running.items()):
+        if future.cancel():
+            del running[future]
+            return index
+    return None
 
 
 def _lost(scenario: Scenario, seed: int, err: BaseException | None) -> ScenarioResult:

@@ -93,8 +93,9 @@ def run_paths(
 ) -> int:
     """Load every scenario (all must be valid), run them, print the table; 0 if all passed.
 
-    With `jobs` above 1 the scenarios run in that many worker processes; the table, the
-    details and the JUnit XML keep the order of the files all the same."""
+    With `jobs` above 1 the scenarios run on that many runners (this process and `jobs - 1`
+    worker processes); the table, the details and the JUnit XML keep the order of the files all
+    the same."""
     from config.data_files import DataFileError
     from config.settings import Settings
     from device.sim.scenarios.runner import ScenarioRunner
@@ -126,7 +127,8 @@ def run_paths(
 
     with ScenarioRunner(server_url, settings, seed=seed) as runner:
         if parallel:
-            # This process makes the template only: each worker copies it into its own bank.
+            # This process makes the template (each runner copies it into its own bank) and
+            # runs scenarios beside its workers.
             results = run_parallel(scenarios, runner, jobs, report)
         else:
             for index, scenario in enumerate(scenarios, start=1):

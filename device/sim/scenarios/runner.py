@@ -125,6 +125,7 @@ class ScenarioRunner:
         self._own_template = template is None
         self._bank: ScenarioBank | None = None
         self.template_seconds = 0.0
+        self.scenarios_run = 0  # by this runner (in its process)
 
     # ----- databases --------------------------------------------------------------------------
 
@@ -186,6 +187,7 @@ class ScenarioRunner:
 
     def run(self, scenario: Scenario) -> ScenarioResult:
         result = ScenarioResult(scenario, replay=replay_command(scenario, self.seed))
+        self.scenarios_run += 1
         bank = self._scenario_bank()  # made once, before the clock starts for the first
         started = time.perf_counter()
         random.seed(self.seed)
