@@ -280,7 +280,7 @@ class _Run:
         profile = load_profile(path)
         devices = dict(profile.devices)
         # The checks read receipts as text; no one looks at their images (drawn if asked).
-        _set(devices, "receipt_printer", images=IMAGES_ON_REQUEST)
+        _set_device_settings(devices, "receipt_printer", images=IMAGES_ON_REQUEST)
         if setup.cassettes:
             import yaml
 
@@ -295,7 +295,7 @@ class _Run:
                     }
                 )
             )
-            _set(devices, "cash_dispenser", cassettes=str(cassette_file))
+            _set_device_settings(devices, "cash_dispenser", cassettes=str(cassette_file))
         return dataclasses.replace(profile, devices=devices)
 
     def _apply_bank_overrides(self) -> None:
@@ -558,7 +558,7 @@ class _Run:
 # ----- helpers ----------------------------------------------------------------------------------
 
 
-def _set(devices: dict[str, DeviceSection], name: str, **settings: Any) -> None:
+def _set_device_settings(devices: dict[str, DeviceSection], name: str, **settings: Any) -> None:
     section = devices[name]
     devices[name] = dataclasses.replace(section, settings={**section.settings, **settings})
 
