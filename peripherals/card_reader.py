@@ -193,6 +193,9 @@ class CardReaderEmulator(Emulator):
     def waiting_on_link(self) -> bool:
         return self.awaiting_ack
 
+    def holds_partial_frame(self) -> bool:
+        return self._framer.buffered > 0
+
     def insert_card(self, card: WalletCard | str) -> MediaState:
         """A customer pushes a card (or a wallet card id) into the slot; returns where it ends.
 

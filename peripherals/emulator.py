@@ -60,6 +60,11 @@ class Emulator(ABC):
         runner then keeps ticking it often even while the line is quiet)."""
         return False
 
+    def holds_partial_frame(self) -> bool:
+        """Whether bytes of an unfinished frame wait for the rest, which the device gives up
+        after its inter-byte timeout (the link runner then ticks it often until then)."""
+        return False
+
     def waiting_on_link(self) -> bool:
         """Whether the device has sent a reply still unacknowledged, which it sends again after
         a link timeout of its own (in real time: bytes cross the link in real time)."""

@@ -407,6 +407,9 @@ class PinPadEmulator(Emulator):
     def timer_running(self) -> bool:
         return self._entry is not None or self.faults.is_armed("tamper")
 
+    def holds_partial_frame(self) -> bool:
+        return self._decoder.partial
+
     def tick(self, now: float) -> None:
         with self.lock:
             if self.faults.take("tamper") is not None and not self.tampered:

@@ -33,9 +33,6 @@ class LinkRunner:
     # spend whole cores waking link threads. The bound only limits what a wake nobody gave
     # would cost.
     IDLE_POLL_SECONDS = 5.0
-    # Longer than any device's inter-byte timeout (0.2-0.25 s): a frame cut short by the
-    # driver expires on a tick.
-    QUIET_AFTER_SECONDS = 0.3
 
     def __init__(
         self,
@@ -60,7 +57,6 @@ class LinkRunner:
         self.bytes_from_driver = 0
         self._holders = 0  # passes carrying bytes that a fault or line timing may hold back
         self._holders_lock = threading.Lock()
-        self._last_traffic = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name=f"{THREAD_PREFIX}link-{emulator.NAME}", daemon=True
         )
@@ -172,7 +168,7 @@ class LinkRunner:
     def _poll_seconds(self) -> float:
         """How long the thread may wait for a byte before the device's timers need a tick."""
         timing = (
-            time.monotonic() - self._last_traffic < self.QUIET_AFTER_SECONDS
+            self.emulator.holds_partial_frame()
             or self.emulator.timer_running()
             or self.emulator.waiting_on_link()
             or self.line_timing
@@ -182,8 +178,6 @@ class LinkRunner:
         return self.POLL_SECONDS if timing else self.IDLE_POLL_SECONDS
 
     def _to_driver(self, data: bytes) -> None:
-        self._last_traffic = time.monotonic()
-
         def write(chunk: bytes) -> bool:
             try:
                 self.endpoint.write(chunk)
@@ -236,7 +230,6 @@ class LinkRunner:
             data = self.endpoint.read(0.0)
             self.bytes_from_driver += len(data)
             if data:
-                self._last_traffic = time.monotonic()
                 # On a link, each chunk the driver sends is a command: an `on_command` fault
                 # counts them, and would never fire if nothing did.
                 self.faults.command_seen()

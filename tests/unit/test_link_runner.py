@@ -72,27 +72,33 @@ def test_disconnect_holds_until_cleared(link: tuple[LinkRunner, SerialDriver]) -
 
 class TimedDevice(EchoDevice):
     timer = False
+    partial = False
 
     def timer_running(self) -> bool:
         return self.timer
 
+    def holds_partial_frame(self) -> bool:
+        return self.partial
 
-def test_a_quiet_link_is_polled_less_often_unless_a_device_timer_runs() -> None:
+
+def test_a_quiet_link_is_polled_less_often_unless_the_device_has_something_to_time() -> None:
     device = TimedDevice()
     runner = LinkRunner(device, PtyEndpoint()).start()
     driver = SerialDriver(runner.url)
     try:
         driver.write(b"x")
         assert driver.read_some(time.monotonic() + 0.3) == b"x"
-        assert runner._poll_seconds() == LinkRunner.POLL_SECONDS  # bytes crossed just now
-        runner._last_traffic -= LinkRunner.QUIET_AFTER_SECONDS
+        # A whole exchange leaves nothing to time: the thread sleeps until the next byte.
         assert runner._poll_seconds() == LinkRunner.IDLE_POLL_SECONDS
+        device.partial = True  # half a frame in: its inter-byte timeout needs ticks
+        assert runner._poll_seconds() == LinkRunner.POLL_SECONDS
+        device.partial = False
         device.timer = True
         assert runner._poll_seconds() == LinkRunner.POLL_SECONDS
         device.timer = False
+        assert runner._poll_seconds() == LinkRunner.IDLE_POLL_SECONDS
         device.send(b"y")  # the device speaking first also wakes the line
         assert driver.read_some(time.monotonic() + 0.3) == b"y"
-        assert runner._poll_seconds() == LinkRunner.POLL_SECONDS
     finally:
         driver.close()
         runner.stop()
