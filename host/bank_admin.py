@@ -5,6 +5,7 @@ config/bank_seed.yaml (idempotently) and report the open withdrawal holds with t
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_MIGRATING = threading.Lock()
 SEED_FILE = Path(__file__).resolve().parent.parent / "config" / "bank_seed.yaml"
 EQUITY_ACCOUNT = "BANK-EQUITY"
 SEED_LOCK = 0x41544D5345454400  # pg advisory lock id: one seeding at a time
@@ -63,12 +65,14 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_database(settings: Settings) -> None:
-    """Bring the bank schema to the newest revision."""
+    """Bring the bank schema to the newest revision (one migration at a time in a process:
+    Alembic keeps the one under way in module globals, so two at once run into each other)."""
     from alembic import command
 
     url = database_url(settings)
     try:
-        command.upgrade(alembic_config(url), "head")
+        with _MIGRATING:
+            command.upgrade(alembic_config(url), "head")
     except sa.exc.SQLAlchemyError as err:
         raise BankAdminError(f"cannot migrate the bank database: {err}") from err
 

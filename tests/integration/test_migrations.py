@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,3 +187,29 @@ def test_database_refuses_a_second_claim_of_one_idempotency_key(schema: sa.Engin
     with refused, schema.begin() as conn:
         conn.execute(insert)
     schema.dispose()
+
+
+def test_migrations_of_several_databases_at_once_in_one_process_all_finish(
+    make_database: Callable[[], str], settings_for: Callable[..., Settings]
+) -> None:
+    # Alembic keeps the migration under way in module globals: two threads migrating at once
+    # (two scenario runs started together from the HTTP API) must not run into each other.
+    urls = [make_database() for _ in range(4)]
+    barrier = threading.Barrier(len(urls))
+    failures: list[BaseException] = []
+
+    def migrate(url: str) -> None:
+        barrier.wait(timeout=30)
+        try:
+            upgrade_database(settings_for(DATABASE_URL=url))
+        except BaseException as err:
+            failures.append(err)
+
+    threads = [threading.Thread(target=migrate, args=(url,), daemon=True) for url in urls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a migration hung"
+    assert failures == []
+    assert [_version(url) for url in urls] == [_head()] * len(urls)
