@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event
 from typing import Protocol
 
 from config.card_numbers import mask_pan
@@ -607,9 +608,15 @@ def _serve_on(
     port: int,
     *,
     processes: int,
-    helper: bool = False,
+    listening: Event | None = None,
 ) -> None:
-    """Serve `port` in this process; the first of several `processes` starts and minds the rest."""
+    """Serve `port` in this process; the first of several `processes` starts and minds the rest.
+
+    A helper sets `listening` once its socket is open; the first process announces the port only
+    when every helper has, because a terminal keeps its connection to the process that accepted
+    it: terminals that connect while the helpers are still starting would all stay on one.
+    """
+    helper = listening is not None
     from host.database import host_engine
 
     try:
@@ -632,19 +639,25 @@ def _serve_on(
     others: list[multiprocessing.process.BaseProcess] = []
     try:
         bound = server.start()
+        if listening is not None:
+            listening.set()
         spawn = multiprocessing.get_context("spawn")
 
-        def start_helper(number: int) -> multiprocessing.process.BaseProcess:
+        def start_helper(number: int) -> tuple[multiprocessing.process.BaseProcess, Event]:
+            started = spawn.Event()
             process = spawn.Process(
                 target=_helper_process,
-                args=(settings, url, host, bound, processes),
+                args=(settings, url, host, bound, processes, started),
                 name=f"iso8583-host-{number}",
             )
             process.start()
-            return process
+            return process, started
 
         if not helper:
-            others.extend(start_helper(n) for n in range(2, processes + 1))
+            starting = [start_helper(n) for n in range(2, processes + 1)]
+            others.extend(process for process, _ in starting)
+            for process, started in starting:
+                _await_listening(process, started)
             shared = f", {processes} processes" if processes > 1 else ""
             print(f"ISO 8583 host listening on {host}:{bound}{shared} (Ctrl-C to stop)", flush=True)
         parent = os.getppid()
@@ -657,7 +670,7 @@ def _serve_on(
                         process.name,
                         process.exitcode,
                     )
-                    others[n] = start_helper(n + 2)
+                    others[n], _ = start_helper(n + 2)
     finally:
         for process in others:
             process.terminate()
@@ -667,7 +680,26 @@ def _serve_on(
         engine.dispose()
 
 
-def _helper_process(settings: Settings, url: str, host: str, port: int, processes: int) -> None:
+HELPER_START_SECONDS = 60.0
+
+
+def _await_listening(process: multiprocessing.process.BaseProcess, listening: Event) -> None:
+    """Wait until a helper process listens; HostServerError if it ends or hangs first."""
+    deadline = time.monotonic() + HELPER_START_SECONDS
+    while not listening.wait(0.1):
+        if not process.is_alive():
+            raise HostServerError(
+                f"host process {process.name} ended while starting (exit code {process.exitcode})"
+            )
+        if time.monotonic() > deadline:
+            raise HostServerError(
+                f"host process {process.name} did not listen within {HELPER_START_SECONDS:.0f} s"
+            )
+
+
+def _helper_process(
+    settings: Settings, url: str, host: str, port: int, processes: int, listening: Event
+) -> None:
     """One more process serving the port of `serve`; logs as the first one does."""
     from config.log_format import configure_logging
 
@@ -678,4 +710,4 @@ def _helper_process(settings: Settings, url: str, host: str, port: int, processe
 
     signal.signal(signal.SIGTERM, stop)
     with contextlib.suppress(KeyboardInterrupt):
-        _serve_on(settings, url, host, port, processes=processes, helper=True)
+        _serve_on(settings, url, host, port, processes=processes, listening=listening)
