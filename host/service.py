@@ -57,25 +57,49 @@ ATTEMPTS = 3
 # Plain SQL run on the driver (DriverTransaction): SQLAlchemy's Python per statement cost more
 # than the database needs to run them.
 
-_TERMINAL = """
-    SELECT id, terminal_id, tmk_sealed, pin_key_tdes_sealed, pin_key_aes_sealed, mac_key_sealed,
-           dukpt_bdk_tdes_sealed, dukpt_bdk_aes_sealed
-    FROM terminals WHERE terminal_id = %(terminal_id)s
-"""
+_TERMINAL_COLUMNS = """id, terminal_id, tmk_sealed, pin_key_tdes_sealed, pin_key_aes_sealed,
+    mac_key_sealed, dukpt_bdk_tdes_sealed, dukpt_bdk_aes_sealed"""
+_TERMINAL = f"""
+    SELECT {_TERMINAL_COLUMNS} FROM terminals WHERE terminal_id = %(terminal_id)s
+"""  # noqa: S608 (built from constants of this module only)
 _SIGNED_ON = "UPDATE terminals SET last_sign_on_at = %(now)s WHERE id = %(id)s"
 _LAST_STAN = f"""
     SELECT stan FROM host_transactions
     WHERE terminal_id = %(terminal_id)s AND kind <> '{BLOCKED_ORIGINAL}'
     ORDER BY id DESC LIMIT 1
 """  # noqa: S608 (built from constants of this module only)
-_CLAIM = """
-    INSERT INTO host_transactions (terminal_id, stan, business_date, kind, request_digest,
-                                   transmitted_at, received_at, amount)
-    VALUES (%(terminal_id)s, %(stan)s, %(business_date)s, %(kind)s, %(request_digest)s,
-            %(transmitted_at)s, %(received_at)s, %(amount)s)
-    ON CONFLICT ON CONSTRAINT uq_host_transactions_idempotency DO NOTHING
-    RETURNING id
-"""
+# A request's terminal, its claim of (terminal, STAN, business date) and, once claimed, its card
+# (locked) with the card's linked accounts, each [id, number, account_type, is_default,
+# currency]: one round trip instead of three. No row: an unknown terminal, nothing claimed; a
+# null record_id: the STAN is taken (no card locked); null card columns: no such card (or none
+# asked for, as a completion or reversal names no card).
+_OPEN = f"""
+    WITH terminal AS (
+        SELECT {_TERMINAL_COLUMNS} FROM terminals WHERE terminal_id = %(terminal_id)s
+    ), claim AS (
+        INSERT INTO host_transactions (terminal_id, stan, business_date, kind, request_digest,
+                                       transmitted_at, received_at, amount)
+        SELECT terminal_id, %(stan)s, %(business_date)s, %(kind)s, %(request_digest)s,
+               %(transmitted_at)s, %(received_at)s, %(amount)s
+        FROM terminal
+        ON CONFLICT ON CONSTRAINT uq_host_transactions_idempotency DO NOTHING
+        RETURNING id
+    ), card AS (
+        SELECT c.id, c.masked_pan, c.expiry, c.pin_hash, c.failed_pin_attempts, c.locked_until,
+               c.status,
+               (SELECT coalesce(json_agg(json_build_array(a.id, a.number, ca.account_type,
+                                                          ca.is_default, a.currency)
+                                         ORDER BY a.id), '[]'::json)
+                FROM accounts a JOIN card_accounts ca ON ca.account_id = a.id
+                WHERE ca.card_id = c.id) AS accounts
+        FROM cards c WHERE c.pan_hash = %(pan_hash)s AND EXISTS (SELECT FROM claim)
+        FOR UPDATE OF c
+    )
+    SELECT terminal.*, (SELECT id FROM claim) AS record_id,
+           card.id AS card_id, card.masked_pan, card.expiry, card.pin_hash,
+           card.failed_pin_attempts, card.locked_until, card.status, card.accounts
+    FROM terminal LEFT JOIN card ON true
+"""  # noqa: S608 (built from constants of this module only)
 _FIRST_ANSWER = """
     SELECT request_digest, response FROM host_transactions
     WHERE terminal_id = %(terminal_id)s AND stan = %(stan)s AND business_date = %(business_date)s
@@ -87,18 +111,6 @@ _FINISH = """
         amount = %(amount)s, original_id = %(original_id)s,
         kind = coalesce(%(repeat_kind)s, kind)
     WHERE id = %(record_id)s
-"""
-# The card's linked accounts come with it, one round trip instead of two (no request changes
-# which accounts a card reaches), each [id, number, account_type, is_default, currency].
-_CARD_LOCKED = """
-    SELECT c.id, c.masked_pan, c.expiry, c.pin_hash, c.failed_pin_attempts, c.locked_until,
-           c.status,
-           (SELECT coalesce(json_agg(json_build_array(a.id, a.number, ca.account_type,
-                                                      ca.is_default, a.currency)
-                                     ORDER BY a.id), '[]'::json)
-            FROM accounts a JOIN card_accounts ca ON ca.account_id = a.id
-            WHERE ca.card_id = c.id) AS accounts
-    FROM cards c WHERE c.pan_hash = %(pan_hash)s FOR UPDATE OF c
 """
 # Newest KSN of the terminal or a replay: the newest itself is taken again (see _accept_ksn).
 _ACCEPT_KSN = """
@@ -265,6 +277,42 @@ class _LinkedAccount:
     currency: str
 
 
+@dataclass(frozen=True)
+class _Card:
+    """The card a request names, as read (and locked) with the request's claim."""
+
+    id: int
+    masked_pan: str
+    expiry: str
+    pin_hash: str
+    failed_pin_attempts: int
+    locked_until: dt.datetime | None
+    status: str
+    accounts: list[list[Any]]  # [id, number, account_type, is_default, currency] each
+
+    @classmethod
+    def of(cls, row: Any) -> _Card:
+        return cls(
+            row.card_id,
+            row.masked_pan,
+            row.expiry,
+            row.pin_hash,
+            row.failed_pin_attempts,
+            row.locked_until,
+            row.status,
+            row.accounts,
+        )
+
+
+def _card_number(request: HostRequest) -> str | None:
+    pan = request.pan or ""
+    return pan if 12 <= len(pan) <= 19 and pan.isascii() and pan.isdigit() else None
+
+
+def _unknown_terminal(request: HostRequest) -> HostResponse:
+    return HostResponse(ResponseCode.SECURITY_VIOLATION, request.stan, message="unknown terminal")
+
+
 def _utc(at: dt.datetime) -> dt.datetime:
     return (at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
@@ -421,21 +469,27 @@ class Bank:
             # The first statement goes through the engine, so a hook on the engine's statements
             # sees every transaction begin (the scenario bank refuses a stale one there); the
             # rest run on the driver.
-            terminal = connection.exec_driver_sql(
-                _TERMINAL, {"terminal_id": request.terminal_id}
-            ).one_or_none()
-            if terminal is None:
-                return HostResponse(
-                    ResponseCode.SECURITY_VIOLATION, request.stan, message="unknown terminal"
-                )
-            tx = DriverTransaction(connection)
             if request.kind in NETWORK_KINDS:
-                return self._network(tx, request, terminal, now)
-            claimed = self._claim(tx, request, now)
-            if isinstance(claimed, HostResponse):
-                return claimed
-            response = self._dispatch(tx, request, terminal, claimed, now)
-            return self._finish(tx, claimed, response)
+                terminal = connection.exec_driver_sql(
+                    _TERMINAL, {"terminal_id": request.terminal_id}
+                ).one_or_none()
+                if terminal is None:
+                    return _unknown_terminal(request)
+                return self._network(DriverTransaction(connection), request, terminal, now)
+            business_date = _business_date(request)
+            digest = self._digest(request)
+            opened = connection.exec_driver_sql(
+                _OPEN, self._open_parameters(request, business_date, digest, now)
+            ).one_or_none()
+            if opened is None:
+                return _unknown_terminal(request)
+            tx = DriverTransaction(connection)
+            if opened.record_id is None:
+                return self._first_answer(tx, request, business_date, digest)
+            record = _Record(opened.record_id, business_date)
+            card = None if opened.card_id is None else _Card.of(opened)
+            response = self._dispatch(tx, request, opened, record, card, now)
+            return self._finish(tx, record, response)
 
     # ----- idempotency --------------------------------------------------------------------------
 
@@ -473,28 +527,37 @@ class Bank:
         )
         return hmac.new(self._digest_key, "\x1f".join(parts).encode(), hashlib.sha256).digest()
 
-    def _claim(
-        self, tx: DriverTransaction, request: HostRequest, now: dt.datetime
-    ) -> _Record | HostResponse:
-        """Claim (terminal, STAN, business date), or the first answer if it is already taken."""
-        business_date = _business_date(request)
-        digest = self._digest(request)
-        key = {"terminal_id": request.terminal_id, "stan": request.stan}
-        record_id = tx.scalar(
-            _CLAIM,
+    def _open_parameters(
+        self, request: HostRequest, business_date: dt.date, digest: bytes, now: dt.datetime
+    ) -> dict[str, object]:
+        """The claim of (terminal, STAN, business date), and the card a card request names."""
+        pan = _card_number(request)
+        return {
+            "terminal_id": request.terminal_id,
+            "stan": request.stan,
+            "business_date": business_date,
+            "kind": request.kind.value,
+            "request_digest": digest,
+            "transmitted_at": request.transmitted_at,
+            "received_at": now,
+            "amount": request.amount,
+            "pan_hash": None
+            if pan is None or request.kind in ADVICE_KINDS
+            else crypto_keys.pan_digest(self.settings, pan),
+        }
+
+    def _first_answer(
+        self, tx: DriverTransaction, request: HostRequest, business_date: dt.date, digest: bytes
+    ) -> HostResponse:
+        """The answer to the request that claimed this STAN first, if this one is its resend."""
+        first = tx.one(
+            _FIRST_ANSWER,
             {
-                **key,
+                "terminal_id": request.terminal_id,
+                "stan": request.stan,
                 "business_date": business_date,
-                "kind": request.kind.value,
-                "request_digest": digest,
-                "transmitted_at": request.transmitted_at,
-                "received_at": now,
-                "amount": request.amount,
             },
         )
-        if record_id is not None:
-            return _Record(record_id, business_date)
-        first = tx.one(_FIRST_ANSWER, {**key, "business_date": business_date})
         if first.request_digest is not None and not hmac.compare_digest(
             first.request_digest, digest
         ):
@@ -555,6 +618,7 @@ class Bank:
         request: HostRequest,
         terminal: Any,
         record: _Record,
+        card: _Card | None,
         now: dt.datetime,
     ) -> HostResponse:
         kind = request.kind
@@ -565,7 +629,7 @@ class Bank:
                 with tx.savepoint():
                     return self._completion(tx, request, record, now)
             keys = crypto_keys.open_terminal_keys(self.settings, terminal)
-            card = self._authenticate(tx, request, terminal, keys, record, now)
+            card = self._authenticate(tx, request, terminal, keys, card, record, now)
             # Only a transfer makes several writes a decline must undo; the others read, write
             # once, or (a withdrawal) undo their one write themselves: no savepoint round trips.
             if kind is RequestKind.BALANCE:
@@ -593,17 +657,18 @@ class Bank:
         request: HostRequest,
         terminal: Any,
         keys: crypto_keys.TerminalKeys,
+        card: _Card | None,
         record: _Record,
         now: dt.datetime,
-    ) -> Any:
-        """The card, once its status, expiry, lockout and PIN pass; else Declined."""
-        pan = request.pan or ""
-        if not (12 <= len(pan) <= 19 and pan.isascii() and pan.isdigit()):
+    ) -> _Card:
+        """The card (read and locked with the claim), once its status, expiry, lockout and PIN
+        pass; else Declined."""
+        pan = _card_number(request)
+        if pan is None:
             raise Declined(ResponseCode.INVALID_CARD, "no valid card number")
         # The card row stays locked until the answer is committed: the PIN checks of one card
         # run one after another, each seeing the count and lock the previous one left, so at
         # most MAX_FAILED_PIN_ATTEMPTS guesses are judged per lockout however many arrive.
-        card = tx.first(_CARD_LOCKED, {"pan_hash": crypto_keys.pan_digest(self.settings, pan)})
         if card is None:
             raise Declined(ResponseCode.INVALID_CARD, "unknown card")
         record.card_id = card.id
@@ -665,7 +730,7 @@ class Bank:
                 ResponseCode.SECURITY_VIOLATION, "DUKPT key serial number used before (replay)"
             )
 
-    def _count_wrong_pin(self, tx: DriverTransaction, card: Any, now: dt.datetime) -> None:
+    def _count_wrong_pin(self, tx: DriverTransaction, card: _Card, now: dt.datetime) -> None:
         limit = self.settings.max_failed_pin_attempts
         until = now + dt.timedelta(seconds=self.settings.lockout_duration_seconds)
         attempts: int = tx.scalar(
@@ -684,7 +749,7 @@ class Bank:
     # ----- accounts ---------------------------------------------------------------------------
 
     @staticmethod
-    def _resolve(card: Any, wanted: str | None, *, role: str = "account") -> _LinkedAccount:
+    def _resolve(card: _Card, wanted: str | None, *, role: str = "account") -> _LinkedAccount:
         for account in (_LinkedAccount(*entry) for entry in card.accounts):
             if (
                 (wanted is None and account.is_default)
@@ -730,7 +795,7 @@ class Bank:
 
     # ----- card requests ----------------------------------------------------------------------
 
-    def _balance(self, tx: DriverTransaction, request: HostRequest, card: Any) -> HostResponse:
+    def _balance(self, tx: DriverTransaction, request: HostRequest, card: _Card) -> HostResponse:
         account = self._resolve(card, request.from_account)
         ledger, available = self._balances(tx, account.id)
         return HostResponse(
@@ -741,7 +806,7 @@ class Bank:
         self,
         tx: DriverTransaction,
         request: HostRequest,
-        card: Any,
+        card: _Card,
         record: _Record,
         now: dt.datetime,
     ) -> HostResponse:
@@ -785,7 +850,7 @@ class Bank:
         self,
         tx: DriverTransaction,
         request: HostRequest,
-        card: Any,
+        card: _Card,
         record: _Record,
         now: dt.datetime,
     ) -> HostResponse:
@@ -823,7 +888,7 @@ class Bank:
         )
 
     def _mini_statement(
-        self, tx: DriverTransaction, request: HostRequest, card: Any, record: _Record
+        self, tx: DriverTransaction, request: HostRequest, card: _Card, record: _Record
     ) -> HostResponse:
         account = self._resolve(card, request.from_account)
         record.account_id = account.id
@@ -842,7 +907,11 @@ class Bank:
         )
 
     def _pin_change(
-        self, tx: DriverTransaction, request: HostRequest, card: Any, keys: crypto_keys.TerminalKeys
+        self,
+        tx: DriverTransaction,
+        request: HostRequest,
+        card: _Card,
+        keys: crypto_keys.TerminalKeys,
     ) -> HostResponse:
         assert request.new_pin_block is not None and request.pin_block_format is not None
         try:

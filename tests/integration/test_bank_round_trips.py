@@ -46,13 +46,13 @@ def test_a_withdrawal_and_a_balance_take_few_round_trips(
         withdrawal = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=2000)
         trips, answer = _round_trips(bank, engine, withdrawal)
         assert answer.response_code is ResponseCode.APPROVED
-        # BEGIN, the terminal, the STAN claim, the card (locked) with its accounts, the limit
-        # and hold together, the answer with COMMIT.
-        assert trips == 6
+        # BEGIN; the terminal, the STAN claim and the card (locked) with its accounts together;
+        # the limit and hold together; the answer with COMMIT.
+        assert trips == 4
         balance = bank_requests.card(RequestKind.BALANCE, ALICE)
         trips, answer = _round_trips(bank, engine, balance)
         assert answer.response_code is ResponseCode.APPROVED
-        assert trips == 6  # the balances instead of the limit and hold
+        assert trips == 4  # the balances instead of the limit and hold
     finally:
         engine.dispose()
 
