@@ -1,14 +1,15 @@
 """Benchmark of the scenario runner: scenarios per second, and virtual time covered per wall second.
 
-Usage: python -m scripts.bench.scenario_bench [--jobs N] [--count N] [PATH...]
+Usage: python -m scripts.bench.scenario_bench [--jobs N] [--count N] [--profile] [PATH...]
 (default: config/scenarios; --jobs 1: one by one in this process; N > 1: this process and N - 1
 worker processes, as `scenario run --jobs N`; each runner resets its one bank database before
-every scenario)
+every scenario; --profile: with --jobs 1, where this process's CPU goes)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import sys
@@ -21,6 +22,7 @@ from device.sim.scenarios.report import details
 from device.sim.scenarios.runner import ScenarioRunner
 from device.sim.scenarios.schema import load_scenarios
 from host.database import database_url
+from scripts.bench.cpu_profile import cpu_profile
 
 DEFAULT = Path(__file__).resolve().parents[2] / "config" / "scenarios"
 
@@ -36,7 +38,14 @@ def main(argv: list[str]) -> int:
         help="run this many scenarios, going round the given ones again (each run on its own "
         "bank reset to its seed and a new ATM); default: each once",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run under yappi (with --jobs 1) and print where the CPU goes (times then slow)",
+    )
     args = parser.parse_args(argv)
+    if args.profile and args.jobs > 1:
+        parser.error("--profile profiles this process only: use it with --jobs 1")
     logging.basicConfig(level="ERROR")
     settings = load_settings()
     scenarios = load_scenarios(args.paths or [DEFAULT])
@@ -48,7 +57,13 @@ def main(argv: list[str]) -> int:
         if args.jobs > 1:
             results = run_parallel(scenarios, runner, args.jobs)
         else:
-            results = [runner.run(s) for s in scenarios]
+            profiling = (
+                cpu_profile(len(scenarios), "scenario")
+                if args.profile
+                else contextlib.nullcontext()
+            )
+            with profiling:
+                results = [runner.run(s) for s in scenarios]
         wall = time.perf_counter() - started
     virtual = sum(r.virtual_seconds for r in results)
     ok = sum(r.ok for r in results)

@@ -1,5 +1,6 @@
 """Full withdrawal sessions end to end (devices on ptys, ISO 8583 host, PostgreSQL), against the
 bare I/O floor of one session measured in the same run. Run: python -m scripts.bench.session_bench
+[--sessions N] [--profile]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from peripherals.emulator import Emulator
 from peripherals.harness.profile import DEFAULT_PROFILE, load_profile
 from peripherals.links.endpoint import PtyEndpoint
 from peripherals.links.runner import LinkRunner
+from scripts.bench.cpu_profile import CpuProfile
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
@@ -49,6 +51,7 @@ CUSTOMERS = [
 # present_started and the outcome, the completion advice queued and acknowledged, and the
 # dispenser's note counts after it moves notes to the stacker, presents them and sees them taken.
 DURABLE_WRITES = 8
+WARM_SESSIONS = 2  # not profiled
 
 
 def session_script(card: str, pin: str, account_key: str) -> str:
@@ -195,7 +198,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--bcrypt-rounds", type=int, default=4)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the sessions under yappi and print where the CPU goes (times above then slow)",
+    )
     args = parser.parse_args()
+    if args.profile and args.sessions <= WARM_SESSIONS:
+        parser.error(f"--profile needs more than {WARM_SESSIONS} sessions")
     home = Path(tempfile.mkdtemp(prefix="atm-sim-bench-"))
     env = {
         "ATM_SIM_HOME": str(home),
@@ -216,11 +226,16 @@ def main() -> None:
             home / "atm",
             clock=VirtualClock(),
         )
+        profiler = CpuProfile() if args.profile else None
         with atm, FsyncCounter() as counter:
             devices = [atm.bay.emulator(name) for name in atm.bay.names]
             durations, commands, fsyncs, host_times = [], [], [], []
             started = time.perf_counter()
+            cpu_started = time.process_time()
             for number in range(args.sessions):
+                # the first two pay for imports (pygame's, when the first receipt image is drawn)
+                if profiler is not None and number == WARM_SESSIONS:
+                    profiler.start()
                 script = parse_script(
                     session_script(*CUSTOMERS[number % len(CUSTOMERS)]).splitlines()
                 )
@@ -235,6 +250,9 @@ def main() -> None:
                 fsyncs.append(counter.count - synced)
                 host_times.append(host_seconds[0] - host_before)
             wall = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
+            if profiler is not None:
+                profiler.report(args.sessions - WARM_SESSIONS, "session")
         pty = pty_round_trip(200)
         tcp = tcp_round_trip(200)
         database = postgres_transaction(bank.engine, 200)
@@ -259,6 +277,11 @@ def main() -> None:
     )
     print(f"bare I/O floor/session:   {floor * 1000:.2f} ms")
     print(f"ratio session / floor:    {median / floor:.1f}x")
+    print(
+        f"CPU/session:              {cpu / args.sessions * 1000:.1f} ms of this process (ATM, "
+        f"drivers, emulators, host, bank; all threads) in {wall / args.sessions * 1000:.1f} ms "
+        "of wall time"
+    )
     host_median = statistics.median(host_times)
     print(
         f"where it goes:            bank service {host_median * 1000:.1f} ms "

@@ -1,0 +1,54 @@
+"""The benchmarks' --profile: CPU summed by file over every thread, places named for people."""
+
+from __future__ import annotations
+
+import json
+import re
+import sysconfig
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from scripts.bench.cpu_profile import ROOT, _place, cpu_profile
+
+
+def _burn(rounds: int) -> int:
+    total = 0
+    for n in range(rounds):
+        total += n * n % 7
+    return total
+
+
+def test_places_are_this_repository_s_paths_library_packages_and_stdlib_modules() -> None:
+    assert _place(__file__) == "tests/unit/test_cpu_profile.py"
+    assert _place(sqlalchemy.__file__ or "") == "sqlalchemy"
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    assert _place(str(stdlib / "json" / "encoder.py")) == "stdlib json/encoder"
+    assert _place("<string>") == "<string>"
+    assert Path(__file__).resolve().parents[2] == ROOT
+
+
+def test_the_cpu_of_every_thread_is_counted_by_file(capsys: pytest.CaptureFixture[str]) -> None:
+    with cpu_profile(4, "unit"):
+        worker = threading.Thread(target=_burn, args=(300_000,))
+        worker.start()
+        _burn(100_000)
+        json.dumps({"a": [1, 2, 3]}, indent=1)
+        worker.join()
+    printed = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(
+        r"profile \(yappi, CPU clock, all threads\): \d+\.\d ms per unit", printed[0]
+    )
+    first_place = printed[1].split("%", 1)[1].strip()
+    assert first_place == "tests/unit/test_cpu_profile.py"  # the thread's work counted too
+    share = float(printed[1].split("%")[0])
+    assert share > 50
+    functions = printed[printed.index("  functions:") + 1 :]
+    # two calls in four units: the one in the other thread is counted
+    assert functions[0].split("%", 1)[1].split() == [
+        "0.5",
+        "calls/unit",
+        "tests/unit/test_cpu_profile.py:_burn",
+    ]
