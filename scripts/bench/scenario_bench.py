@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from config.settings import load_settings
-from device.sim.scenarios.parallel import run_parallel
+from device.sim.scenarios.parallel import prepare_workers, run_parallel
 from device.sim.scenarios.report import details
 from device.sim.scenarios.runner import ScenarioRunner
 from device.sim.scenarios.schema import load_scenarios
@@ -51,6 +51,8 @@ def main(argv: list[str]) -> int:
     scenarios = load_scenarios(args.paths or [DEFAULT])
     if args.count:
         scenarios = list(itertools.islice(itertools.cycle(scenarios), args.count))
+    if args.jobs > 1:
+        prepare_workers()  # as `scenario run` does: the workers' imports overlap the template
     with ScenarioRunner(database_url(settings), settings) as runner:
         runner.prepare()  # the template, and this process's own copy of it
         started = time.perf_counter()

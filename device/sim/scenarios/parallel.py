@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver
 from multiprocessing.util import Finalize
 
 from config.log_format import MaskingJsonFormatter, configure_logging
@@ -26,6 +27,19 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, Scenario, ScenarioResult | None], None]
 
 _runner: ScenarioRunner | None = None  # one per worker process
+# Workers are forked from a server process started clean (no threads, engines or connections of
+# this process), which imports what they run once: a worker then starts in milliseconds, where a
+# new interpreter spends a second or more importing.
+_CONTEXT = multiprocessing.get_context("forkserver")
+_WORKER_MODULES = ["device.sim.scenarios.parallel"]  # and with it the runner, ATM, host, bank
+
+
+def prepare_workers() -> None:
+    """Start the process workers are forked from, if it is not running: called before this
+    process makes its template, it has imported everything by the time the first worker starts.
+    """
+    _CONTEXT.set_forkserver_preload(_WORKER_MODULES)
+    forkserver.ensure_running()
 
 
 def default_jobs() -> int:
@@ -74,11 +88,11 @@ def run_parallel(
     todo.reverse()
     workers = jobs - 1
     queued_per_worker = 2  # so that none waits for work while this process runs a scenario
-    context = multiprocessing.get_context("spawn")  # no threads or engines inherited
+    prepare_workers()
     while todo:
         with ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=context,
+            mp_context=_CONTEXT,
             initializer=_init_worker,
             initargs=init_args,
         ) as pool:

@@ -114,8 +114,10 @@ def run_paths(
     total = len(scenarios)
     parallel = jobs > 1 and total > 1
     if parallel:
-        from device.sim.scenarios.parallel import run_parallel
+        from device.sim.scenarios.parallel import prepare_workers, run_parallel
         from device.sim.scenarios.schema import Scenario
+
+        prepare_workers()  # its imports run while this process makes the template
 
         def report(index: int, scenario: Scenario, result: ScenarioResult | None) -> None:
             if progress is None:
