@@ -693,7 +693,7 @@ def _await_listening(process: multiprocessing.process.BaseProcess, listening: Ev
             )
         if time.monotonic() > deadline:
             raise HostServerError(
-                f"host process {process.name} did not listen within {HELPER_START_SECONDS:.0f} s"
+                f"host process {process.name} did not listen within {HELPER_START_SECONDS:g} s"
             )
 
 
