@@ -9,8 +9,9 @@ fixed-key PIN block, so after the first every request is a PIN block the host al
 block (random fill), so each session costs the host one bcrypt.
 Each terminal has its own customer, card and account unless `--cards N` makes them share N.
 `--host-processes N` runs the host as deployed (`atm-sim host serve --processes N`) instead of
-in this process. Run: .venv/bin/python -m scripts.bench.host_bench [--bcrypt-rounds 12]
-[--workload sessions] [--terminals 16] [--cards N] [--host-processes N]
+in this process; `--profile` prints where the host's threads spend their CPU per request. Run:
+.venv/bin/python -m scripts.bench.host_bench [--bcrypt-rounds 12] [--workload sessions]
+[--terminals 16] [--cards N] [--host-processes N] [--profile]
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from host.crypto_keys import mac_key_lookup
 from host.database import database_url, host_engine, scratch_database
 from host.server import WORKERS, HostServer
 from host.service import Bank
+from scripts.bench.cpu_profile import CpuProfile
 from scripts.bench.stats import percentile
 
 MAC_KEY = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -243,6 +245,9 @@ def bare_update_rate(engine: sa.Engine, accounts: Sequence[str], seconds: float)
     return sum(counts) / (time.perf_counter() - started)
 
 
+HOST_THREADS = "iso8583-"  # the host server's event loop and workers (host/server.py)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--terminals", type=int, default=4, help="concurrent ATMs (default 4)")
@@ -277,9 +282,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="run the host as `atm-sim host serve --processes N` (default: in this process)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the host's threads under yappi and print where their CPU goes, per "
+        "request answered (host in this process only; the figures above are then slower)",
+    )
     args = parser.parse_args(argv)
     if args.host_processes and args.no_pin_memory:
         parser.error("--no-pin-memory works on a host in this process only")
+    if args.host_processes and args.profile:
+        parser.error("--profile works on a host in this process only")
     cards = bench_cards(args.cards or args.terminals)
     card_of_terminal = [cards[n % len(cards)] for n in range(args.terminals)]
     logging.basicConfig(level=logging.WARNING)
@@ -334,12 +347,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for n in range(args.terminals)
             ]
             checks_before = pin_unit.bcrypt_checks()
+            profiler = CpuProfile() if args.profile else None
+            if profiler is not None:
+                profiler.start()
             started = time.perf_counter()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
             elapsed = time.perf_counter() - started
+            if profiler is not None:
+                answered = sum(len(r.latencies) for r in results)
+                profiler.report(max(1, answered), "request", threads=HOST_THREADS)
             stack.close()  # the host stops before the bare rate is measured
             bcrypt_runs = pin_unit.bcrypt_checks() - checks_before
             update_rate = bare_update_rate(engine, [c.account for c in card_of_terminal], 3.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from scripts.bench.cpu_profile import ROOT, _place, cpu_profile
+from scripts.bench.cpu_profile import ROOT, CpuProfile, _place, cpu_profile
 
 
 def _burn(rounds: int) -> int:
@@ -49,6 +49,25 @@ def test_the_cpu_of_every_thread_is_counted_by_file(capsys: pytest.CaptureFixtur
     # two calls in four units: the one in the other thread is counted
     assert functions[0].split("%", 1)[1].split() == [
         "0.5",
+        "calls/unit",
+        "tests/unit/test_cpu_profile.py:_burn",
+    ]
+
+
+def test_a_report_can_keep_to_the_threads_of_one_name(capsys: pytest.CaptureFixture[str]) -> None:
+    profile = CpuProfile()
+    profile.start()
+    worker = threading.Thread(target=_burn, args=(200_000,), name="picked-0")
+    worker.start()
+    _burn(100_000)
+    worker.join()
+    profile.report(4, "unit", threads="picked-")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("profile (yappi, CPU clock, threads picked-*): ")
+    functions = printed[printed.index("  functions:") + 1 :]
+    # one call of four units: the main thread's call is left out
+    assert functions[0].split("%", 1)[1].split() == [
+        "0.2",
         "calls/unit",
         "tests/unit/test_cpu_profile.py:_burn",
     ]
