@@ -466,24 +466,19 @@ class Bank:
     def _handle_once(self, request: HostRequest) -> HostResponse:
         now = self._now()
         with self.engine.begin() as connection:
-            # The first statement goes through the engine, so a hook on the engine's statements
-            # sees every transaction begin (the scenario bank refuses a stale one there); the
-            # rest run on the driver.
+            # Every statement runs on the driver; the scenario bank's hook on the engine refuses
+            # a stale transaction as it begins.
+            tx = DriverTransaction(connection)
             if request.kind in NETWORK_KINDS:
-                terminal = connection.exec_driver_sql(
-                    _TERMINAL, {"terminal_id": request.terminal_id}
-                ).one_or_none()
+                terminal = tx.first(_TERMINAL, {"terminal_id": request.terminal_id})
                 if terminal is None:
                     return _unknown_terminal(request)
-                return self._network(DriverTransaction(connection), request, terminal, now)
+                return self._network(tx, request, terminal, now)
             business_date = _business_date(request)
             digest = self._digest(request)
-            opened = connection.exec_driver_sql(
-                _OPEN, self._open_parameters(request, business_date, digest, now)
-            ).one_or_none()
+            opened = tx.first(_OPEN, self._open_parameters(request, business_date, digest, now))
             if opened is None:
                 return _unknown_terminal(request)
-            tx = DriverTransaction(connection)
             if opened.record_id is None:
                 return self._first_answer(tx, request, business_date, digest)
             record = _Record(opened.record_id, business_date)

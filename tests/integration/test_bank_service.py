@@ -482,25 +482,24 @@ def test_a_connection_the_database_closed_costs_no_request(
 def test_a_connection_lost_inside_a_request_is_retried_on_a_new_one_and_holds_once(
     bank_settings: Settings, bank_engine: sa.Engine, bank_requests: BankRequests
 ) -> None:
-    # The request's first statement goes through SQLAlchemy, the rest straight to the driver:
-    # a connection that dies after the first one (killed from outside, as a restart would) must
+    # The request's statements go straight to the driver: a pooled connection that died before
+    # the request (killed from outside, as a restart would) fails its first statement, and must
     # be dropped from the pool and the whole request run again on a new one, holding once.
     assert bank_settings.database_url is not None
     engine = host_engine(bank_settings.database_url, 1)
     killed: list[int] = []
 
-    def kill_own_backend(conn: sa.Connection, *args: object) -> None:
+    def kill_own_backend(conn: sa.Connection) -> None:
         if killed:
             return
-        killed.append(0)  # before the statement below, which comes back here
-        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        pid = conn.connection.driver_connection.info.backend_pid
         with bank_engine.connect() as admin:
             admin.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
-        killed[0] = pid
+        killed.append(pid)
 
     try:
         bank = Bank(engine, bank_settings, clock=bank_requests.clock)
-        sa.event.listen(engine, "after_cursor_execute", kill_own_backend)
+        sa.event.listen(engine, "begin", kill_own_backend)
         answer = bank.handle(bank_requests.card(K.WITHDRAWAL, ALICE, amount=2000))
         assert killed and killed[0], "the backend was not killed"
         assert answer.response_code is R.APPROVED

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from config.settings import load_settings
 from device.sim.scenarios.databases import ScenarioBank, StaleScenarioEngine
 from device.sim.scenarios.runner import ScenarioRunner
+from host.driver_sql import DriverTransaction
 from host.models import Base
 from tests.conftest import TEST_SECRETS
 
@@ -111,6 +112,10 @@ def test_the_last_scenarios_transactions_are_ended_and_its_statements_refused(
     lingering.invalidate()
     with last.connect() as conn, pytest.raises(StaleScenarioEngine):
         conn.execute(sa.text("SELECT 1"))
+    # The bank runs its statements on the driver, unseen by statement hooks: its transaction is
+    # refused as it begins.
+    with pytest.raises(StaleScenarioEngine), last.begin() as conn:
+        DriverTransaction(conn).run("UPDATE accounts SET ledger_balance = 3")
     assert snapshot(following) == seeded
 
 

@@ -102,6 +102,9 @@ class ScenarioBank:
         self._running: set[int] = set()  # execution contexts of statements under way
         self._cond = threading.Condition()
         self._closed = False
+        # A transaction is refused as it begins: the bank runs its statements on the driver,
+        # where no statement hook sees them (restore() ends any transaction still open).
+        sa.event.listen(self._engine, "begin", self._admit_transaction)
         sa.event.listen(self._engine, "before_cursor_execute", self._admit)
         sa.event.listen(self._engine, "after_cursor_execute", self._finished)
         sa.event.listen(self._engine, "handle_error", self._failed)
@@ -133,12 +136,19 @@ class ScenarioBank:
 
     # ----- the gate every statement passes ------------------------------------------------------
 
+    def _admit_transaction(self, conn: sa.Connection) -> None:
+        with self._cond:
+            self._refuse_stale(conn)
+
     def _admit(self, conn: sa.Connection, cursor: object, statement: str, *args: object) -> None:
         context = args[-2]
         with self._cond:
-            if conn.get_execution_options().get(_GENERATION) != self._generation:
-                raise StaleScenarioEngine("this scenario is over: its bank was reset")
+            self._refuse_stale(conn)
             self._running.add(id(context))
+
+    def _refuse_stale(self, conn: sa.Connection) -> None:
+        if conn.get_execution_options().get(_GENERATION) != self._generation:
+            raise StaleScenarioEngine("this scenario is over: its bank was reset")
 
     def _finished(self, conn: sa.Connection, cursor: object, statement: str, *args: object) -> None:
         self._done(args[-2])
