@@ -57,9 +57,9 @@ def run_parallel(
     progress: Progress | None = None,
 ) -> list[ScenarioResult]:
     """Run `scenarios` on `jobs` runners: `runner` (of this process, which makes the template the
-    others copy) and `jobs - 1` worker processes. This process starts on the scenarios at once,
-    while the workers are still importing (a second or more each), and takes back at the end
-    what it can run sooner than a busy worker. `progress(index, scenario, None)` when one starts,
+    others copy) and `jobs - 1` worker processes forked from the server `prepare_workers`
+    starts. This process starts on the scenarios at once and takes back at the end what it can
+    run sooner than a busy worker. `progress(index, scenario, None)` when one starts,
     `(index, scenario, result)` when it is done; results in the given order."""
     template = runner.template()
     root = logging.getLogger()
