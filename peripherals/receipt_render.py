@@ -5,13 +5,13 @@ Text keeps the printer's columns (aligned with spaces); the PNG draws text, imag
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from peripherals.png_writer import encode_png
 from peripherals.wire.escpos import Align
 
 #: Font A is 12 x 24 dots; a text line takes 24 dots of paper height plus spacing.
@@ -308,6 +308,6 @@ def render_png(elements: Sequence[Element], columns: int = 42, *, cut: bool = Tr
         if cut:
             for x in range(0, surface.get_width(), 12):
                 pygame.draw.line(surface, _BLACK, (x, total - 4), (x + 6, total - 4), 1)
-        out = io.BytesIO()
-        pygame.image.save(surface, out, "receipt.png")
-    return out.getvalue()
+        width, height = surface.get_size()
+        pixels = pygame.image.tobytes(surface, "RGB")
+    return encode_png(width, height, pixels)
