@@ -265,7 +265,10 @@ class CashDispenserEmulator(Emulator):
             return
         self._unacked = None  # a new command acknowledges the last reply
         self.send(bytes([wire.ACK]))
-        reply = self._execute(frame).encode()
+        # One state write per command, before its reply: the notes it moved reach the file
+        # together or not at all, and the reply tells only what the file holds.
+        with self.ledger.saved_once():
+            reply = self._execute(frame).encode()
         self._unacked = reply
         self._sends = 1
         self.send(reply)

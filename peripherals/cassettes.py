@@ -1,13 +1,16 @@
 """Cassettes, bins and where every note is: the cash model of the emulated dispenser.
 
 A cassette load comes from YAML; the note ledger keeps counts and counters in the device's own
-checksummed state file (peripherals/state_file.py), rewritten atomically after every movement.
+checksummed state file (peripherals/state_file.py), rewritten atomically after every movement, or
+once for all the movements of one device command.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 
 from config.data_files import DataFile, DataFileError, Key, read_data_file
 from config.disk_calls import DiskCalls
-from peripherals.state_file import StateFileError, read_state, write_state
+from peripherals.state_file import StateFileError, StateWriteError, read_state, write_state
 from peripherals.wire.cash_dispenser import CASSETTE_SLOTS, COUNTER_NAMES
 
 STATE_FILE_NAME = "cash_dispenser_state.json"
@@ -174,7 +177,9 @@ class NoteLedger:
     """Every note of the dispenser: in a cassette or in one of PLACES, per cassette number.
 
     The total changes only by replenishment. With a state file, each movement is saved before
-    the method returns, together with `device` (the emulator's own persistent fields).
+    the method returns, together with `device` (the emulator's own persistent fields), or, inside
+    `saved_once`, at its end. A save that fails puts the ledger back as it was last saved, so the
+    ledger never holds a movement its file does not.
     """
 
     def __init__(
@@ -190,6 +195,9 @@ class NoteLedger:
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.device: dict[str, Any] = {}
         self.state_file = state_file
+        self._saved: dict[str, Any] | None = None  # the state last written, to go back to
+        self._holding = False  # inside saved_once: saves wait for its end
+        self._unsaved = False  # a save asked for while holding
 
     @classmethod
     def open(
@@ -232,6 +240,7 @@ class NoteLedger:
             if not isinstance(device, dict):
                 raise CassetteConfigError(f"{path}: device: expected a mapping")
             ledger.device = device
+            ledger._saved = copy.deepcopy(ledger._state())
         except (StateFileError, DataFileError) as err:
             raise CassetteConfigError(str(err)) from err
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -240,11 +249,8 @@ class NoteLedger:
             raise CassetteConfigError(f"{path}: unreadable dispenser state: {err!r}") from err
         return ledger
 
-    def save(self) -> None:
-        """Write the whole ledger; StateWriteError leaves the previous state file in place."""
-        if self.state_file is None:
-            return
-        state = {
+    def _state(self) -> dict[str, Any]:
+        return {
             "version": STATE_VERSION,
             "cassettes": [asdict(c) for c in self.cassettes.values()],
             "places": {
@@ -253,7 +259,56 @@ class NoteLedger:
             "counters": self.counters,
             "device": self.device,
         }
-        write_state(self.state_file, state, self.disk)
+
+    def _go_back(self, saved: Mapping[str, Any]) -> None:
+        """Every count as in `saved`, in the same objects (the emulator holds some of them)."""
+        numbers = {item["number"] for item in saved["cassettes"]}
+        for number in [n for n in self.cassettes if n not in numbers]:
+            del self.cassettes[number]
+        for item in saved["cassettes"]:
+            unit = self.cassettes.setdefault(item["number"], Cassette(**item))
+            for name, value in item.items():
+                setattr(unit, name, value)
+        for place, notes in self.places.items():
+            notes.clear()
+            notes.update({int(k): v for k, v in saved["places"][place].items()})
+        self.counters.clear()
+        self.counters.update(saved["counters"])
+        self.device.clear()
+        self.device.update(copy.deepcopy(saved["device"]))
+
+    def save(self) -> None:
+        """Write the whole ledger (at the end of `saved_once` when inside it); StateWriteError
+        leaves the previous state file in place and the ledger as that file holds it."""
+        if self.state_file is None:
+            return
+        if self._holding:
+            self._unsaved = True
+            return
+        state = self._state()
+        try:
+            write_state(self.state_file, state, self.disk)
+        except StateWriteError:
+            if self._saved is not None:
+                self._go_back(self._saved)
+            raise
+        self._saved = copy.deepcopy(state)
+
+    @contextlib.contextmanager
+    def saved_once(self) -> Iterator[None]:
+        """The movements inside are written in one save as it ends: a device command's notes
+        reach the file together, as after the command, or not at all, as before it."""
+        if self._holding:
+            yield
+            return
+        self._holding, self._unsaved = True, False
+        try:
+            yield
+        finally:
+            self._holding = False
+            if self._unsaved:
+                self._unsaved = False
+                self.save()
 
     # ----- reading -------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from device.advice_queue import Advice, AdviceQueue
+from device.controller.ports import DeviceTimeout
 from device.disk_faults import FAULT_KINDS, DiskFaults
 from device.drivers.cash_dispenser import CashDispenserDriver
 from device.durable_log import DurableWriteError, scan_file
@@ -186,9 +187,12 @@ def test_dispenser_state_write_fault_keeps_the_previous_state_file(
     restored = NoteLedger.restore(path)
     assert [c.count for c in restored.cassettes.values()] == [19, 20]
     assert restored.places["stacker"] == {1: 1} and restored.total() == 40
+    # the ledger went back to what the file holds: the unsaved pick is not in its memory either
+    assert [c.count for c in ledger.cassettes.values()] == [19, 20]
+    assert ledger.places["transport"] == {} and ledger.counters["picked"] == 1
     faults.disarm()
     ledger.pick(2)  # a later save writes the whole ledger again
-    assert [c.count for c in NoteLedger.restore(path).cassettes.values()] == [19, 18]
+    assert [c.count for c in NoteLedger.restore(path).cassettes.values()] == [19, 19]
 
 
 def test_card_reader_retain_bin_write_fault_keeps_the_previous_file(tmp_path: Path) -> None:
@@ -205,7 +209,8 @@ def test_card_reader_retain_bin_write_fault_keeps_the_previous_file(tmp_path: Pa
 
 
 def test_a_dispenser_that_cannot_save_its_notes_dispenses_nothing(tmp_path: Path) -> None:
-    """Over a real pty: the dispense fails and the state file still holds every note."""
+    """Over a real pty: the device stays silent rather than report notes its file does not hold;
+    its memory and its state file still hold every note in the cassettes."""
     emulator = CashDispenserEmulator.from_config({"cassettes": SMALL_LOAD}, state_dir=tmp_path)
     faults = DiskFaults()
     emulator.ledger.disk = faults
@@ -214,15 +219,46 @@ def test_a_dispenser_that_cannot_save_its_notes_dispenses_nothing(tmp_path: Path
     driver = CashDispenserDriver(runner.url, timeout=0.3)
     try:
         faults.arm("eio_fsync")
-        # the first try gets no reply; the driver's retry finds the unsaved pick in the transport
-        result = driver.dispense({1: 2}, transaction=7)
+        with pytest.raises(DeviceTimeout):  # every send failed its save and got no reply
+            driver.dispense({1: 2}, transaction=7)
+        assert driver.stats.sends > 1
+        assert [c.count for c in emulator.cassettes] == [20, 20]
+        assert emulator.ledger.notes("transport") == emulator.ledger.notes("stacker") == 0
+        faults.disarm()
+        result = driver.dispense({1: 2}, transaction=7)  # not taken for a repeat: a new dispense
+        assert result.ok and not result.repeated and result.dispensed == {1: 2}
     finally:
         driver.close()
         runner.stop()
-    assert not result.ok and result.amount == 0 and not result.dispensed.get(1)
-    assert (tmp_path / STATE_FILE_NAME).read_bytes() == before
     restarted = CashDispenserEmulator.from_config({"cassettes": SMALL_LOAD}, state_dir=tmp_path)
-    assert [c.count for c in restarted.cassettes] == [20, 20] and restarted.total_notes() == 40
+    assert [c.count for c in restarted.cassettes] == [18, 20] and restarted.total_notes() == 40
+    assert (tmp_path / STATE_FILE_NAME).read_bytes() != before
+
+
+def test_a_dispense_is_written_once_whatever_its_notes(tmp_path: Path) -> None:
+    """Over a real pty: five notes moved by one command, one state write; a status, none."""
+    emulator = CashDispenserEmulator.from_config({"cassettes": SMALL_LOAD}, state_dir=tmp_path)
+    writes: list[str] = []
+
+    class CountedDisk(DiskFaults):
+        def replace(self, source: str, target: str) -> None:
+            writes.append(target)
+            super().replace(source, target)
+
+    emulator.ledger.disk = CountedDisk()
+    runner = LinkRunner(emulator, PtyEndpoint()).start()
+    driver = CashDispenserDriver(runner.url, timeout=1.0)
+    try:
+        driver.status()
+        assert writes == []
+        result = driver.dispense({1: 3, 2: 2}, transaction=8)
+        assert result.ok and emulator.ledger.notes("stacker") == 5
+        assert len(writes) == 1
+    finally:
+        driver.close()
+        runner.stop()
+    saved = NoteLedger.restore(tmp_path / STATE_FILE_NAME)
+    assert saved.places["stacker"] == {1: 3, 2: 2} and saved.counters["picked"] == 5
 
 
 def test_disk_faults_refuse_an_unknown_kind() -> None:
