@@ -64,9 +64,9 @@ class ReceiptPrinterDriver:
         try:
             self.port.reset_input_buffer()
             self.port.write(wire.real_time_query(kind))
-            self.port.flush()
-            while (remaining := deadline - time.monotonic()) > 0:
-                self.port.timeout = min(remaining, 0.05)
+            # Reads wait in the port's own 50 ms slices: setting a timeout per read would
+            # rewrite the tty's settings each time, and the answer is what proves the query left.
+            while deadline - time.monotonic() > 0:
                 data: bytes = self.port.read(1)
                 if data:
                     return data[0] if wire.is_status_byte(data[0]) else None

@@ -56,6 +56,24 @@ def test_status_of_a_ready_printer(printer: Printer) -> None:
     )
 
 
+def test_status_questions_leave_the_port_settings_alone(
+    printer: Printer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four questions a status, each read in the port's own slices: no read rewrites the line's
+    settings (on a tty each rewrite is system calls), so a status costs its four round trips."""
+    _, _, driver = printer
+    rewrites: list[object] = []
+    real = type(driver.port)._reconfigure_port
+    monkeypatch.setattr(
+        type(driver.port),
+        "_reconfigure_port",
+        lambda port, *args, **kwargs: rewrites.append(port) or real(port, *args, **kwargs),
+    )
+    for _ in range(3):
+        assert driver.status().answered
+    assert rewrites == []
+
+
 def test_a_receipt_renders_title_lines_qr_and_cut(printer: Printer) -> None:
     _, emulator, driver = printer
     before = emulator.status()["remaining_lines"]
