@@ -935,27 +935,33 @@ class AtmController:
                 self._queue_advice("reversal", lost, session.amount, 0)
             self._eject_with("closing")
             return
-        self.journal.record(
+        answer = (
             JournalEvent.AUTHORISATION,
-            transaction=kind,
-            stan=reply.stan,
-            code=reply.response_code,
-            amount=session.amount,
-            pan=card.pan,
+            {
+                "transaction": kind,
+                "stan": reply.stan,
+                "code": reply.response_code,
+                "amount": session.amount,
+                "pan": card.pan,
+            },
         )
         if not reply.approved:
+            self.journal.record_many([answer])
             self._decline(reply.response_code)
             return
         if kind == "withdrawal":
             session.withdrawal = reply
-            self.journal.record(
-                JournalEvent.AUTHORISED,
-                stan=reply.stan,
-                amount=session.amount,
-                transmitted_at=reply.transmitted_at.isoformat(),
-            )
+            # The answer and the approval recovery settles from are one step: one write, so a
+            # crash leaves both lines or neither (a request never answered is reversed blind).
+            approval = {
+                "stan": reply.stan,
+                "amount": session.amount,
+                "transmitted_at": reply.transmitted_at.isoformat(),
+            }
+            self.journal.record_many([answer, (JournalEvent.AUTHORISED, approval)])
             self.fire(ControllerEvent.DISPENSE)
             return
+        self.journal.record_many([answer])
         self._show_result(kind, reply)
 
     def _journal_request(self, stan: str, transmitted_at: dt.datetime) -> None:

@@ -584,6 +584,23 @@ def withdraw_fifty(rig: Rig) -> None:
     rig.press("F2")
 
 
+def test_an_approved_withdrawal_s_answer_and_approval_are_one_journal_write(rig: Rig) -> None:
+    writes: list[list[str]] = []
+    rig.journal.listeners.append(lambda entries: writes.append([e.event for e in entries]))
+    withdraw_fifty(rig)
+    assert rig.atm.state == "ejecting_card"
+    assert ["authorisation", "authorised"] in writes
+    assert sum(events.count("authorisation") for events in writes) == 1
+
+
+def test_a_declined_answer_is_journalled_alone(rig: Rig) -> None:
+    rig.host.funds = 1_000  # less than the 50.00 asked
+    writes: list[list[str]] = []
+    rig.journal.listeners.append(lambda entries: writes.append([e.event for e in entries]))
+    withdraw_fifty(rig)
+    assert ["authorisation"] in writes and not any("authorised" in w for w in writes)
+
+
 def test_a_failed_intent_write_stops_before_the_request_leaves(rig: Rig, mocker: Any) -> None:
     fail_journal_at(rig, mocker, "withdrawal_requested")
     withdraw_fifty(rig)
