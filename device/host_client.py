@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Protocol
 
 from device import crash_points
 from device.clock import Clock, SystemClock
 from device.controller.ports import HostReply, HostUnavailable, MiniStatementLine
+from device.stan_counter import StanCounter, StanStoreError
 from host import iso8583 as iso
 from host.iso8583 import MacError, Message, MessageFormatError
 
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 # Called with the STAN and transmission time a request will carry, just before it leaves.
 BeforeSend = Callable[[str, dt.datetime], None]
 
-STAN_MAX = 999_999
 WAIT_SLICE_SECONDS = 0.05
 LAST_STAN_FIELD = "48"  # in the sign-on answer: the last STAN the host recorded from us
 
@@ -55,10 +53,6 @@ class HostRefused(HostClientError):
         self.response_code = response_code
 
 
-class StanStoreError(ValueError):
-    """The STAN file holds something other than a STAN."""
-
-
 class Card(Protocol):
     @property
     def pan(self) -> str: ...
@@ -75,70 +69,6 @@ class EncryptedPin(Protocol):
     def format(self) -> int: ...
     @property
     def ksn(self) -> str | None: ...  # DUKPT key serial number in hex; None for a fixed key
-
-
-class StanCounter:
-    """System trace audit numbers 000001..999999, wrapping; kept in a file when given a path.
-
-    The file is replaced atomically (write, fsync, rename) before a STAN is used, so a restart
-    never reuses a STAN the host has already seen.
-    """
-
-    def __init__(self, path: Path | None = None, start: int = 1) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._last = (start - 2) % STAN_MAX + 1  # so that the first next() gives `start`
-        if path is not None and path.exists():
-            text = path.read_text(encoding="ascii").strip()
-            if len(text) != 6 or not text.isdigit() or not 1 <= int(text) <= STAN_MAX:
-                raise StanStoreError(f"{path}: expected a 6-digit STAN, found {text[:12]!r}")
-            self._last = int(text)
-
-    @property
-    def last(self) -> str:
-        with self._lock:
-            return f"{self._last:06d}"
-
-    def next(self) -> str:
-        with self._lock:
-            value = self._last % STAN_MAX + 1
-            if self.path is not None:
-                self._store(value)
-            self._last = value
-            return f"{value:06d}"
-
-    def resync(self, last_seen: str) -> bool:
-        """Move forward to the host's last STAN if it is ahead of ours; True if it moved.
-
-        After a lost or new state folder the counter restarts at 000001 while the host has seen
-        later STANs of this terminal today. "Ahead" is taken around the 999999 wrap: within
-        half the range after our last STAN. A host STAN behind ours changes nothing.
-        """
-        if len(last_seen) != 6 or not last_seen.isascii() or not last_seen.isdigit():
-            raise StanStoreError(f"the host's last STAN {last_seen[:12]!r} is not 6 digits")
-        seen = int(last_seen)
-        if not 1 <= seen <= STAN_MAX:
-            raise StanStoreError(f"the host's last STAN {last_seen!r} is out of range")
-        with self._lock:
-            distance = (seen - self._last) % STAN_MAX
-            if not 0 < distance <= STAN_MAX // 2:
-                return False
-            if self.path is not None:
-                self._store(seen)
-            self._last = seen
-            return True
-
-    def _store(self, value: int) -> None:
-        assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, f"{value:06d}\n".encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self.path)
 
 
 class HostClient:

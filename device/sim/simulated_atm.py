@@ -20,10 +20,11 @@ from device.drivers.cash_dispenser import CashDispenserDriver, plan_notes
 from device.drivers.pin_pad import PinPadDriver
 from device.drivers.polled_serial import PolledSerial
 from device.drivers.receipt_printer import ReceiptPrinterDriver
-from device.host_client import HostClient, StanCounter
+from device.host_client import HostClient
 from device.journal import Journal
 from device.screens import DEFAULT_SCREENS, RenderedScreen, load_screens
 from device.sim.virtual_deadlines import VirtualDeadlines
+from device.stan_counter import StanCounter
 from peripherals.cards import load_wallet
 from peripherals.harness.bay import DeviceBay
 from peripherals.harness.profile import AtmProfile, load_profile
@@ -158,6 +159,7 @@ class SimulatedAtm:
         self._drivers = []
         if self._host_client is not None:
             self._host_client.close()
+            self._host_client.stan.close()
             self._host_client = None
         self.bay.stop()
         if self._journal is not None:

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from config.settings import Settings
 from device.controller.ports import CardData, PinBlock
-from device.host_client import HostClient, StanCounter
+from device.host_client import HostClient
+from device.stan_counter import StanCounter
 from host.crypto_keys import mac_key_lookup
 from host.server import HostServer
 from host.service import Bank
