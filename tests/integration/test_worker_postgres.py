@@ -4,6 +4,8 @@ PostgreSQL (kombu's SQLAlchemy transport) to a real `atm-sim worker` process and
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from config.settings import Settings
-from device.sim.worker.celery_app import make_celery
+from device.sim.worker.celery_app import TABLES_LOCK, make_celery
 from device.sim.worker.tasks import SCENARIO_BATCH_TASK, STATEMENT_TASK
 from device.sim.worker.transport import TASKS_DATABASE, task_transport
 from tests.conftest import TEST_SECRETS
@@ -35,6 +37,44 @@ def test_transport_is_a_database_of_its_own_beside_the_bank(
     finally:
         engine.dispose()
     assert not {t for t in tables if t.startswith(("kombu", "celery"))}  # bank schema untouched
+
+
+@pytest.mark.timeout(60)
+def test_task_tables_are_first_made_under_an_advisory_lock(
+    seeded_url: str, settings_for: Callable[..., Settings]
+) -> None:
+    """Two workers starting together on a new database collided making kombu's queue row; the
+    tables are made under one lock, so they take turns. Exact: the lock's waiter is seen in
+    pg_locks while this test holds it, and nothing is made before it is released."""
+    settings = settings_for(DATABASE_URL=seeded_url)
+    tasks_url = task_transport(settings).broker_url.removeprefix("sqla+")
+    engine = sa.create_engine(tasks_url, isolation_level="AUTOCOMMIT")
+    made: list[object] = []
+    try:
+        with engine.connect() as holder:
+            holder.execute(sa.text("DROP TABLE IF EXISTS kombu_message, kombu_queue CASCADE"))
+            holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": TABLES_LOCK})
+            maker = threading.Thread(target=lambda: made.append(make_celery(settings)))
+            maker.start()
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND objid = :key"
+            )
+            deadline = time.monotonic() + 30
+            while not holder.scalar(waiting, {"key": TABLES_LOCK}):
+                assert maker.is_alive(), "make_celery finished without waiting for the lock"
+                assert time.monotonic() < deadline, "no one waited for the lock"
+                time.sleep(0.01)
+            assert "kombu_queue" not in sa.inspect(holder).get_table_names()
+            holder.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": TABLES_LOCK})
+            maker.join(timeout=30)
+            assert made and not maker.is_alive()
+            queues = holder.scalars(sa.text("SELECT name FROM kombu_queue")).all()
+            tables = set(sa.inspect(holder).get_table_names())
+    finally:
+        engine.dispose()
+    assert queues == ["celery"]
+    assert {"kombu_queue", "kombu_message", "celery_taskmeta"} <= tables
 
 
 @pytest.mark.timeout(120)

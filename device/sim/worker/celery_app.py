@@ -4,13 +4,18 @@ tasks registered under stable names that any machine's worker and client agree o
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from celery import Celery
+from celery.backends.database import DatabaseBackend
+from kombu import Queue
 
 from config.settings import Settings
 from device.sim.worker.tasks import register_tasks
 from device.sim.worker.transport import TaskTransport, task_transport
 
 RESULT_SECONDS = 24 * 3600  # how long a finished task's result waits to be collected
+# pg_advisory_lock key under which the task tables of the database transport are first made
+TABLES_LOCK = 0x41544D54
 
 
 def make_celery(settings: Settings, transport: TaskTransport | None = None) -> Celery:
@@ -35,4 +40,30 @@ def make_celery(settings: Settings, transport: TaskTransport | None = None) -> C
         timezone="UTC",
     )
     register_tasks(app)
+    _prepare_database_tables(app, transport)
     return app
+
+
+def _prepare_database_tables(app: Celery, transport: TaskTransport) -> None:
+    """Make the database transport's tables and its queue's row, under an advisory lock.
+
+    kombu and Celery make them on first use, each checking then creating with no lock between
+    processes: two workers starting together on a new database collided on kombu_queue's unique
+    name and one of them died. After this, first use finds them made.
+    """
+    if not transport.broker_url.startswith("sqla+"):
+        return
+    engine = sa.create_engine(transport.broker_url.removeprefix("sqla+"))
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": TABLES_LOCK})
+            try:
+                with app.connection_for_write() as connection:
+                    Queue(app.conf.task_default_queue, channel=connection.default_channel).declare()
+                backend = app.backend
+                assert isinstance(backend, DatabaseBackend)
+                backend.ResultSession().close()
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": TABLES_LOCK})
+    finally:
+        engine.dispose()
