@@ -5,7 +5,7 @@ Pure bytes, no I/O. The LCDM commands stay byte-compatible; the ATM-class comman
 
 from __future__ import annotations
 
-from collections import deque
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -190,6 +190,9 @@ def _printable(byte: int) -> bool:
     return 0x20 <= byte <= 0x7E
 
 
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]*")
+
+
 class _Phase(IntEnum):
     HUNT = 0
     ID = 1
@@ -258,9 +261,15 @@ class FrameReader:
         events = self.expire(now)
         if data:
             self._last = now
-        queue: deque[int] = deque(data)
-        while queue:
-            byte = queue.popleft()
+        pending, at = bytes(data), 0
+        while at < len(pending):
+            if self._phase is _Phase.DATA:
+                taken = self._take_data(pending, at)
+                if taken:
+                    at += taken
+                    continue
+            byte = pending[at]
+            at += 1
             broken = self._step(byte, events)
             if broken is not None:
                 reason, nak = broken
@@ -268,8 +277,25 @@ class FrameReader:
                 events.append(FrameEvent(error=reason, nak=nak))
                 self.reset()
                 # hunt again from the byte after the start byte, this one included
-                queue.extendleft(reversed(raw[1:] + bytes([byte])))
+                pending, at = raw[1:] + bytes([byte]) + pending[at:], 0
         return events
+
+    def _take_data(self, pending: bytes, at: int) -> int:
+        """Data bytes of `pending` from `at` taken in one piece, as `_step` would take them one
+        by one: up to a fixed length, or the printable run before ETX within MAX_DATA. 0 when the
+        next byte needs `_step` (ETX, a control byte, a frame too long)."""
+        have = len(self._raw) - 4
+        if self._expected is not None:
+            piece = pending[at : at + self._expected - have]
+            self._raw += piece
+            if have + len(piece) == self._expected:
+                self._phase = _Phase.ETX
+            return len(piece)
+        limit = min(len(pending), at + self.max_data - have)
+        match = _PRINTABLE_RUN.match(pending, at, limit)
+        end = match.end() if match else at
+        self._raw += pending[at:end]
+        return end - at
 
     def _step(self, byte: int, events: list[FrameEvent[Frame]]) -> tuple[str, bool] | None:
         """Consume one byte; returns (reason, nak) when the frame being read breaks off."""

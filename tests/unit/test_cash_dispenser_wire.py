@@ -260,6 +260,52 @@ def test_random_bytes_never_raise_and_the_buffer_stays_bounded(data: bytes, side
         assert reader.pending <= wire.MAX_DATA + 6
 
 
+def _any_frame(start: int, cmd: int, data: bytes) -> bytes:
+    body = bytes([start, wire.DEVICE_ID, wire.STX, cmd]) + data + bytes([wire.ETX])
+    return body + bytes([wire.bcc(body)])
+
+
+STREAM_PARTS = st.one_of(
+    COMMANDS.map(lambda command: command.encode()),
+    st.builds(
+        _any_frame,
+        st.sampled_from([wire.EOT, wire.SOH]),
+        st.sampled_from([*wire.COMMAND_DATA_LENGTH, *wire.REPLY_DATA_LENGTH, 0x41, 0x60]),
+        # printable runs around MAX_DATA, with the odd control byte or ETX inside
+        st.binary(max_size=wire.MAX_DATA + 20).map(lambda b: bytes(c % 0x60 + 0x20 for c in b))
+        | st.binary(max_size=30),
+    ),
+    st.binary(max_size=20),
+)
+
+
+class _ByteByByte(wire.FrameReader):
+    """The reader with every byte through its state machine: the reference for runs."""
+
+    def _take_data(self, pending: bytes, at: int) -> int:
+        return 0
+
+
+@FUZZ
+@given(st.lists(STREAM_PARTS, max_size=6), st.sampled_from(["device", "host"]), st.data())
+def test_data_read_in_runs_gives_what_the_byte_by_byte_state_machine_gives(
+    parts: list[bytes], side: str, data: st.DataObject
+) -> None:
+    stream = b"".join(parts)
+    step = data.draw(st.integers(1, max(1, len(stream))))
+
+    def read(kind: type[wire.FrameReader]) -> tuple[list[object], int, int]:
+        reader = kind.for_device() if side == "device" else kind.for_host()
+        events: list[object] = []
+        for i in range(0, len(stream), step):
+            events += [
+                (e.frame, e.control, e.error, e.nak) for e in reader.feed(stream[i : i + step], 0.0)
+            ]
+        return events, reader.garbage, reader.pending
+
+    assert read(wire.FrameReader) == read(_ByteByByte)
+
+
 @FUZZ
 @given(COMMANDS, st.data())
 def test_a_single_bit_flip_never_yields_a_frame(command: wire.Command, data: st.DataObject) -> None:
