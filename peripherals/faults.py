@@ -129,7 +129,14 @@ class FaultSet:
             else:
                 self._armed.pop(name, None)
 
+    # Every byte and every command asks whether a fault is armed, and almost always none is: the
+    # questions below look at the dict without the lock first. A dict operation is atomic, so the
+    # answer is the dict's at one instant; a fault armed just after it acts from the next question,
+    # as it would had it been armed a moment later.
+
     def active(self) -> list[Fault]:
+        if not self._armed:
+            return []
         with self._lock:
             return list(self._armed.values())
 
@@ -140,11 +147,12 @@ class FaultSet:
 
     @property
     def commands_seen(self) -> int:
-        with self._lock:
-            return self._commands_seen
+        return self._commands_seen
 
     def take(self, name: str) -> Fault | None:
         """The fault if it fires now; a one-shot or triggered fault is used up by firing."""
+        if name not in self._armed:
+            return None
         with self._lock:
             fault = self._armed.get(name)
             if fault is None:
@@ -159,5 +167,4 @@ class FaultSet:
 
     def is_armed(self, name: str) -> bool:
         """Whether a fault is armed, without using it up."""
-        with self._lock:
-            return name in self._armed
+        return name in self._armed

@@ -147,10 +147,11 @@ class LinkRunner:
     def _cross(self, data: bytes, deliver: Callable[[bytes], bool]) -> None:
         """Carry `data` over the link, faults applied, to `deliver` piece by piece (it returns
         False to stop)."""
-        held = self.line_timing or bool(self.faults.active())
-        if held:
-            with self._holders_lock:
-                self._holders += 1
+        if not self.line_timing and not self.faults.active():
+            deliver(data)  # nothing to apply: the bytes cross as they are
+            return
+        with self._holders_lock:
+            self._holders += 1
         try:
             pieces, gap = self._apply(data)
             for i, piece in enumerate(pieces):
@@ -161,9 +162,8 @@ class LinkRunner:
                     if not deliver(chunk):
                         return
         finally:
-            if held:
-                with self._holders_lock:
-                    self._holders -= 1
+            with self._holders_lock:
+                self._holders -= 1
 
     def _poll_seconds(self) -> float:
         """How long the thread may wait for a byte before the device's timers need a tick."""
