@@ -6,6 +6,7 @@ Pure bytes, no I/O: the emulator and the driver build on it (docs/protocols/card
 from __future__ import annotations
 
 import binascii
+import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
@@ -339,9 +340,12 @@ class NegativeReply:
 Reply = PositiveReply | NegativeReply
 
 
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
+
+
 def _ascii(text: bytes, start: int, end: int, what: str) -> str:
     piece = text[start:end]
-    if len(piece) != end - start or any(b < 0x20 or b > 0x7E for b in piece):
+    if len(piece) != end - start or not _PRINTABLE.fullmatch(piece):
         raise CardReaderCodecError(f"{what}: expected {end - start} printable ASCII characters")
     return piece.decode("ascii")
 
