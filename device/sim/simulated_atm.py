@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.0
 POLL_SECONDS = 0.001
+# A pty hands bytes over within tens of microseconds of the write: waiting a whole poll for them
+# was most of the time a key press took to reach the ATM.
+IN_FLIGHT_SECONDS = 0.0001
 DEVICE_NAMES = ("card_reader", "pin_pad", "cash_dispenser", "receipt_printer")  # as _drivers
 
 
@@ -230,7 +233,7 @@ class SimulatedAtm:
                 # Bytes on their way: let them arrive (and other ATMs of a fleet run) before
                 # stepping again, rather than spinning on the controller.
                 at_rest = 0
-                time.sleep(POLL_SECONDS)
+                time.sleep(IN_FLIGHT_SECONDS)
                 continue
             at_rest += 1
             if at_rest >= 2:
