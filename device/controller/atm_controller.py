@@ -242,6 +242,11 @@ class AtmController:
             ignore_invalid_triggers=False,
             after_state_change="_announce_state",
         )
+        # The events each state accepts: the transitions are fixed once the machine is built,
+        # and asking the machine scans every event of it, at every fire.
+        self._accepted = {
+            state: frozenset(self.machine.get_triggers(state)) for state in self.machine.states
+        }
 
     # ----- plumbing -------------------------------------------------------------------------
 
@@ -250,7 +255,7 @@ class AtmController:
         a name that is no event of the machine at all is a bug and raises ValueError."""
         if event not in self.machine.events:
             raise ValueError(f"{event!r} is not an event of the ATM controller")
-        if event not in self.machine.get_triggers(self.state):
+        if event not in self._accepted[self.state]:
             log.info("ignored event %r in state %s", event, self.state)
             return False
         try:
