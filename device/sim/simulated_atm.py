@@ -36,6 +36,7 @@ POLL_SECONDS = 0.001
 # A pty hands bytes over within tens of microseconds of the write: waiting a whole poll for them
 # was most of the time a key press took to reach the ATM.
 IN_FLIGHT_SECONDS = 0.0001
+SHORT_WAITS = 5
 DEVICE_NAMES = ("card_reader", "pin_pad", "cash_dispenser", "receipt_printer")  # as _drivers
 
 
@@ -215,7 +216,7 @@ class SimulatedAtm:
         deadline = time.monotonic() + limit
         quiet_since = time.monotonic()
         seen = (self.controller.state, self.controller.screen)
-        at_rest = 0
+        at_rest = in_flight = 0
         while time.monotonic() < deadline:
             self.controller.step()
             now_seen = (self.controller.state, self.controller.screen)
@@ -231,10 +232,13 @@ class SimulatedAtm:
                 runner.pump()  # what a device does by itself is on its way before we look
             if self._bytes_in_flight():
                 # Bytes on their way: let them arrive (and other ATMs of a fleet run) before
-                # stepping again, rather than spinning on the controller.
+                # stepping again, rather than spinning on the controller. A few short waits
+                # first; bytes paced at a baud rate take longer, and get whole polls.
+                in_flight += 1
                 at_rest = 0
-                time.sleep(IN_FLIGHT_SECONDS)
+                time.sleep(IN_FLIGHT_SECONDS if in_flight <= SHORT_WAITS else POLL_SECONDS)
                 continue
+            in_flight = 0
             at_rest += 1
             if at_rest >= 2:
                 return
