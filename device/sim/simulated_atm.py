@@ -228,8 +228,12 @@ class SimulatedAtm:
                     return
                 time.sleep(POLL_SECONDS)
                 continue
-            for runner in runners:
-                runner.pump()  # what a device does by itself is on its way before we look
+            for runner, driver in zip(runners, self._drivers, strict=True):
+                # what a device does by itself is on its way before we look; a link whose
+                # device has handled every byte and has nothing to time needs no pass
+                port = driver.port
+                if not (isinstance(port, PolledSerial) and runner.handled(port.sent)):
+                    runner.pump()
             if self._bytes_in_flight():
                 # Bytes on their way: let them arrive (and other ATMs of a fleet run) before
                 # stepping again, rather than spinning on the controller. A few short waits

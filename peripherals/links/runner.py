@@ -165,9 +165,9 @@ class LinkRunner:
             with self._holders_lock:
                 self._holders -= 1
 
-    def _poll_seconds(self) -> float:
-        """How long the thread may wait for a byte before the device's timers need a tick."""
-        timing = (
+    def _timing(self) -> bool:
+        """Whether the device or the link has something that time acts on."""
+        return (
             self.emulator.holds_partial_frame()
             or self.emulator.timer_running()
             or self.emulator.waiting_on_link()
@@ -175,7 +175,21 @@ class LinkRunner:
             or bool(self.faults.active())
             or bool(self.emulator.faults.active())
         )
-        return self.POLL_SECONDS if timing else self.IDLE_POLL_SECONDS
+
+    def _poll_seconds(self) -> float:
+        """How long the thread may wait for a byte before the device's timers need a tick."""
+        return self.POLL_SECONDS if self._timing() else self.IDLE_POLL_SECONDS
+
+    def handled(self, sent_by_driver: int) -> bool:
+        """Whether a `pump` now would find nothing to do: the `sent_by_driver` bytes the driver
+        has written all reached the emulator in passes that have ended, and nothing on the
+        device or the link waits for time."""
+        if self._timing() or not self._pump_lock.acquire(blocking=False):
+            return False
+        try:
+            return sent_by_driver == self.bytes_from_driver
+        finally:
+            self._pump_lock.release()
 
     def _to_driver(self, data: bytes) -> None:
         def write(chunk: bytes) -> bool:

@@ -127,3 +127,39 @@ def test_a_pump_hands_over_what_the_driver_sent_and_both_ends_count_every_byte()
         driver.close()
         runner.emulator.detach()
         runner.endpoint.close()
+
+
+def test_handled_only_once_a_pass_has_taken_every_byte_the_driver_sent() -> None:
+    """Exact, with no link thread: the test makes every pass itself."""
+    runner = LinkRunner(EchoDevice(), PtyEndpoint())
+    driver = SerialDriver(runner.url)
+    try:
+        assert runner.handled(driver.port.sent)  # nothing sent yet
+        driver.write(b"abc")
+        assert driver.port.sent == 3 and not runner.handled(3)
+        deadline = time.monotonic() + 2.0
+        while runner.bytes_from_driver < 3 and time.monotonic() < deadline:
+            runner.pump()
+        assert runner.handled(3)
+        with runner._pump_lock:  # a pass under way in another thread
+            assert not runner.handled(3)
+        runner.faults.inject("delay", mode="persistent", seconds=0.0)
+        assert not runner.handled(3)  # an armed link fault acts in time
+        runner.faults.clear()
+        assert runner.handled(3)
+    finally:
+        driver.close()
+        runner.endpoint.close()
+
+
+def test_a_device_with_a_timer_or_half_a_frame_is_never_handled() -> None:
+    device = TimedDevice()
+    runner = LinkRunner(device, PtyEndpoint())
+    try:
+        assert runner.handled(0)
+        device.timer = True
+        assert not runner.handled(0)
+        device.timer, device.partial = False, True
+        assert not runner.handled(0)
+    finally:
+        runner.endpoint.close()
