@@ -175,6 +175,30 @@ def timed_bank(bank: Bank) -> list[float]:
     return total
 
 
+# Thread names by part of the simulator, for the CPU each spends (the first match names it).
+THREAD_PARTS = (
+    ("MainThread", "ATM (controller, drivers, journal, host client)"),
+    ("atm-sim-", "device links and emulators"),
+    ("iso8583-", "ISO 8583 host and bank"),
+    ("receipt-drawer", "receipt drawing"),
+)
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of the threads alive now, summed by part of the simulator."""
+    spent: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        part = next((p for prefix, p in THREAD_PARTS if thread.name.startswith(prefix)), "other")
+        try:
+            seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, ProcessLookupError):  # the thread ended meanwhile
+            continue
+        spent[part] = spent.get(part, 0.0) + seconds
+    return spent
+
+
 class FsyncCounter:
     """Counts the fsyncs this process makes (the ATM's journal and advices, the devices' state)."""
 
@@ -232,6 +256,7 @@ def main() -> None:
             durations, commands, fsyncs, host_times = [], [], [], []
             started = time.perf_counter()
             cpu_started = time.process_time()
+            threads_started = thread_cpu()
             for number in range(args.sessions):
                 # the first two pay for imports (pygame's, when the first receipt image is drawn)
                 if profiler is not None and number == WARM_SESSIONS:
@@ -251,6 +276,10 @@ def main() -> None:
                 host_times.append(host_seconds[0] - host_before)
             wall = time.perf_counter() - started
             cpu = time.process_time() - cpu_started
+            threads_spent = {
+                part: seconds - threads_started.get(part, 0.0)
+                for part, seconds in thread_cpu().items()
+            }
             if profiler is not None:
                 profiler.report(args.sessions - WARM_SESSIONS, "session")
         pty = pty_round_trip(200)
@@ -281,6 +310,11 @@ def main() -> None:
         f"CPU/session:              {cpu / args.sessions * 1000:.1f} ms of this process (ATM, "
         f"drivers, emulators, host, bank; all threads) in {wall / args.sessions * 1000:.1f} ms "
         "of wall time"
+    )
+    by_part = sorted(threads_spent.items(), key=lambda item: -item[1])
+    print(
+        "CPU by thread/session:    "
+        + "; ".join(f"{part} {seconds / args.sessions * 1000:.1f} ms" for part, seconds in by_part)
     )
     host_median = statistics.median(host_times)
     print(

@@ -71,3 +71,27 @@ def test_a_report_can_keep_to_the_threads_of_one_name(capsys: pytest.CaptureFixt
         "calls/unit",
         "tests/unit/test_cpu_profile.py:_burn",
     ]
+
+
+def test_session_bench_sums_each_thread_s_cpu_under_its_part_of_the_simulator() -> None:
+    from scripts.bench.session_bench import thread_cpu
+
+    before = thread_cpu()
+    burnt, release = threading.Event(), threading.Event()
+
+    def link() -> None:
+        _burn(400_000)
+        burnt.set()
+        release.wait(10)  # alive until measured: an ended thread is no longer counted
+
+    worker = threading.Thread(target=link, name="atm-sim-link-test")
+    worker.start()
+    try:
+        assert burnt.wait(10)
+        after = thread_cpu()
+    finally:
+        release.set()
+        worker.join(10)
+    links = after["device links and emulators"] - before.get("device links and emulators", 0.0)
+    assert links > 0.005  # the spinning thread, named as a link thread is
+    assert after["ATM (controller, drivers, journal, host client)"] > 0  # the main thread
