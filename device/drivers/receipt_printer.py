@@ -1,7 +1,7 @@
 """Driver of the ESC/POS receipt printer: python-escpos builds the receipt, we ask for status.
 
-Status uses our own DLE EOT n queries on the same port (one byte each, with a deadline), so a
-printer that does not answer is "unknown", never "adequate".
+Status uses our own DLE EOT n queries on the same port (four in one write, one byte each back,
+with a deadline), so a printer that does not answer is "unknown", never "adequate".
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ class PrinterError(DeviceFault):
 
 
 UNKNOWN = PrinterStatus(online=None, cover_open=None, paper=PaperLevel.UNKNOWN, jammed=None)
+STATUS_QUESTIONS = (
+    wire.StatusKind.PRINTER,
+    wire.StatusKind.OFFLINE_CAUSE,
+    wire.StatusKind.ERROR_CAUSE,
+    wire.StatusKind.PAPER,
+)
 
 
 def _escpos_over_port(port: Any) -> Any:
@@ -58,30 +64,31 @@ class ReceiptPrinterDriver:
 
     # ----- status ----------------------------------------------------------------------------
 
-    def _query(self, kind: wire.StatusKind) -> int | None:
-        """Send DLE EOT n and read exactly one status byte before the deadline; None if none."""
+    def _ask(self) -> list[int | None]:
+        """The answers to the four DLE EOT questions of STATUS_QUESTIONS, asked in one write.
+
+        A printer answers each real-time question as it arrives, one byte each in the order
+        asked, so the four cost one round trip. An answer that is not a status byte is None;
+        those still missing at the deadline are None too. Reads wait in the port's own 50 ms
+        slices (setting a timeout per read would rewrite the tty's settings each time).
+        """
         deadline = time.monotonic() + self.timeout
+        answers: list[int | None] = []
         try:
             self.port.reset_input_buffer()
-            self.port.write(wire.real_time_query(kind))
-            # Reads wait in the port's own 50 ms slices: setting a timeout per read would
-            # rewrite the tty's settings each time, and the answer is what proves the query left.
-            while deadline - time.monotonic() > 0:
-                data: bytes = self.port.read(1)
-                if data:
-                    return data[0] if wire.is_status_byte(data[0]) else None
+            self.port.write(b"".join(wire.real_time_query(kind) for kind in STATUS_QUESTIONS))
+            while len(answers) < len(STATUS_QUESTIONS) and deadline - time.monotonic() > 0:
+                data: bytes = self.port.read(len(STATUS_QUESTIONS) - len(answers))
+                answers += [byte if wire.is_status_byte(byte) else None for byte in data]
         except (serial.SerialException, OSError) as err:
             raise LinkError(f"{self.url}: status query failed: {err}") from err
-        return None
+        return answers + [None] * (len(STATUS_QUESTIONS) - len(answers))
 
     def status(self) -> PrinterStatus:
         """Online, cover, paper and jam, each from its DLE EOT answer; unknown if unanswered."""
-        printer = self._query(wire.StatusKind.PRINTER)
+        printer, offline, error, paper = self._ask()
         if printer is None:
-            return UNKNOWN  # do not wait out three more timeouts for a silent printer
-        offline = self._query(wire.StatusKind.OFFLINE_CAUSE)
-        error = self._query(wire.StatusKind.ERROR_CAUSE)
-        paper = self._query(wire.StatusKind.PAPER)
+            return UNKNOWN
         jammed = None
         if error is not None:
             jammed = bool(error & (wire.ERROR_AUTOCUTTER | wire.ERROR_UNRECOVERABLE))

@@ -74,6 +74,39 @@ def test_status_questions_leave_the_port_settings_alone(
     assert rewrites == []
 
 
+def test_a_status_asks_its_four_questions_in_one_write(
+    printer: Printer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A printer answers each DLE EOT as it comes: one round trip for the four, not four."""
+    _, _, driver = printer
+    writes: list[bytes] = []
+    real = driver.port.write
+    monkeypatch.setattr(driver.port, "write", lambda data: writes.append(bytes(data)) or real(data))
+    assert driver.status() == PrinterStatus(
+        online=True, cover_open=False, paper=PaperLevel.ADEQUATE, jammed=False
+    )
+    assert writes == [b"\x10\x04\x01\x10\x04\x02\x10\x04\x03\x10\x04\x04"]
+
+
+def test_a_printer_that_answers_only_the_first_question_is_partly_unknown(
+    printer: Printer,
+) -> None:
+    _, emulator, driver = printer
+    original = emulator.send
+    answered: list[bytes] = []
+
+    def first_only(data: bytes) -> None:
+        if not answered:
+            answered.append(data)
+            original(data)
+
+    emulator.send = first_only
+    driver.timeout = SILENT_TIMEOUT
+    status = driver.status()
+    assert status.online is True
+    assert (status.cover_open, status.paper, status.jammed) == (None, PaperLevel.UNKNOWN, None)
+
+
 def test_a_receipt_renders_title_lines_qr_and_cut(printer: Printer) -> None:
     _, emulator, driver = printer
     before = emulator.status()["remaining_lines"]
