@@ -454,11 +454,14 @@ class HostServer:
                     with self._lock:
                         conn.proven = True
                         self._unproven.pop(conn, None)
+                if answer is not None:
+                    # Counted as the answer is handed to the socket, not after: a terminal that
+                    # has read its answer then always finds its time among answer_seconds().
+                    self._answer_seconds.append(time.monotonic() - read_at)
                 if answer is None or not self._send(conn, iso.frame(answer)):
                     with self._lock:
                         conn.closing = True
                     break
-                self._answer_seconds.append(time.monotonic() - read_at)
                 conn.last_active = time.monotonic()
         finally:
             with self._lock:
@@ -577,8 +580,8 @@ class HostServer:
         return encoded
 
     def answer_seconds(self) -> list[float]:
-        """Seconds from reading each request to its answer sent (queueing, the bank and the
-        MAC included), for the latest ANSWER_TIMES_KEPT answers, oldest first."""
+        """Seconds from reading each request to its answer handed to the socket (queueing, the
+        bank and the MAC included), for the latest ANSWER_TIMES_KEPT answers, oldest first."""
         return list(self._answer_seconds)
 
     def _count_served(self) -> None:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import iso8583
 import pytest
@@ -558,9 +559,17 @@ def test_the_server_times_each_answer_from_reading_the_request_to_sending_the_an
         return answer_of(request)
 
     monkeypatch.setattr(recording_bank, "handle", slow)
+    send = server._send
+
+    def send_then_linger(conn: Any, data: bytes) -> bool:
+        sent = send(conn, data)
+        time.sleep(0.3)  # the terminal reads its answer before the server thread goes on
+        return sent
+
+    monkeypatch.setattr(server, "_send", send_then_linger)
     with connect(server) as sock:
         for stan in ("000001", "000002"):
             assert exchange(sock, withdrawal(stan)).text("39") == "00"
-    times = server.answer_seconds()
+    times = server.answer_seconds()  # counted before the answer left: exact, not a race
     assert len(times) == 2
     assert all(0.2 <= seconds < 2.0 for seconds in times)
