@@ -371,7 +371,7 @@ def _digits(value: int, width: int, what: str) -> bytes:
 
 def _number(data: bytes, start: int, width: int, what: str) -> int:
     field_bytes = data[start : start + width]
-    if len(field_bytes) != width or not all(0x30 <= b <= 0x39 for b in field_bytes):
+    if len(field_bytes) != width or not field_bytes.isdigit():  # bytes: ASCII 0-9 only
         raise DispenserCodecError(
             f"{what}: expected {width} ASCII digits at byte {start}, got {field_bytes!r}"
         )
