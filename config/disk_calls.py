@@ -1,9 +1,14 @@
-"""The os calls the durable files make (journal, advices, device state), behind one protocol so a
-test can fail any of them (device.disk_faults.DiskFaults stands in); REAL_DISK is the OS itself."""
+"""The os calls the durable files make (journal, advices, STAN, device state), behind one protocol
+so a test can fail any of them (device.disk_faults.DiskFaults stands in); REAL_DISK is the OS
+itself. `replace_file` swaps a whole file in through them, for the ATM and the devices alike."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 
@@ -41,3 +46,49 @@ class RealDisk:
 
 
 REAL_DISK = RealDisk()
+
+
+def replace_file(
+    path: Path, data: bytes, disk: DiskCalls, error: Callable[[Path, str, int], OSError]
+) -> None:
+    """Replace `path` by `data` so that a crash or a full disk leaves the old or the new file: a
+    temporary file beside it, one write, fsync, rename over it, fsync of the folder (so the new
+    name is on disk too). A failed or short write raises `error(path, cause, errno)`, its cause in
+    one line, and leaves the previous file in place."""
+    temporary = path.with_name(path.name + ".tmp")
+    step = "create folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        step = "open"
+        fd = disk.open(str(temporary), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            step = "write"
+            written = disk.write(fd, data)
+            if written != len(data):
+                step = f"short write: {written} of {len(data)} bytes"
+                raise OSError(errno.EIO, "")
+            step = "fsync"
+            disk.fsync(fd)
+        finally:
+            disk.close(fd)
+        step = "rename"
+        disk.replace(str(temporary), str(path))
+        step = "fsync of the folder"
+        folder = disk.open(str(path.parent), os.O_RDONLY)
+        try:
+            disk.fsync(folder)
+        finally:
+            disk.close(folder)
+    except OSError as err:
+        if step not in ("create folder", "fsync of the folder"):
+            # a read-only folder keeps the temporary file; the target is untouched either way
+            with contextlib.suppress(OSError):
+                disk.unlink(str(temporary))
+        raise error(path, _cause(step, err), err.errno or errno.EIO) from err
+
+
+def _cause(step: str, err: OSError) -> str:
+    if not err.strerror:
+        return step
+    code = errno.errorcode.get(err.errno or 0, "")
+    return f"{step} failed: {err.strerror} ({code})" if code else f"{step} failed: {err.strerror}"

@@ -10,19 +10,15 @@ alone (temporary file, fsync, rename, fsync of the folder). A file of the older 
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import re
 import threading
 from pathlib import Path
 
-from config.disk_calls import REAL_DISK, DiskCalls
+from config.disk_calls import REAL_DISK, DiskCalls, replace_file
 from device.durable_log import (
     DurableLog,
     DurableLogCorrupt,
     DurableWriteError,
-    describe_os_error,
     encode_record,
 )
 
@@ -133,33 +129,5 @@ class StanCounter:
     def _replace(self, path: Path, value: int) -> None:
         """A new file holding `value` alone, swapped in whole and its folder synced."""
         self._close_log()
-        data = encode_record({"stan": value})
-        temporary = path.with_name(path.name + ".tmp")
-        step = "create folder"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            step = "open"
-            fd = self.disk.open(str(temporary), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                step = "write"
-                if self.disk.write(fd, data) != len(data):
-                    raise OSError(errno.EIO, "short write")
-                step = "fsync"
-                self.disk.fsync(fd)
-            finally:
-                self.disk.close(fd)
-            step = "rename"
-            self.disk.replace(str(temporary), str(path))
-            step = "fsync of the folder"
-            folder = self.disk.open(str(path.parent), os.O_RDONLY)
-            try:
-                self.disk.fsync(folder)
-            finally:
-                self.disk.close(folder)
-        except OSError as err:
-            if step != "fsync of the folder":
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-            code = err.errno or errno.EIO
-            raise DurableWriteError(path, describe_os_error(step, err), code) from err
+        replace_file(path, encode_record({"stan": value}), self.disk, DurableWriteError)
         self._lines = 1

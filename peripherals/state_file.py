@@ -12,7 +12,6 @@ folder. A failed or short write raises StateWriteError and leaves the previous f
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -21,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from config.disk_calls import REAL_DISK, DiskCalls
+from config.disk_calls import REAL_DISK, DiskCalls, replace_file
 
 CRC_KEY = "crc"
 
@@ -82,48 +81,6 @@ def read_state(path: Path, what: str = "device state") -> dict[str, Any]:
     return state
 
 
-def _fsync_folder(folder: Path, disk: DiskCalls) -> None:
-    fd = disk.open(str(folder), os.O_RDONLY)
-    try:
-        disk.fsync(fd)
-    finally:
-        disk.close(fd)
-
-
 def write_state(path: Path, state: Mapping[str, Any], disk: DiskCalls | None = None) -> None:
     """Replace `path` by `state` so that a crash or a full disk leaves the old or the new file."""
-    disk = disk if disk is not None else REAL_DISK
-    data = dump_state(state)
-    temporary = path.with_name(path.name + ".tmp")
-    step = "create folder"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        step = "open"
-        fd = disk.open(str(temporary), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            step = "write"
-            written = disk.write(fd, data)
-            if written != len(data):
-                step = f"short write: {written} of {len(data)} bytes"
-                raise OSError(errno.EIO, "")
-            step = "fsync"
-            disk.fsync(fd)
-        finally:
-            disk.close(fd)
-        step = "rename"
-        disk.replace(str(temporary), str(path))
-        step = "fsync of the folder"
-        _fsync_folder(path.parent, disk)
-    except OSError as err:
-        if step not in ("create folder", "fsync of the folder"):
-            # a read-only folder keeps the temporary file; the target is untouched either way
-            with contextlib.suppress(OSError):
-                disk.unlink(str(temporary))
-        raise StateWriteError(path, _cause(step, err), err.errno or errno.EIO) from err
-
-
-def _cause(step: str, err: OSError) -> str:
-    if not err.strerror:
-        return step
-    code = errno.errorcode.get(err.errno or 0, "")
-    return f"{step} failed: {err.strerror} ({code})" if code else f"{step} failed: {err.strerror}"
+    replace_file(path, dump_state(state), disk if disk is not None else REAL_DISK, StateWriteError)
