@@ -6,11 +6,10 @@ Pure bytes, no I/O: the emulator and the driver build on it (docs/protocols/card
 from __future__ import annotations
 
 import binascii
-import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-from peripherals.wire.framing import FrameEvent
+from peripherals.wire.framing import FrameEvent, printable
 
 STX = 0xF2
 ACK = 0x06
@@ -340,12 +339,9 @@ class NegativeReply:
 Reply = PositiveReply | NegativeReply
 
 
-_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
-
-
 def _ascii(text: bytes, start: int, end: int, what: str) -> str:
     piece = text[start:end]
-    if len(piece) != end - start or not _PRINTABLE.fullmatch(piece):
+    if len(piece) != end - start or not printable(piece):
         raise CardReaderCodecError(f"{what}: expected {end - start} printable ASCII characters")
     return piece.decode("ascii")
 
@@ -377,7 +373,7 @@ def refusal(text: bytes) -> bytes | None:
     a command at all. Unknown cm: "00"; bad pm: "01". cm and pm are echoed as received."""
     if len(text) < 3 or text[0] != COMMAND_MARK:
         return None
-    if not all(0x20 <= b <= 0x7E for b in text[1:3]):
+    if not printable(text[1:3]):
         return None
     try:
         Command(chr(text[1]))

@@ -5,13 +5,12 @@ Pure bytes, no I/O. The LCDM commands stay byte-compatible; the ATM-class comman
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, TypeVar
 
-from peripherals.wire.framing import FrameEvent
+from peripherals.wire.framing import PRINTABLE_RUN, FrameEvent, printable
 
 SOH = 0x01
 STX = 0x02
@@ -190,9 +189,6 @@ def _printable(byte: int) -> bool:
     return 0x20 <= byte <= 0x7E
 
 
-_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]*")
-
-
 class _Phase(IntEnum):
     HUNT = 0
     ID = 1
@@ -292,7 +288,7 @@ class FrameReader:
                 self._phase = _Phase.ETX
             return len(piece)
         limit = min(len(pending), at + self.max_data - have)
-        match = _PRINTABLE_RUN.match(pending, at, limit)
+        match = PRINTABLE_RUN.match(pending, at, limit)
         end = match.end() if match else at
         self._raw += pending[at:end]
         return end - at
@@ -708,13 +704,13 @@ class RomVersionReply(Reply):
 
     def data(self) -> bytes:
         raw = self.version.encode("ascii", "replace")
-        if not all(_printable(b) for b in raw):
+        if not printable(raw):
             raise DispenserCodecError(f"ROM version {self.version!r} is not printable ASCII")
         return raw
 
     @classmethod
     def parse(cls, cmd: int, data: bytes) -> Reply:
-        if not all(_printable(b) for b in data):
+        if not printable(data):
             raise DispenserCodecError(f"ROM version {data!r} is not printable ASCII")
         return cls(ErrorCode.GOOD, data.decode("ascii"))
 

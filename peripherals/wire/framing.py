@@ -5,10 +5,20 @@ Drivers and emulators read every device alike; each device's framing rules stay 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 F = TypeVar("F")
+
+# Printable ASCII (0x20..0x7E), the text of every framed protocol here: one pattern, so a field
+# or a run of a frame is checked in C rather than byte by byte.
+PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]*")
+
+
+def printable(data: bytes) -> bool:
+    """Whether every byte of `data` is printable ASCII (0x20..0x7E)."""
+    return PRINTABLE_RUN.fullmatch(data) is not None
 
 
 @dataclass(frozen=True)

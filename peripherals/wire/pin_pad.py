@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from peripherals.wire.framing import FrameEvent
+from peripherals.wire.framing import FrameEvent, printable
 
 STX = 0x02
 ETX = 0x03
@@ -31,14 +31,10 @@ def checksum(body: bytes) -> int:
     return value
 
 
-def _printable(text: bytes) -> bool:
-    return all(0x20 <= byte <= 0x7E for byte in text)
-
-
 def encode_frame(text: str) -> bytes:
     """One frame around `text` (printable ASCII, at most MAX_TEXT characters)."""
     raw = text.encode("ascii")
-    if not _printable(raw):
+    if not printable(raw):
         raise ValueError("frame text must be printable ASCII")
     if len(raw) > MAX_TEXT:
         raise ValueError(f"frame text of {len(raw)} characters is over {MAX_TEXT}")
@@ -126,7 +122,7 @@ class FrameDecoder:
             body, check = frame[1 : 5 + length], frame[5 + length :]
             if check != f"{checksum(body):02X}".encode("ascii"):
                 events.append(FrameEvent(error="checksum mismatch", nak=True))
-            elif not _printable(frame[4 : 4 + length]):
+            elif not printable(frame[4 : 4 + length]):
                 events.append(FrameEvent(error="text is not printable ASCII", nak=True))
             else:
                 events.append(FrameEvent(frame=frame[4 : 4 + length].decode("ascii")))
