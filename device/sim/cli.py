@@ -14,6 +14,7 @@ from pathlib import Path
 
 from config.log_format import configure_logging
 from config.settings import LOG_FORMATS, Settings, SettingsError, load_settings
+from peripherals.links.backends import BACKENDS
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -169,7 +170,12 @@ def _run_fleet(args: argparse.Namespace, settings: Settings) -> int:
     from device.sim.fleet.cli import run_fleet
 
     return run_fleet(
-        settings, atms=args.atms, sessions=args.sessions, seed=args.seed, customers=args.customers
+        settings,
+        atms=args.atms,
+        sessions=args.sessions,
+        seed=args.seed,
+        customers=args.customers,
+        link_backend=args.link_backend,
     )
 
 
@@ -322,6 +328,14 @@ def _parser() -> argparse.ArgumentParser:
         fleet.add_argument("--shards", type=int, help="shards (default: one per worker)")
         fleet.add_argument("--bind", default="127.0.0.1", help="the run's host listens here")
         fleet.add_argument("--advertise", help="host address workers dial (default: --bind)")
+        if name == "fleet":
+            fleet.add_argument(
+                "--link-backend",
+                choices=BACKENDS,
+                default="pty",
+                help="the ATMs' device links (default pty; inline: in-process, fastest, for "
+                "hundreds of ATMs where the pty is not what is tested)",
+            )
     worker = sub.add_parser(
         "worker", help="a Celery worker: statements, scenarios, fleet/chaos shards"
     )

@@ -92,7 +92,8 @@ def _atm_sim_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(params=BACKENDS)
 def link_backend(request: pytest.FixtureRequest) -> str:
-    """The link backend: "pty", "socket" or "sim" (a test using it runs once for each)."""
+    """The link backend: "pty", "socket", "sim" or "inline" (a test using it runs once for
+    each)."""
     backend: str = request.param
     return backend
 

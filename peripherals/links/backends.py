@@ -1,6 +1,7 @@
-"""The link backends by name: pty (OS pseudo-terminal), socket (TCP on 127.0.0.1), sim (in-process).
+"""The link backends by name: pty (OS pseudo-terminal), socket (TCP on 127.0.0.1), sim (in-process)
+and inline (in-process, the device answering in the driver's thread: see LinkRunner).
 
-open_endpoint picks one; a sim link takes the device's name, or the name with a number if taken.
+open_endpoint picks one; a sim or inline link takes the device's name, or the name with a number.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from peripherals.links.endpoint import Endpoint, LinkInUse, PtyEndpoint
 from peripherals.links.sim_endpoint import SimEndpoint
 from peripherals.links.socket_endpoint import SocketEndpoint
 
-BACKENDS: tuple[str, ...] = ("pty", "socket", "sim")
+BACKENDS: tuple[str, ...] = ("pty", "socket", "sim", "inline")
 
 
 class UnknownBackend(ValueError):
@@ -33,7 +34,7 @@ def open_endpoint(backend: str, name: str) -> Endpoint:
         return SocketEndpoint()
     for n in itertools.count(1):
         try:
-            return SimEndpoint(name if n == 1 else f"{name}-{n}")
+            return SimEndpoint(name if n == 1 else f"{name}-{n}", inline=backend == "inline")
         except LinkInUse:
             continue
     raise AssertionError("unreachable")  # pragma: no cover

@@ -16,6 +16,7 @@ from peripherals.fault_catalogue import LINK, fault_names
 from peripherals.faults import FaultSet
 from peripherals.links.endpoint import Endpoint, LinkClosed
 from peripherals.links.registry import LIVE, THREAD_PREFIX
+from peripherals.links.sim_endpoint import SimEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,14 @@ SPLIT_GAP_SECONDS = 0.05
 
 
 class LinkRunner:
-    """Moves bytes between one emulator and one endpoint in a daemon thread."""
+    """Moves bytes between one emulator and one endpoint in a daemon thread.
+
+    On an inline link (in-process) a driver's write also runs a pass in the driver's own
+    thread when no link fault is armed and no line timing is on: the command reaches the device
+    and its ACK and reply wait at the driver when the write returns, with no hand-over between
+    threads (see `pass_in_caller`). Faults and pacing stay with the link thread, which sleeps
+    while it applies them; what the device's own code does, it does inside the driver's write.
+    """
 
     POLL_SECONDS = 0.01  # while the device has something to time
     # With nothing to time the thread sleeps until a byte comes or it is woken (a fault armed,
@@ -57,6 +65,7 @@ class LinkRunner:
         self.bytes_from_driver = 0
         self._holders = 0  # passes carrying bytes that a fault or line timing may hold back
         self._holders_lock = threading.Lock()
+        self._caller: int | None = None  # the thread in a pass_in_caller, while it runs one
         self._thread = threading.Thread(
             target=self._run, name=f"{THREAD_PREFIX}link-{emulator.NAME}", daemon=True
         )
@@ -89,6 +98,8 @@ class LinkRunner:
         self.emulator.attach(self._to_driver)
         for faults in (self.faults, self.emulator.faults):
             faults.watch(self.endpoint.interrupt)
+        if isinstance(self.endpoint, SimEndpoint) and self.endpoint.inline:
+            self.endpoint.after_driver_write(self.pass_in_caller)
         self._thread.start()
         return self
 
@@ -203,7 +214,7 @@ class LinkRunner:
 
         with self._write_lock:
             self._cross(data, write)
-        if threading.current_thread() is not self._thread:
+        if threading.get_ident() not in (self._thread.ident, self._caller):
             # The device spoke by itself (a card pushed in, a key pressed): a reply may now
             # await its ACK, so the sleeping link thread must look at its timers again.
             self.endpoint.interrupt()
@@ -240,17 +251,41 @@ class LinkRunner:
         either way. The link thread makes the same passes; one lock keeps passes apart, so a
         caller that pumps knows that every byte sent before has been handled."""
         with self._pump_lock:
-            sent = self.bytes_to_driver
-            data = self.endpoint.read(0.0)
-            self.bytes_from_driver += len(data)
-            if data:
-                # On a link, each chunk the driver sends is a command: an `on_command` fault
-                # counts them, and would never fire if nothing did.
-                self.faults.command_seen()
-                self._cross(data, self._to_emulator)
-            with self.emulator.lock:
-                try:
-                    self.emulator.tick(self.emulator.clock())
-                except Exception:
-                    log.exception("%s: emulator timer failed", self.emulator.NAME)
-            return bool(data) or self.bytes_to_driver != sent
+            return self._pass()
+
+    def pass_in_caller(self) -> bool:
+        """A pass in the calling thread (a driver's, which has just written), unless a link
+        fault or line timing may hold bytes back (the link thread applies those) or the link
+        thread is in a pass; False when no pass ran (the link thread must then look). The link
+        thread is woken only if the device or the link has something to time after the pass,
+        such as a reply awaiting its ACK."""
+        if self.line_timing or self.faults.active():
+            return False
+        if not self._pump_lock.acquire(blocking=False):
+            return False
+        self._caller = threading.get_ident()
+        try:
+            self._pass()
+        finally:
+            self._caller = None
+            self._pump_lock.release()
+        if self._timing():
+            self.endpoint.interrupt()
+        return True
+
+    def _pass(self) -> bool:
+        """`pump`'s pass; the caller holds the pump lock."""
+        sent = self.bytes_to_driver
+        data = self.endpoint.read(0.0)
+        self.bytes_from_driver += len(data)
+        if data:
+            # On a link, each chunk the driver sends is a command: an `on_command` fault
+            # counts them, and would never fire if nothing did.
+            self.faults.command_seen()
+            self._cross(data, self._to_emulator)
+        with self.emulator.lock:
+            try:
+                self.emulator.tick(self.emulator.clock())
+            except Exception:
+                log.exception("%s: emulator timer failed", self.emulator.NAME)
+        return bool(data) or self.bytes_to_driver != sent

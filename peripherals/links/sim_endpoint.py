@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 
 import serial
 
@@ -34,26 +35,32 @@ class SimEndpoint:
 
     BUFFER_LIMIT = 1 << 20  # a driver that never reads must not grow memory without bound
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, inline: bool = False) -> None:
         if not _NAME.fullmatch(name):
             raise ValueError(f"sim link name {name!r}: use 1-64 letters, digits, '_', '.', '-'")
         register_url_handler()
         self.name = name
         self.url = sim_url(name)
-        self._cond = threading.Condition()
+        # Inline: the link runner may pass bytes in the driver's thread (LinkRunner.start).
+        self.inline = inline
+        self._lock = threading.Lock()
+        # Each side waits on its own condition: bytes for one side do not wake the other.
+        self._for_emulator = threading.Condition(self._lock)
+        self._for_driver = threading.Condition(self._lock)
         self._to_emulator = bytearray()
         self._to_driver = bytearray()
         self._driver: object | None = None
         self._interrupted = False
         self._closed = False
+        self._after_driver_write: Callable[[], bool] | None = None
         if not LIVE.add_unique("endpoint", self.url, self):
             raise LinkInUse(f"{self.url} is already served by another emulator")
 
     # the emulator's side (the Endpoint protocol)
 
     def wait(self, timeout: float) -> bool:
-        with self._cond:
-            self._cond.wait_for(
+        with self._lock:
+            self._for_emulator.wait_for(
                 lambda: self._to_emulator or self._closed or self._interrupted, timeout
             )
             self._interrupted = False
@@ -62,13 +69,13 @@ class SimEndpoint:
             return bool(self._to_emulator)
 
     def interrupt(self) -> None:
-        with self._cond:
+        with self._lock:
             self._interrupted = True
-            self._cond.notify_all()
+            self._for_emulator.notify_all()
 
     def read(self, timeout: float) -> bytes:
-        with self._cond:
-            self._cond.wait_for(lambda: self._to_emulator or self._closed, timeout)
+        with self._lock:
+            self._for_emulator.wait_for(lambda: self._to_emulator or self._closed, timeout)
             if self._closed:
                 raise LinkClosed(self.url)
             data = bytes(self._to_emulator)
@@ -76,20 +83,21 @@ class SimEndpoint:
             return data
 
     def write(self, data: bytes) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise LinkClosed(self.url)
             if len(self._to_driver) + len(data) > self.BUFFER_LIMIT:
                 raise LinkClosed(f"{self.url}: driver is not reading (buffer full)")
             self._to_driver += data
-            self._cond.notify_all()
+            self._for_driver.notify_all()
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._cond.notify_all()
+            self._for_emulator.notify_all()
+            self._for_driver.notify_all()
         LIVE.remove(self)
 
     @property
@@ -99,7 +107,7 @@ class SimEndpoint:
     # the driver's side (used by the sim:// port)
 
     def connect(self, port: object) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise LinkClosed(f"{self.url}: the device end of the link is closed")
             if self._driver is not None and self._driver is not port:
@@ -107,38 +115,49 @@ class SimEndpoint:
             self._driver = port
 
     def disconnect(self, port: object) -> None:
-        with self._cond:
+        with self._lock:
             if self._driver is port:
                 self._driver = None
 
     def driver_read(self, size: int, timeout: float | None) -> bytes:
         """Up to `size` bytes, waiting at most `timeout` seconds (None: until some arrive)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while not self._to_driver:
                 if self._closed:
                     raise LinkClosed(f"{self.url}: the device end of the link is closed")
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return b""
-                self._cond.wait(remaining)
+                self._for_driver.wait(remaining)
             data = bytes(self._to_driver[:size])
             del self._to_driver[:size]
             return data
 
+    def after_driver_write(self, link_pass: Callable[[], bool]) -> None:
+        """Run `link_pass` in the driver's thread after each of its writes (the link runner's
+        pass_in_caller), so that a command need not wait for the emulator's thread; the
+        emulator's side is woken only when the pass did not run (it returned False)."""
+        self._after_driver_write = link_pass
+
     def driver_write(self, data: bytes) -> None:
-        with self._cond:
+        link_pass = self._after_driver_write
+        with self._lock:
             if self._closed:
                 raise LinkClosed(f"{self.url}: the device end of the link is closed")
             self._to_emulator += data
-            self._cond.notify_all()
+            if link_pass is None:
+                self._for_emulator.notify_all()
+        if link_pass is not None and not link_pass():
+            with self._lock:
+                self._for_emulator.notify_all()
 
     def driver_waiting(self) -> int:
-        with self._cond:
+        with self._lock:
             if self._closed and not self._to_driver:
                 raise LinkClosed(f"{self.url}: the device end of the link is closed")
             return len(self._to_driver)
 
     def driver_reset_input(self) -> None:
-        with self._cond:
+        with self._lock:
             self._to_driver.clear()

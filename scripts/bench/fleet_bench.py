@@ -2,8 +2,10 @@
 second, latency, memory per ATM, CPU per session, the idle CPU of the fleet and the host's answer
 times. The ATMs run in processes of up to 25 (see fleet.sharded.SHARD_ATMS), the bank and host
 in this one; each N on a fresh database. `--think-seconds T` spaces each ATM's customers by a
-random wait of mean T (a fleet that is not flat out). Run: .venv/bin/python -m
-scripts.bench.fleet_bench [--sizes N ...] [--shard-atms N] [--think-seconds T]
+random wait of mean T (a fleet that is not flat out). The devices are on inline links (in the
+ATM's process, answering in the driver's thread) unless `--link-backend pty` asks for ptys. Run:
+.venv/bin/python -m scripts.bench.fleet_bench [--sizes N ...] [--shard-atms N]
+[--think-seconds T] [--link-backend pty|socket|sim|inline]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from device.sim.fleet.cli import run_directory
 from device.sim.fleet.in_process import FleetConfig
 from device.sim.fleet.sharded import SHARD_ATMS, run_sharded
 from host.database import database_url, scratch_database, stop_embedded
+from peripherals.links.backends import BACKENDS
 from scripts.bench.stats import percentile
 
 SIZES = (10, 50, 200)
@@ -62,7 +65,9 @@ def backend_cpu(engine: sa.Engine) -> float:
     return total
 
 
-def measure(atms: int, sessions: int, url: str, shard_atms: int, think_seconds: float) -> str:
+def measure(
+    atms: int, sessions: int, url: str, shard_atms: int, think_seconds: float, link_backend: str
+) -> str:
     settings = load_settings({**BENCH_ENV, "DATABASE_URL": url})
     config = FleetConfig(
         atms=atms,
@@ -70,6 +75,7 @@ def measure(atms: int, sessions: int, url: str, shard_atms: int, think_seconds: 
         seed=1,
         customers=min(100, atms),
         think_seconds=think_seconds,
+        link_backend=link_backend,
     )
     with run_directory() as run_dir, BankStack(settings) as bank:
         host_cpu = cpu_seconds()
@@ -119,6 +125,12 @@ def main() -> int:
         default=SHARD_ATMS,
         help=f"ATMs per process (default {SHARD_ATMS}; 200 runs 200 ATMs in one process)",
     )
+    parser.add_argument(
+        "--link-backend",
+        choices=BACKENDS,
+        default="inline",
+        help="the ATMs' device links (default inline: the fleet's cost without OS ptys)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level="ERROR")
     home = Path(tempfile.mkdtemp(prefix="atm-fleet-bench-"))
@@ -129,7 +141,7 @@ def main() -> int:
     server_url = database_url(load_settings(env))
     print(
         f"fleet benchmark on {os.cpu_count()} cores; PIN hashes at bcrypt cost 4; "
-        f"up to {args.shard_atms} ATMs per process"
+        f"up to {args.shard_atms} ATMs per process; {args.link_backend} device links"
     )
     print(
         f"{'ATMs':>5} {'sessions':>8} {'procs':>5} {'setup s':>7} {'sess/s':>7} {'p50 s':>6} "
@@ -140,7 +152,10 @@ def main() -> int:
         for atms in args.sizes:
             sessions = max(args.min_sessions, round(atms * args.sessions_per_atm))
             with scratch_database(server_url, "atm_fleet_bench") as url:
-                print(measure(atms, sessions, url, args.shard_atms, args.think_seconds), flush=True)
+                line = measure(
+                    atms, sessions, url, args.shard_atms, args.think_seconds, args.link_backend
+                )
+                print(line, flush=True)
     finally:
         stop_embedded()
         shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory

@@ -1,6 +1,6 @@
 """Card reader contract: CardReaderDriver against the emulator on every link backend.
 
-Normal use, device faults and link faults; each test runs once on pty, socket and sim.
+Normal use, device faults and link faults; each test runs once on pty, socket, sim and inline.
 """
 
 from __future__ import annotations
@@ -396,7 +396,9 @@ def test_a_corrupted_reply_is_refused_and_sent_again(reader: Reader) -> None:
     assert reader.driver.stats.retries == 0 and reader.driver.stats.refused == 1
 
 
-def test_a_reply_stalled_mid_frame_is_refused_and_sent_again(reader: Reader) -> None:
+def stall_first_reply(reader: Reader) -> list[bytes]:
+    """The reader's first reply sent in two parts with a pause beyond the inter-byte timeout
+    between them, the pause in the reader's own code (as a slow device would)."""
     original = reader.emulator.send
     stalled: list[bytes] = []
 
@@ -410,11 +412,28 @@ def test_a_reply_stalled_mid_frame_is_refused_and_sent_again(reader: Reader) -> 
         original(data)
 
     reader.emulator.send = send  # type: ignore[method-assign]
+    return stalled
+
+
+# On an inline link the device's own code runs inside the driver's write (the next test).
+@pytest.mark.parametrize("link_backend", ["pty", "socket", "sim"])
+def test_a_reply_stalled_mid_frame_is_refused_and_sent_again(reader: Reader) -> None:
+    stalled = stall_first_reply(reader)
     assert reader.driver.status().media == "none"
     # Sent again on the NAK, and maybe on the reader's own ACK timeout too, which the stall
     # (in the reader's send) may outlast: either way the driver refused the stalled frame once.
     assert stalled and reader.emulator.resent_replies >= 1
     assert reader.driver.stats.refused == 1 and reader.driver.stats.retries == 0
+
+
+@pytest.mark.parametrize("link_backend", ["inline"])
+def test_on_an_inline_link_a_pause_in_the_device_is_inside_the_drivers_write(
+    reader: Reader,
+) -> None:
+    stalled = stall_first_reply(reader)
+    assert reader.driver.status().media == "none"
+    # The reply was whole when the driver first read it: nothing refused.
+    assert stalled and reader.driver.stats.refused == 0
 
 
 def test_a_dropped_reply_is_sent_again_after_silence(reader: Reader) -> None:

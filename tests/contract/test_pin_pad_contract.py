@@ -1,6 +1,6 @@
 """PIN pad contract: PinPadDriver against the emulator on every link backend.
 
-Keys, plain and PIN entry, PIN blocks (fixed keys and DUKPT), tamper and faults; pty, socket, sim.
+Keys, plain and PIN entry, PIN blocks (fixed keys and DUKPT), tamper and faults; every link backend.
 """
 
 from __future__ import annotations

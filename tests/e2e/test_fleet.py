@@ -45,6 +45,20 @@ def test_three_atms_serve_every_session_and_the_books_balance(
     assert rows and all(balance == lines_sum for _, balance, lines_sum in rows)
 
 
+def test_a_fleet_on_inline_links_serves_every_session(
+    bank_stack: BankStack, tmp_path: Path
+) -> None:
+    config = FleetConfig(atms=2, sessions=6, seed=5, customers=4, link_backend="inline")
+    with Fleet(config, bank_stack, tmp_path / "run") as fleet:
+        bay = fleet.slots[0].atm.bay
+        assert {bay.link(name).backend for name in bay.urls()} == {"inline"}
+        assert bay.url("cash_dispenser").startswith("sim://")
+        report = fleet.run()
+    outcomes = report.outcomes()
+    assert sum(outcomes.values()) == 6 and outcomes["approved"] >= 3, outcomes
+    assert report.ok, report.summary()
+
+
 def test_customers_go_on_without_a_receipt_when_the_printer_is_out_of_paper(
     bank_stack: BankStack, tmp_path: Path
 ) -> None:
@@ -85,9 +99,10 @@ def test_generated_customers_and_terminals_exist_in_bank_and_wallet(
 def test_a_fleet_split_over_processes_is_checked_as_one(
     bank_stack: BankStack, tmp_path: Path
 ) -> None:
-    config = FleetConfig(atms=4, sessions=8, seed=2, customers=4)
+    config = FleetConfig(atms=4, sessions=8, seed=2, customers=4, link_backend="inline")
     run = run_sharded(config, bank_stack, tmp_path / "run", out=lambda _: None, shard_atms=2)
     assert len(run.shards) == 2
+    assert [s["link_urls"] for s in run.shards] == [["sim"]] * 2  # the devices on inline links
     # The ATM processes yield the cores to this one, the bank's.
     assert [s["niceness"] for s in run.shards] == [os.nice(0) + ATM_NICENESS] * 2
     assert sum(len(s["results"]) for s in run.shards) == 8

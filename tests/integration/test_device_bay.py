@@ -21,7 +21,7 @@ from peripherals.harness.profile import (
     load_profile,
     parse_profile,
 )
-from peripherals.links.backends import UnknownBackend
+from peripherals.links.backends import BACKENDS, UnknownBackend
 from peripherals.links.registry import LIVE
 
 pytest_plugins = ["pytester"]
@@ -91,7 +91,7 @@ def test_default_profile_is_valid_and_keeps_the_host_section() -> None:
         (
             {**PRINTER_ONLY, "devices": {"receipt_printer": {"link": {"backend": "usb"}}}},
             "devices.receipt_printer.link.backend",
-            "'usb' is not one of pty, socket, sim",
+            "'usb' is not one of pty, socket, sim, inline",
         ),
         (
             {**PRINTER_ONLY, "devices": {"receipt_printer": {"link": {"baud": "fast"}}}},
@@ -292,7 +292,7 @@ def test_a_users_test_with_device_bay_on_every_backend(pytester: pytest.Pytester
         """
     )
     result = pytester.runpytest_inprocess(*QUIET)
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=len(BACKENDS) + 1)
 
 
 def test_the_default_bay_builds_all_four_devices_with_state(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Every link backend (pty, socket, sim) carries all bytes both ways and applies link faults."""
+"""Every link backend (pty, socket, sim, inline) carries all bytes both ways and applies link
+faults; an inline link passes bytes in the driver's thread when nothing on it needs time."""
 
 from __future__ import annotations
 
@@ -82,7 +83,12 @@ Link = tuple[LinkRunner, Recorder, SerialDriver]
 
 def test_urls_name_the_backend(link_backend: str, link: Link) -> None:
     runner, _, _ = link
-    expected = {"pty": "/dev/", "socket": "socket://127.0.0.1:", "sim": "sim://echo"}
+    expected = {
+        "pty": "/dev/",
+        "socket": "socket://127.0.0.1:",
+        "sim": "sim://echo",
+        "inline": "sim://echo",
+    }
     assert runner.url.startswith(expected[link_backend])
 
 
@@ -212,7 +218,7 @@ def test_line_timing_is_off_by_default() -> None:
 
 
 def test_unknown_backend_is_refused() -> None:
-    with pytest.raises(UnknownBackend, match="valid: pty, socket, sim"):
+    with pytest.raises(UnknownBackend, match="valid: pty, socket, sim, inline"):
         open_endpoint("usb", "echo")
 
 
@@ -370,3 +376,38 @@ def test_a_device_speaking_by_itself_wakes_its_quiet_link(
     device.send(b"unasked")
     assert read_exactly(driver, 7) == b"unasked"
     assert wait_for(lambda: device.ticks - before >= 3, seconds=0.2)
+
+
+@pytest.mark.parametrize("link_backend", ["inline"])
+def test_an_inline_link_answers_inside_the_drivers_write(
+    quiet_link: tuple[LinkRunner, TickCounter, SerialDriver],
+) -> None:
+    _, device, driver = quiet_link
+    before = device.ticks
+    driver.write(b"x")
+    assert driver.port.in_waiting == 1  # the echo is there when the write returns
+    time.sleep(0.2)
+    # One pass, the driver's: the link thread made none for it.
+    assert device.ticks - before == 1
+    assert read_exactly(driver, 1) == b"x"
+
+
+@pytest.mark.parametrize("link_backend", ["inline"])
+def test_an_inline_link_wakes_its_thread_when_a_reply_awaits_its_ack(
+    quiet_link: tuple[LinkRunner, TickCounter, SerialDriver],
+) -> None:
+    _, device, driver = quiet_link
+    before = device.ticks
+    device.awaiting_ack = True  # the echo below then waits for an ACK, which time acts on
+    driver.write(b"x")
+    assert wait_for(lambda: device.ticks - before >= 3, seconds=0.3)
+
+
+@pytest.mark.parametrize("link_backend", ["inline"])
+def test_an_inline_link_leaves_a_fault_to_its_thread(link: Link) -> None:
+    runner, device, driver = link
+    runner.faults.inject("delay", mode="once", seconds=0.3)
+    driver.write(b"late")
+    # The link thread sleeps out the delay: the driver's write did not wait for it.
+    assert device.received == b"" and driver.port.in_waiting == 0
+    assert read_exactly(driver, 4) == b"late"

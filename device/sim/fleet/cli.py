@@ -58,14 +58,18 @@ def run_fleet(
     sessions: int,
     seed: int,
     customers: int | None = None,
+    link_backend: str = "pty",
     out: Callable[[str], None] = print,
 ) -> int:
     """`atm-sim fleet`: 0 when every invariant holds, 1 otherwise."""
     generated = FleetConfig.customers if customers is None else customers
-    config = FleetConfig(atms=atms, sessions=sessions, seed=seed, customers=generated)
+    config = FleetConfig(
+        atms=atms, sessions=sessions, seed=seed, customers=generated, link_backend=link_backend
+    )
     with run_directory() as run_dir, fleet_bank(settings, run_dir) as bank:
         out(
-            f"fleet: {atms} ATMs, {sessions} sessions, seed {seed}; bank on port {bank.server.port}"
+            f"fleet: {atms} ATMs, {sessions} sessions, seed {seed}, {link_backend} links; "
+            f"bank on port {bank.server.port}"
         )
         if atms > SHARD_ATMS:
             report = run_sharded(config, bank, run_dir, out=out).report

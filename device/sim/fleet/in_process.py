@@ -71,10 +71,11 @@ class AtmSlot:
         settle_seconds: float,
         host_timeout: float,
         clock: VirtualClock | None = None,
+        link_backend: str = "pty",
     ) -> None:
         self.terminal_id = terminal_id
         self.state_dir = state_dir
-        self.profile = atm_profile(terminal_id, wallet)
+        self.profile = atm_profile(terminal_id, wallet).with_backend(link_backend)
         self.host = host
         self.settle_seconds = settle_seconds
         self.host_timeout = host_timeout
@@ -180,6 +181,9 @@ class FleetConfig:
     # Mean real seconds before each customer arrives at an ATM (exponential, seeded per ATM);
     # 0: each session follows the last at once.
     think_seconds: float = 0.0
+    # The ATMs' device links (peripherals/links/backends.py): "inline" spares a large fleet
+    # the OS ptys and a thread hand-over per frame, where the pty is not what is tested.
+    link_backend: str = "pty"
 
 
 @dataclass
@@ -334,6 +338,7 @@ class Fleet:
             self.bank.address_for(TEST_MAC_KEY),
             settle_seconds=self.config.settle_seconds,
             host_timeout=self.config.host_timeout,
+            link_backend=self.config.link_backend,
         )
 
     def __enter__(self) -> Fleet:

@@ -69,6 +69,7 @@ class ShardSpec:
     result_file: str
     idle_seconds: float = 0.0
     think_seconds: float = 0.0
+    link_backend: str = "pty"
 
 
 class FleetShard(Fleet):
@@ -84,6 +85,7 @@ class FleetShard(Fleet):
             settle_seconds=spec.settle_seconds,
             host_timeout=spec.host_timeout,
             think_seconds=spec.think_seconds,
+            link_backend=spec.link_backend,
         )
         super().__init__(config, None, Path(spec.run_dir), out=lambda _: None)
         self.spec = spec
@@ -102,6 +104,7 @@ class FleetShard(Fleet):
             HostAddress("127.0.0.1", self.spec.host_port, binascii.unhexlify(TEST_MAC_KEY)),
             settle_seconds=self.config.settle_seconds,
             host_timeout=self.config.host_timeout,
+            link_backend=self.config.link_backend,
         )
 
     def __enter__(self) -> FleetShard:
@@ -160,6 +163,7 @@ class FleetShard(Fleet):
             "rss_started": rss_started,
             "peak_rss": _peak_rss(),
             "niceness": os.nice(0),
+            "link_urls": sorted({s.atm.bay.url("card_reader").split(":")[0] for s in self.slots}),
         }
 
 
@@ -248,6 +252,7 @@ def run_sharded(
             str(run_dir / f"shard-{first}.json"),
             idle_seconds,
             config.think_seconds,
+            config.link_backend,
         )
         spec_file = run_dir / f"shard-{first}.spec.json"
         spec_file.write_text(json.dumps(dataclasses.asdict(spec)), encoding="utf-8")
