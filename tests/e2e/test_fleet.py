@@ -53,6 +53,8 @@ def test_a_fleet_on_inline_links_serves_every_session(
         bay = fleet.slots[0].atm.bay
         assert {bay.link(name).backend for name in bay.urls()} == {"inline"}
         assert bay.url("cash_dispenser").startswith("sim://")
+        # the exact settle, not a quiet spell of FleetConfig.settle_seconds after each step
+        assert fleet.slots[0].atm.settle_seconds == 0.0 and config.settle_seconds > 0
         report = fleet.run()
     outcomes = report.outcomes()
     assert sum(outcomes.values()) == 6 and outcomes["approved"] >= 3, outcomes
