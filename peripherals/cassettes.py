@@ -8,7 +8,7 @@ once for all the movements of one device command.
 from __future__ import annotations
 
 import contextlib
-import copy
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -195,7 +195,7 @@ class NoteLedger:
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.device: dict[str, Any] = {}
         self.state_file = state_file
-        self._saved: dict[str, Any] | None = None  # the state last written, to go back to
+        self._saved: str | None = None  # the state last written (JSON), to go back to
         self._holding = False  # inside saved_once: saves wait for its end
         self._unsaved = False  # a save asked for while holding
 
@@ -240,7 +240,7 @@ class NoteLedger:
             if not isinstance(device, dict):
                 raise CassetteConfigError(f"{path}: device: expected a mapping")
             ledger.device = device
-            ledger._saved = copy.deepcopy(ledger._state())
+            ledger._saved = json.dumps(ledger._state())
         except (StateFileError, DataFileError) as err:
             raise CassetteConfigError(str(err)) from err
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -261,7 +261,8 @@ class NoteLedger:
         }
 
     def _go_back(self, saved: Mapping[str, Any]) -> None:
-        """Every count as in `saved`, in the same objects (the emulator holds some of them)."""
+        """Every count as in `saved`, in the same objects (the emulator holds some of them);
+        `saved` is a fresh copy, whose device mapping is taken over."""
         numbers = {item["number"] for item in saved["cassettes"]}
         for number in [n for n in self.cassettes if n not in numbers]:
             del self.cassettes[number]
@@ -275,7 +276,7 @@ class NoteLedger:
         self.counters.clear()
         self.counters.update(saved["counters"])
         self.device.clear()
-        self.device.update(copy.deepcopy(saved["device"]))
+        self.device.update(saved["device"])
 
     def save(self) -> None:
         """Write the whole ledger (at the end of `saved_once` when inside it); StateWriteError
@@ -290,9 +291,9 @@ class NoteLedger:
             write_state(self.state_file, state, self.disk)
         except StateWriteError:
             if self._saved is not None:
-                self._go_back(self._saved)
+                self._go_back(json.loads(self._saved))
             raise
-        self._saved = copy.deepcopy(state)
+        self._saved = json.dumps(state)  # a snapshot, read back only if a later save fails
 
     @contextlib.contextmanager
     def saved_once(self) -> Iterator[None]:

@@ -150,6 +150,21 @@ def test_every_movement_is_saved_and_restored(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_the_state_file_has_a_line_per_key_and_an_indented_one_still_reads(
+    tmp_path: Path,
+) -> None:
+    ledger = NoteLedger.open(parse_cassette_load(small_load()), tmp_path)
+    ledger.pick(1)
+    path = tmp_path / STATE_FILE_NAME
+    lines = path.read_text(encoding="ascii").splitlines()
+    state = json.loads(path.read_text(encoding="ascii"))
+    assert lines[0] == "{" and lines[-1] == "}" and len(lines) == len(state) + 2
+    assert [line.split(":")[0].strip() for line in lines[1:-1]] == [f'"{k}"' for k in sorted(state)]
+    # A file written indented (as before) with the same checksum is read as it is.
+    path.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="ascii")
+    assert NoteLedger.restore(path).places == ledger.places
+
+
 def test_moves_that_would_invent_notes_are_refused() -> None:
     ledger = NoteLedger(parse_cassette_load(small_load(1)).cassettes)
     with pytest.raises(ValueError, match="cannot pick 2"):
