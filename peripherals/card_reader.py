@@ -483,6 +483,8 @@ class CardReaderEmulator(Emulator):
         )
 
     def _powered_off(self) -> bool:
+        if not self.faults.is_armed("power_down"):  # checked at every tick and frame
+            return False
         return any(
             f.name == "power_down" and f.mode is FaultMode.PERSISTENT for f in self.faults.active()
         )
