@@ -38,6 +38,8 @@ from device.screens import RenderedScreen, ScreenSet
 
 log = logging.getLogger(__name__)
 
+JournalLine = tuple[JournalEvent, dict[str, Any]]
+
 
 class SupervisorError(RuntimeError):
     """An operator action that the ATM's current mode does not allow."""
@@ -229,6 +231,7 @@ class AtmController:
         self.write_failure = ""  # the journal or advice queue could not be written
         self.recovery_report: list[str] = []
         self._eject_screen = "ejecting_card"
+        self._closing_with: list[JournalLine] = []  # written with session_closed
         self._other_amount = False
         self._result_screen: tuple[str, dict[str, str]] = ("result", {})
         self._screen_before_more_time = self.screen
@@ -1122,10 +1125,11 @@ class AtmController:
         if self.card_reader.status().media == CardMedia.NONE:
             self._clear_deadline()
             assert self.session is not None
-            self.journal.record(JournalEvent.CARD_TAKEN)
             if self.session.staged_amount:
-                self.fire(ControllerEvent.PRESENT_CASH)
-            elif self.session.receipt and self.session.want_receipt:
+                self.fire(ControllerEvent.PRESENT_CASH)  # journals card_taken with its start
+                return
+            self.journal.record(JournalEvent.CARD_TAKEN)
+            if self.session.receipt and self.session.want_receipt:
                 self.fire(ControllerEvent.PRINT_RECEIPT)
             else:
                 self.fire(ControllerEvent.CLOSE)
@@ -1142,8 +1146,11 @@ class AtmController:
         session = self.session
         assert session is not None and session.withdrawal is not None
         reply = session.withdrawal
-        self.journal.record(
-            JournalEvent.PRESENT_STARTED, stan=reply.stan, amount=session.staged_amount
+        # Entered only once the card is taken: both lines in one write, as nothing happens
+        # between them (a crash leaves both or neither, and neither is the state before).
+        started = {"stan": reply.stan, "amount": session.staged_amount}
+        self.journal.record_many(
+            [(JournalEvent.CARD_TAKEN, {}), (JournalEvent.PRESENT_STARTED, started)]
         )
         try:
             result = self.dispenser.present()
@@ -1222,10 +1229,11 @@ class AtmController:
         ]
         try:
             self.printer.print_receipt(lines, title="ATM RECEIPT")
-            self.journal.record(JournalEvent.RECEIPT_PRINTED, lines=len(lines))
+            outcome: JournalLine = (JournalEvent.RECEIPT_PRINTED, {"lines": len(lines)})
         except DriverError as err:
-            self.journal.record(JournalEvent.RECEIPT_FAILED, error=str(err))
+            outcome = (JournalEvent.RECEIPT_FAILED, {"error": str(err)})
             self.receipts_available = False
+        self._closing_with = [outcome]  # one write with session_closed: nothing happens between
         self.fire(ControllerEvent.CLOSE)
 
     def on_enter_capturing_card(self) -> None:
@@ -1246,5 +1254,6 @@ class AtmController:
     def on_enter_closing(self) -> None:
         self._clear_deadline()
         self.show("closing", notice="")
-        self.journal.record(JournalEvent.SESSION_CLOSED)
+        lines, self._closing_with = self._closing_with, []
+        self.journal.record_many([*lines, (JournalEvent.SESSION_CLOSED, {})])
         self._set_deadline(1.0, lambda: self.fire(ControllerEvent.DONE))

@@ -324,6 +324,30 @@ def test_withdrawal_returns_card_before_cash_and_completes(rig: Rig) -> None:
     assert order == ["authorised", "card_taken", "presented", "taken"]
 
 
+def test_lines_with_nothing_between_them_are_one_journal_write(rig: Rig) -> None:
+    writes: list[list[str]] = []
+    rig.journal.listeners.append(lambda entries: writes.append([e.event for e in entries]))
+    withdraw_fifty(rig)
+    rig.reader.media = "none"
+    rig.run(2)
+    rig.dispenser.taken_flag = True
+    rig.run(5, advance=0.5)
+    assert rig.atm.state == "idle"
+    assert ["card_taken", "present_started"] in writes
+    assert ["receipt_printed", "session_closed"] in writes
+    assert sum(w.count("card_taken") + w.count("session_closed") for w in writes) == 2
+
+
+def test_a_card_taken_with_no_cash_to_follow_is_journalled_at_once(rig: Rig) -> None:
+    writes: list[list[str]] = []
+    rig.journal.listeners.append(lambda entries: writes.append([e.event for e in entries]))
+    rig.insert_card_and_pin()
+    rig.press("F8")  # cancel: the card comes back, no cash
+    rig.reader.media = "none"
+    rig.run(3)
+    assert ["card_taken"] in writes and ["session_closed"] in writes
+
+
 def test_cash_not_taken_is_retracted_and_reversed(rig: Rig) -> None:
     rig.insert_card_and_pin()
     rig.press("F1")
@@ -566,15 +590,17 @@ def test_cash_left_while_the_dispenser_is_silent_is_settled_once_it_answers(
 
 
 def fail_journal_at(rig: Rig, mocker: Any, event: str) -> None:
-    """The journal's write of `event` fails (full disk): JournalWriteError, as Journal raises."""
-    record = rig.journal.record
+    """The journal's write holding `event` fails (full disk): JournalWriteError, as Journal
+    raises (`record` writes through `record_many`)."""
+    record_many = rig.journal.record_many
 
-    def failing(name: str, **fields: Any) -> Any:
-        if name == event:
+    def failing(events: Any) -> Any:
+        events = list(events)
+        if any(name == event for name, _ in events):
             raise JournalWriteError(rig.journal.path, "no space left on device", errno.ENOSPC)
-        return record(name, **fields)
+        return record_many(events)
 
-    mocker.patch.object(rig.journal, "record", side_effect=failing)
+    mocker.patch.object(rig.journal, "record_many", side_effect=failing)
 
 
 def withdraw_fifty(rig: Rig) -> None:
