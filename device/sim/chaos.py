@@ -222,6 +222,7 @@ class ChaosFleet(Fleet):
             settle_seconds=self.config.settle_seconds,
             host_timeout=self.config.host_timeout,
             clock=clock,
+            link_backend=self.config.link_backend,
         )
 
     def __enter__(self) -> ChaosFleet:
@@ -379,6 +380,7 @@ def run_chaos(
     seed: int,
     customers: int | None = None,
     checks_every: int = 5,
+    link_backend: str = "pty",
     out: Callable[[str], None] = print,
 ) -> int:
     """`atm-sim chaos`: 0 when every invariant held at every check, 1 otherwise."""
@@ -392,6 +394,7 @@ def run_chaos(
         customers=chaos_customers(sessions) if customers is None else customers,
         host_timeout=chaos_host_timeout(atms),
         checks_every=checks_every,
+        link_backend=link_backend,
     )
     # Kept until the verdict: after a violation the journals, device state files and the bank's
     # data directory are what a person reads to find out what happened.
@@ -399,7 +402,8 @@ def run_chaos(
         with fleet_bank(settings, run_dir) as bank:
             out(
                 f"chaos: {atms} ATMs, {sessions} sessions, seed {seed}, "
-                f"{config.customers} generated customers, bcrypt cost {settings.bcrypt_rounds}"
+                f"{config.customers} generated customers, bcrypt cost {settings.bcrypt_rounds}, "
+                f"{link_backend} links"
             )
             with ChaosFleet(config, bank, run_dir, out=out) as fleet:
                 report = fleet.run()
@@ -412,6 +416,6 @@ def run_chaos(
         out(f"journals and device state kept in {run_dir} (atms/<terminal>/)")
         out(
             f"INVARIANT VIOLATED; replay with: atm-sim chaos --atms {atms} --sessions {sessions} "
-            f"--seed {seed}"
+            f"--seed {seed}" + (f" --link-backend {link_backend}" if link_backend != "pty" else "")
         )
         return 1

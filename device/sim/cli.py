@@ -144,6 +144,12 @@ def _run_scenario(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_fleet(args: argparse.Namespace, settings: Settings) -> int:
+    if args.distributed and args.link_backend != "pty":
+        print(
+            "atm-sim: --link-backend applies to runs on this machine, not --distributed",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "chaos" and not args.distributed:
         from device.sim.chaos import run_chaos
 
@@ -153,6 +159,7 @@ def _run_fleet(args: argparse.Namespace, settings: Settings) -> int:
             sessions=args.sessions,
             seed=args.seed,
             customers=args.customers,
+            link_backend=args.link_backend,
         )
     if args.distributed:
         from device.sim.distributed_fleet import DistributedOptions, run_distributed_fleet
@@ -328,14 +335,13 @@ def _parser() -> argparse.ArgumentParser:
         fleet.add_argument("--shards", type=int, help="shards (default: one per worker)")
         fleet.add_argument("--bind", default="127.0.0.1", help="the run's host listens here")
         fleet.add_argument("--advertise", help="host address workers dial (default: --bind)")
-        if name == "fleet":
-            fleet.add_argument(
-                "--link-backend",
-                choices=BACKENDS,
-                default="pty",
-                help="the ATMs' device links (default pty; inline: in-process, fastest, for "
-                "hundreds of ATMs where the pty is not what is tested)",
-            )
+        fleet.add_argument(
+            "--link-backend",
+            choices=BACKENDS,
+            default="pty",
+            help="the ATMs' device links (default pty; inline: in-process, fastest, for "
+            "hundreds of ATMs where the pty is not what is tested)",
+        )
     worker = sub.add_parser(
         "worker", help="a Celery worker: statements, scenarios, fleet/chaos shards"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from config.card_numbers import mask_pan
@@ -25,7 +26,10 @@ from host.models import Card
 SEED = 11
 
 
-def test_chaos_run_keeps_every_invariant(bank_stack: BankStack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("link_backend", ["pty", "inline"])
+def test_chaos_run_keeps_every_invariant(
+    bank_stack: BankStack, tmp_path: Path, link_backend: str
+) -> None:
     lines: list[str] = []
     config = FleetConfig(
         atms=3,
@@ -34,8 +38,11 @@ def test_chaos_run_keeps_every_invariant(bank_stack: BankStack, tmp_path: Path) 
         customers=6,
         host_timeout=chaos_host_timeout(3),
         checks_every=3,
+        link_backend=link_backend,
     )
     with ChaosFleet(config, bank_stack, tmp_path / "run", out=lines.append) as fleet:
+        bay = fleet.slots[0].atm.bay
+        assert {bay.link(name).backend for name in bay.urls()} == {link_backend}
         report = fleet.run()
         kinds = fleet.kinds_applied
         restarts = sum(slot.restarts for slot in fleet.slots)

@@ -39,3 +39,13 @@ def test_missing_journal_is_one_line(tmp_path: Path) -> None:
     result = atm_sim("journal", "show", "--path", str(tmp_path / "none.jsonl"))
     assert result.returncode == 1
     assert result.stderr.strip() == f"atm-sim: no journal at {tmp_path / 'none.jsonl'}"
+
+
+def test_link_backend_with_a_distributed_run_is_refused_in_one_line() -> None:
+    result = atm_sim(
+        "fleet", "--atms", "2", "--sessions", "2", "--distributed", "--link-backend", "inline"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "atm-sim: --link-backend applies to runs on this machine, not --distributed"
+    ]
