@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from device.durable_log import (
 from device.journal_events import JournalEvent, unknown_event_message
 
 log = logging.getLogger(__name__)
+
+RECENT_ENTRIES = 64  # kept in memory: a customer session writes about twenty
 
 _FORBIDDEN_KEYS = frozenset({"pin", "pin_block", "new_pin", "new_pin_block", "track1", "track2"})
 
@@ -89,6 +92,9 @@ class Journal:
         self._log = DurableLog(path, legacy=_is_journal_line, corrupt=JournalCorrupt, disk=disk)
         self._log.create()
         self._seq = self._last_seq()
+        # The last entries this object wrote (on disk, as read back): tail() and entries_since()
+        # answer from them instead of reading the whole file, which grows with every session.
+        self._recent: deque[JournalEntry] = deque(maxlen=RECENT_ENTRIES)
         # Called with the entries of each write once they are on disk, in the writing thread
         # (scenario triggers, crash points); an exception raised by one reaches the caller.
         self.listeners: list[Callable[[list[JournalEntry]], None]] = []
@@ -128,6 +134,7 @@ class Journal:
                 {**e.fields, "seq": e.seq, "at": e.at, "event": e.event} for e in entries
             )
             self._seq += len(entries)
+            self._recent.extend(entries)
         for listener in self.listeners:
             listener(entries)
         return entries
@@ -149,7 +156,26 @@ class Journal:
         for record in self._log.scan().records:
             yield _entry(record)
 
+    @property
+    def last_seq(self) -> int:
+        """The number of the last entry on disk (0: none)."""
+        with self._lock:
+            return self._seq
+
+    def entries_since(self, seq: int) -> list[JournalEntry]:
+        """The entries after number `seq`, in order: from memory when this object wrote them
+        all, else from the file."""
+        with self._lock:
+            if seq >= self._seq:
+                return []
+            if self._recent and self._recent[0].seq <= seq + 1:
+                return [e for e in self._recent if e.seq > seq]
+        return [e for e in self.entries() if e.seq > seq]
+
     def tail(self, count: int) -> list[JournalEntry]:
+        with self._lock:
+            if 0 < count <= len(self._recent):
+                return list(self._recent)[-count:]
         return list(self.entries())[-count:]
 
     def reopen(self) -> None:
@@ -157,6 +183,7 @@ class Journal:
         with self._lock:
             self._log.reopen()
             self._seq = self._last_seq()
+            self._recent.clear()
 
     def close(self) -> None:
         with self._lock:

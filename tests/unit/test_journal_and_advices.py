@@ -6,13 +6,20 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from device.advice_queue import Advice, AdviceQueue, AdviceQueueCorrupt
 from device.advice_queue import DurableWriteError as AdviceWriteError
 from device.durable_log import DurableWriteError
-from device.journal import Journal, JournalCorrupt, JournalError, JournalWriteError
+from device.journal import (
+    RECENT_ENTRIES,
+    Journal,
+    JournalCorrupt,
+    JournalError,
+    JournalWriteError,
+)
 
 
 def test_journal_masks_card_numbers_anywhere(tmp_path: Path) -> None:
@@ -161,6 +168,31 @@ def test_listeners_see_each_write_once_it_is_on_disk(tmp_path: Path) -> None:
     assert [events for events, _ in seen] == [["in_service"], ["authorised", "dispense_started"]]
     lines = path.read_bytes().splitlines(keepends=True)
     assert [size for _, size in seen] == [len(lines[0]), len(b"".join(lines))]
+
+
+def test_recent_entries_come_from_memory_and_match_the_file(tmp_path: Path, mocker: Any) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.record("in_service")
+    for n in range(RECENT_ENTRIES + 5):
+        journal.record("card_read", pan="4761739001010010", n=n)
+    scans = mocker.spy(journal._log, "scan")
+    last = journal.last_seq
+    assert last == RECENT_ENTRIES + 6
+    since = journal.entries_since(last - 3)
+    tail = journal.tail(3)
+    assert scans.call_count == 0  # neither read the file
+    on_disk = list(journal.entries())
+    assert since == tail == on_disk[-3:]
+    assert since[0].fields == {"pan": "476173******0010", "n": RECENT_ENTRIES + 2}
+    assert journal.entries_since(last) == []
+    # Older than memory holds, or another object on the same file (a restart): from the file.
+    assert journal.entries_since(0) == on_disk
+    journal.close()
+    again = Journal(path)
+    assert again.last_seq == last and again.entries_since(last - 3) == on_disk[-3:]
+    assert again.tail(2) == on_disk[-2:]
+    again.close()
 
 
 def test_one_write_error_class_for_journal_and_advices() -> None:

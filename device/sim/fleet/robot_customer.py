@@ -254,9 +254,8 @@ def _other_pin(pin: str) -> str:
 
 
 def journal_since(sim: SimulatedAtm, seq: int) -> list[tuple[str, dict[str, Any]]]:
-    return [(e.event, e.fields) for e in sim.journal.entries() if e.seq > seq]
+    return [(e.event, e.fields) for e in sim.journal.entries_since(seq)]
 
 
 def last_seq(sim: SimulatedAtm) -> int:
-    tail = sim.journal.tail(1)
-    return tail[0].seq if tail else 0
+    return sim.journal.last_seq
