@@ -37,13 +37,13 @@ class VirtualClock:
         self._elapsed = 0.0
         self._lock = threading.Lock()
 
+    # Reads take no lock: `_elapsed` is one float, replaced whole by `advance` (which locks so
+    # that two advances add up), and every device tick and controller step reads it.
     def monotonic(self) -> float:
-        with self._lock:
-            return self._elapsed
+        return self._elapsed
 
     def now(self) -> dt.datetime:
-        with self._lock:
-            return self._start + dt.timedelta(seconds=self._elapsed)
+        return self._start + dt.timedelta(seconds=self._elapsed)
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
