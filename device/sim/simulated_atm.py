@@ -250,16 +250,16 @@ class SimulatedAtm:
     def _bytes_in_flight(self) -> bool:
         """Whether a byte is on its way on any link or waits unread at a driver. A pty hands
         bytes to the other end a moment after the write, so on a pty the counts of both ends
-        are compared rather than trusting what is readable at this instant."""
+        are compared rather than trusting what is readable at this instant; equal counts also
+        mean that nothing waits unread, so the port is not asked."""
         for name, driver in zip(DEVICE_NAMES, self._drivers, strict=True):
             port = driver.port
-            waiting = port.in_waiting
-            if waiting:
-                return True
             if isinstance(port, PolledSerial):
                 runner = self.bay.runner(name)
                 if runner.bytes_to_driver != port.received or port.sent != runner.bytes_from_driver:
                     return True
+            elif port.in_waiting:
+                return True
         return False
 
     def run_until(self, done: Callable[[], bool], seconds: float, what: str) -> None:
