@@ -33,6 +33,7 @@ from device.journal_events import JournalEvent, unknown_event_message
 log = logging.getLogger(__name__)
 
 RECENT_ENTRIES = 64  # kept in memory: a customer session writes about twenty
+NewEntry = tuple[JournalEvent, Mapping[str, Any]]  # what record_many takes: event and fields
 
 _FORBIDDEN_KEYS = frozenset({"pin", "pin_block", "new_pin", "new_pin_block", "track1", "track2"})
 
@@ -118,9 +119,7 @@ class Journal:
     def record(self, event: JournalEvent, **fields: Any) -> JournalEntry:
         return self.record_many([(event, fields)])[0]
 
-    def record_many(
-        self, events: Iterable[tuple[JournalEvent, Mapping[str, Any]]]
-    ) -> list[JournalEntry]:
+    def record_many(self, events: Iterable[NewEntry]) -> list[JournalEntry]:
         """Several entries in one write and one fsync: all reach the disk, or none is taken.
         An event name outside JournalEvent is refused before anything is written."""
         cleaned = [(_known(event), self._cleaned(dict(fields))) for event, fields in events]

@@ -2,10 +2,10 @@
 atomically, so a device restarts from its last saved state or refuses to start, never guesses.
 
 Format: one JSON object, one top-level key a line, each value in compact JSON (readable, and
-written by json's C encoder: `indent=` takes its pure-Python one, six times slower); its "crc" key
-holds the CRC-32 (8 lowercase hex
-digits) of `json.dumps(state, sort_keys=True, separators=(",", ":"))`, the canonical JSON of
-every other key. A file without "crc" was written before checksums and is read as it is.
+written by json's C encoder: `indent=` takes its pure-Python one, six times slower); its "crc"
+key holds the CRC-32 (8 lowercase hex digits) of `json.dumps(state, sort_keys=True,
+separators=(",", ":"))`, the canonical JSON of every other key. A file without "crc" was written
+before checksums and is read as it is.
 
 Writing: a temporary file beside the target, one write, fsync, rename over the target, fsync the
 folder. A failed or short write raises StateWriteError and leaves the previous file in place.

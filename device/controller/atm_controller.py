@@ -32,13 +32,11 @@ from device.controller.ports import (
     ReceiptPrinterPort,
 )
 from device.controller.settlement import Settlement
-from device.journal import Journal, JournalWriteError
+from device.journal import Journal, JournalWriteError, NewEntry
 from device.journal_events import JournalEvent
 from device.screens import RenderedScreen, ScreenSet
 
 log = logging.getLogger(__name__)
-
-JournalLine = tuple[JournalEvent, dict[str, Any]]
 
 
 class SupervisorError(RuntimeError):
@@ -231,7 +229,7 @@ class AtmController:
         self.write_failure = ""  # the journal or advice queue could not be written
         self.recovery_report: list[str] = []
         self._eject_screen = "ejecting_card"
-        self._closing_with: list[JournalLine] = []  # written with session_closed
+        self._closing_with: list[NewEntry] = []  # written with session_closed
         self._other_amount = False
         self._result_screen: tuple[str, dict[str, str]] = ("result", {})
         self._screen_before_more_time = self.screen
@@ -1229,7 +1227,7 @@ class AtmController:
         ]
         try:
             self.printer.print_receipt(lines, title="ATM RECEIPT")
-            outcome: JournalLine = (JournalEvent.RECEIPT_PRINTED, {"lines": len(lines)})
+            outcome: NewEntry = (JournalEvent.RECEIPT_PRINTED, {"lines": len(lines)})
         except DriverError as err:
             outcome = (JournalEvent.RECEIPT_FAILED, {"error": str(err)})
             self.receipts_available = False
