@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import pq
 from psycopg.rows import namedtuple_row
 
 Params = Mapping[str, object]
@@ -25,6 +26,9 @@ class DriverTransaction:
     once it has run a few times on a connection. A connection that breaks under a statement
     fails the transaction's rollback too, so SQLAlchemy drops it from the pool and raises its
     "connection invalidated" error, on which the bank runs the request again.
+
+    On a connection in autocommit mode (see `begin`) the transaction's BEGIN is sent with its
+    first statement, in one round trip, where psycopg would send and await it on its own.
     """
 
     def __init__(self, connection: sa.Connection) -> None:
@@ -32,23 +36,56 @@ class DriverTransaction:
         driver = connection.connection.driver_connection
         if not isinstance(driver, psycopg.Connection):
             raise TypeError("DriverTransaction needs a psycopg connection")
+        self._driver: psycopg.Connection[Any] = driver
         self._cursor: psycopg.Cursor[Any] = driver.cursor(row_factory=namedtuple_row)
         self._savepoints = 0
+
+    @classmethod
+    @contextlib.contextmanager
+    def begin(cls, engine: sa.Engine) -> Iterator[DriverTransaction]:
+        """A transaction on a connection of `engine`, committed when the block ends, rolled back
+        if it raises. The engine's "begin" event fires as with `engine.begin()`."""
+        with engine.connect() as connection:
+            # Autocommit stops psycopg sending BEGIN on its own; psycopg's commit and rollback
+            # still end the transaction BEGIN opened, as they look at the server's status. The
+            # pool puts the connection's own mode back when it takes the connection back.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            with connection.begin():
+                yield cls(connection)
 
     @property
     def connection(self) -> sa.Connection:
         """The SQLAlchemy Connection of the transaction, for a statement built with SQLAlchemy."""
+        self._open()
         return self._connection
 
+    def _begun(self) -> bool:
+        return (
+            not self._driver.autocommit
+            or self._driver.info.transaction_status != pq.TransactionStatus.IDLE
+        )
+
+    def _open(self) -> None:
+        if not self._begun():
+            self._cursor.execute("BEGIN")
+
+    def _execute(self, sql: str, params: Params | None) -> psycopg.Cursor[Any]:
+        if self._begun():
+            return self._cursor.execute(sql, params)
+        with self._driver.pipeline():
+            self._cursor.execute("BEGIN")
+            self._cursor.execute(sql, params)
+        return self._cursor
+
     def run(self, sql: str, params: Params | None = None) -> None:
-        self._cursor.execute(sql, params)
+        self._execute(sql, params)
 
     def all(self, sql: str, params: Params | None = None) -> list[Any]:
-        return self._cursor.execute(sql, params).fetchall()
+        return self._execute(sql, params).fetchall()
 
     def first(self, sql: str, params: Params | None = None) -> Any:
         """The first row, or None."""
-        return self._cursor.execute(sql, params).fetchone()
+        return self._execute(sql, params).fetchone()
 
     def one(self, sql: str, params: Params | None = None) -> Any:
         row = self.first(sql, params)

@@ -465,10 +465,9 @@ class Bank:
 
     def _handle_once(self, request: HostRequest) -> HostResponse:
         now = self._now()
-        with self.engine.begin() as connection:
-            # Every statement runs on the driver; the scenario bank's hook on the engine refuses
-            # a stale transaction as it begins.
-            tx = DriverTransaction(connection)
+        # Every statement runs on the driver; the scenario bank's hook on the engine refuses
+        # a stale transaction as it begins.
+        with DriverTransaction.begin(self.engine) as tx:
             if request.kind in NETWORK_KINDS:
                 terminal = tx.first(_TERMINAL, {"terminal_id": request.terminal_id})
                 if terminal is None:

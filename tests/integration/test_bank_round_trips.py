@@ -46,13 +46,13 @@ def test_a_withdrawal_and_a_balance_take_few_round_trips(
         withdrawal = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=2000)
         trips, answer = _round_trips(bank, engine, withdrawal)
         assert answer.response_code is ResponseCode.APPROVED
-        # BEGIN; the terminal, the STAN claim and the card (locked) with its accounts together;
-        # the limit and hold together; the answer with COMMIT.
-        assert trips == 4
+        # BEGIN with the terminal, the STAN claim and the card (locked) with its accounts; the
+        # limit and hold together; the answer with COMMIT.
+        assert trips == 3
         balance = bank_requests.card(RequestKind.BALANCE, ALICE)
         trips, answer = _round_trips(bank, engine, balance)
         assert answer.response_code is ResponseCode.APPROVED
-        assert trips == 4  # the balances instead of the limit and hold
+        assert trips == 3  # the balances instead of the limit and hold
     finally:
         engine.dispose()
 
@@ -93,3 +93,24 @@ def test_an_answer_that_cannot_be_written_commits_nothing(
     # The same request, sent again, is served in full.
     assert bank.handle(request).response_code is ResponseCode.APPROVED
     assert balances(bank_engine, "10000001")[1] == before[0][1] - 5000
+
+
+def test_the_connection_goes_back_to_the_pool_in_ordinary_transaction_mode(
+    bank_settings: Settings, bank_clock: BankClock, bank_requests: BankRequests
+) -> None:
+    # The bank sends BEGIN itself on a connection in autocommit mode; whoever takes the
+    # connection from the pool next must get psycopg's own transactions again.
+    assert bank_settings.database_url is not None
+    engine = host_engine(bank_settings.database_url, 1)
+    try:
+        bank = Bank(engine, bank_settings, clock=bank_clock)
+        withdrawal = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=2000)
+        assert bank.handle(withdrawal).response_code is ResponseCode.APPROVED
+        with engine.connect() as conn:
+            assert conn.connection.driver_connection.autocommit is False
+            conn.exec_driver_sql("CREATE TEMPORARY TABLE undone (id int)")
+            conn.rollback()
+            gone = conn.exec_driver_sql("SELECT to_regclass('pg_temp.undone')").scalar_one()
+        assert gone is None
+    finally:
+        engine.dispose()
