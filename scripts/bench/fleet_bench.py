@@ -27,6 +27,7 @@ from device.sim.fleet.in_process import FleetConfig
 from device.sim.fleet.sharded import SHARD_ATMS, run_sharded
 from host.database import database_url, scratch_database, stop_embedded
 from peripherals.links.backends import BACKENDS
+from scripts.bench.process_cpu import cpu_seconds, own_cpu_seconds
 from scripts.bench.stats import percentile
 
 SIZES = (10, 50, 200)
@@ -41,11 +42,6 @@ BENCH_ENV = {
 }
 
 
-def cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
 def backend_cpu(engine: sa.Engine) -> float:
     """CPU seconds of the PostgreSQL backends serving this run's database (same machine)."""
     with engine.connect() as conn:
@@ -54,15 +50,7 @@ def backend_cpu(engine: sa.Engine) -> float:
                 sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
             )
         )
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+    return sum(cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def measure(
@@ -78,7 +66,7 @@ def measure(
         link_backend=link_backend,
     )
     with run_directory() as run_dir, BankStack(settings) as bank:
-        host_cpu = cpu_seconds()
+        host_cpu = own_cpu_seconds()
         run = run_sharded(
             config,
             bank,
@@ -87,7 +75,7 @@ def measure(
             shard_atms=shard_atms,
             idle_seconds=IDLE_SECONDS,
         )
-        host_cpu = cpu_seconds() - host_cpu
+        host_cpu = own_cpu_seconds() - host_cpu
         db_cpu = backend_cpu(bank.engine)  # the backends live as long as the pool: all of it
         answers = bank.server.answer_seconds()
     report, shards = run.report, run.shards

@@ -48,6 +48,12 @@ from host.database import database_url, host_engine, scratch_database
 from host.server import WORKERS, HostServer
 from host.service import Bank
 from scripts.bench.cpu_profile import CpuProfile
+from scripts.bench.process_cpu import (
+    CpuMeter,
+    database_server_pids,
+    own_cpu_seconds,
+    process_tree,
+)
 from scripts.bench.stats import percentile
 
 MAC_KEY = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -115,8 +121,9 @@ def bench_environment(home: Path, bcrypt_rounds: int, url: str | None) -> dict[s
 
 
 @contextlib.contextmanager
-def host_processes(environment: dict[str, str], processes: int) -> Iterator[int]:
-    """`atm-sim host serve --processes N` on a free port, as deployed; yields the port."""
+def host_processes(environment: dict[str, str], processes: int) -> Iterator[tuple[int, int]]:
+    """`atm-sim host serve --processes N` on a free port, as deployed; yields the port and the
+    first process's pid."""
     command = [sys.executable, "-m", "device.sim.cli", "--log-format", "text", "host", "serve"]
     command += ["--port", "0", "--processes", str(processes)]
     host = subprocess.Popen(
@@ -129,7 +136,7 @@ def host_processes(environment: dict[str, str], processes: int) -> Iterator[int]
         found = re.search(r"listening on [^:]+:(\d+)", line)
         if found is None:
             raise SystemExit(f"host_bench: the host did not start: {line.strip() or 'silent'}")
-        yield int(found.group(1))
+        yield int(found.group(1)), host.pid
     finally:
         host.terminate()
         host.wait(10.0)
@@ -213,8 +220,11 @@ def run_terminal(
     result.declined = declined
 
 
-def bare_update_rate(engine: sa.Engine, accounts: Sequence[str], seconds: float) -> float:
-    """Committed conditional debits per second, each its own transaction, `threads` at once.
+def bare_update_rate(
+    engine: sa.Engine, accounts: Sequence[str], seconds: float
+) -> tuple[float, int]:
+    """Committed conditional debits per second, each its own transaction, `threads` at once,
+    and how many were made.
 
     Thread n debits the account terminal n withdraws from (`accounts[n]`), so row contention
     is the same.
@@ -242,7 +252,50 @@ def bare_update_rate(engine: sa.Engine, accounts: Sequence[str], seconds: float)
         w.start()
     for w in workers:
         w.join()
-    return sum(counts) / (time.perf_counter() - started)
+    return sum(counts) / (time.perf_counter() - started), sum(counts)
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """CPU seconds spent in one timed part of the run, by process."""
+
+    this_process: float  # the terminals (and the host, when it runs in this process)
+    host: float  # the host's own processes
+    database: float  # the PostgreSQL server
+
+
+def cpu_report(
+    load: CpuSplit, approved: int, updates: CpuSplit, update_count: int, update_rate: float
+) -> list[str]:
+    """Where the cores went per authorisation and per bare UPDATE, and what that leaves: the
+    most authorisations/s the machine's cores allow with a host that spent nothing."""
+    cores = len(os.sched_getaffinity(0))
+
+    def ms(seconds: float, count: int) -> str:
+        return f"{seconds / max(1, count) * 1000:.2f}"
+
+    total = load.this_process + load.host + load.database
+    if load.host:
+        parts = f"host {ms(load.host, approved)}, terminals (this process) "
+    else:
+        parts = "host and terminals (this process) "
+    lines = [
+        f"CPU/authorisation    {parts}{ms(load.this_process, approved)}, PostgreSQL "
+        f"{ms(load.database, approved)}: {ms(total, approved)} ms in all, on {cores} cores",
+        f"CPU/bare UPDATE      its client (this process) {ms(updates.this_process, update_count)}"
+        f", PostgreSQL {ms(updates.database, update_count)} ms",
+    ]
+    if load.host and load.database:
+        without_host = (load.this_process + load.database) / max(1, approved)
+        ceiling = cores / without_host
+        budget = cores / (0.5 * update_rate) * 1000
+        lines.append(
+            f"ceiling              a host spending no CPU would leave the terminals and "
+            f"PostgreSQL at most {ceiling:.0f} authorisations/s (ratio "
+            f"{ceiling / update_rate:.2f}); ratio 0.5 needs {budget:.2f} ms of CPU an "
+            "authorisation in all"
+        )
+    return lines
 
 
 HOST_THREADS = "iso8583-"  # the host server's event loop and workers (host/server.py)
@@ -322,8 +375,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 environment = bench_environment(
                     Path(tmp), args.bcrypt_rounds, database_url(settings)
                 )
-                port = stack.enter_context(host_processes(environment, args.host_processes))
+                port, host_pid = stack.enter_context(
+                    host_processes(environment, args.host_processes)
+                )
+                host_meter = CpuMeter(lambda: process_tree(host_pid))
             else:
+                host_meter = CpuMeter(list)  # the host's CPU is this process's
                 bank = Bank(engine, settings)
                 if args.no_pin_memory:
                     bank.verified_pins = pin_unit.VerifiedPins(settings, dt.timedelta(0))
@@ -350,18 +407,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             profiler = CpuProfile() if args.profile else None
             if profiler is not None:
                 profiler.start()
+            database_meter = CpuMeter(lambda: database_server_pids(engine))
+            database_meter.start()
+            host_meter.start()
+            own_cpu = own_cpu_seconds()
             started = time.perf_counter()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
             elapsed = time.perf_counter() - started
+            load_cpu = CpuSplit(
+                own_cpu_seconds() - own_cpu, host_meter.spent(), database_meter.spent()
+            )
             if profiler is not None:
                 answered = sum(len(r.latencies) for r in results)
                 profiler.report(max(1, answered), "request", threads=HOST_THREADS)
             stack.close()  # the host stops before the bare rate is measured
             bcrypt_runs = pin_unit.bcrypt_checks() - checks_before
-            update_rate = bare_update_rate(engine, [c.account for c in card_of_terminal], 3.0)
+            database_meter.start()
+            own_cpu = own_cpu_seconds()
+            update_rate, updates = bare_update_rate(
+                engine, [c.account for c in card_of_terminal], 3.0
+            )
+            update_cpu = CpuSplit(own_cpu_seconds() - own_cpu, 0.0, database_meter.spent())
         finally:
             stack.close()
             engine.dispose()
@@ -411,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"bare UPDATE/s        {update_rate:.1f} (conditional debit, {args.terminals} connections)"
     )
     print(f"ratio                {rate / update_rate:.3f} authorisations per bare UPDATE")
+    for line in cpu_report(load_cpu, approved, update_cpu, updates, update_rate):
+        print(line)
     return 0 if approved else 1
 
 
