@@ -84,6 +84,10 @@ def measure(
     memory = sum(s["peak_rss"] - s["rss_bare"] for s in shards) / atms / 2**20
     bare = sum(s["rss_bare"] for s in shards) / len(shards) / 2**20
     idle = sum(s["idle_cpu_seconds"] for s in shards) / IDLE_SECONDS
+    # The machine is full when the fleet runs flat out: its cores over the CPU of a session
+    # (ATMs, host, database) bound the sessions per second, whatever the fleet does.
+    session_cpu = (atm_cpu + host_cpu + db_cpu) / count
+    cores = len(os.sched_getaffinity(0))
     return (
         f"{atms:>5} {count:>8} {len(shards):>5} {report.setup_seconds:>7.1f} "
         f"{count / report.seconds:>7.2f} {report.latency(50):>6.2f} {report.latency(95):>6.2f} "
@@ -91,7 +95,9 @@ def measure(
         f"{1000 * atm_cpu / count:>8.0f} {1000 * host_cpu / count:>8.0f} "
         f"{1000 * db_cpu / count:>6.0f} {idle:>7.0%} {'hold' if report.ok else 'VIOLATED'}\n"
         f"      host answers {len(answers)}: p50 {1000 * percentile(answers, 0.5):.1f} ms, "
-        f"p99 {1000 * percentile(answers, 0.99):.1f} ms; outcomes: {dict(report.outcomes())}"
+        f"p99 {1000 * percentile(answers, 0.99):.1f} ms; outcomes: {dict(report.outcomes())}\n"
+        f"      {cores} cores at {1000 * session_cpu:.1f} ms of CPU a session (ATM + host + DB) "
+        f"allow at most {cores / session_cpu:.0f} sessions/s"
     )
 
 
