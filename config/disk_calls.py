@@ -56,11 +56,16 @@ def replace_file(
     name is on disk too). A failed or short write raises `error(path, cause, errno)`, its cause in
     one line, and leaves the previous file in place."""
     temporary = path.with_name(path.name + ".tmp")
-    step = "create folder"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    step = "open"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        step = "open"
-        fd = disk.open(str(temporary), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fd = disk.open(str(temporary), flags, 0o600)
+        except FileNotFoundError:  # the folder is gone (or new): made only then, saving calls
+            step = "create folder"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            step = "open"
+            fd = disk.open(str(temporary), flags, 0o600)
         try:
             step = "write"
             written = disk.write(fd, data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -109,6 +110,7 @@ class HostClient:
         self._sock: socket.socket | None = None
         self._decoder = iso.FrameDecoder()
         self._fresh = False  # the connection has carried no exchange yet
+        self._receive_timeout = 0.0  # the connection's SO_RCVTIMEO, in seconds
         self._lock = threading.Lock()
 
     # ----- connection -------------------------------------------------------------------------
@@ -134,6 +136,13 @@ class HostClient:
                 log.info("host %s:%d not reachable (%s)", self.host, self.port, err)
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Blocking, with the kernel's own timeouts: a send and a receive are one system call
+            # each, where a Python socket timeout adds a poll(2) before each (and settimeout an
+            # ioctl(2)); every such call hands the interpreter lock to another thread, which a
+            # fleet of ATMs in one process pays for in context switches.
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
+            self._set_receive_timeout(sock, WAIT_SLICE_SECONDS)
             self._sock = sock
             self._decoder = iso.FrameDecoder()
             self._fresh = True
@@ -235,10 +244,12 @@ class HostClient:
                 raise HostTimeout(
                     f"no answer to {request.mti} stan {stan} within {self.timeout:g} s"
                 )
-            sock.settimeout(min(remaining, WAIT_SLICE_SECONDS))
+            wait = min(remaining, WAIT_SLICE_SECONDS)
+            if wait != self._receive_timeout:
+                self._set_receive_timeout(sock, wait)
             try:
                 data = sock.recv(65536)
-            except TimeoutError:
+            except (BlockingIOError, TimeoutError):  # the slice ran out (EAGAIN)
                 continue
             if not data:
                 raise _PeerClosed("closed by the host before it answered")
@@ -254,6 +265,10 @@ class HostClient:
                         crash_points.reached(f"host.receive:{answer.mti}")
                     return answer
                 log.warning("discarding a stale %s stan %s", answer.mti, answer.text("11"))
+
+    def _set_receive_timeout(self, sock: socket.socket, seconds: float) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+        self._receive_timeout = seconds
 
     def _check_answer(self, body: bytes) -> Message:
         try:
@@ -489,3 +504,9 @@ def _reply(answer: Message, sent_at: dt.datetime) -> HostReply:
         available_balance=available,
         statement=statement,
     )
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_RCVTIMEO / SO_SNDTIMEO; at least 1 us, as 0 means no timeout."""
+    micros = max(1, round(seconds * 1_000_000))
+    return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
