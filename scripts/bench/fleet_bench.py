@@ -81,6 +81,7 @@ def measure(
     report, shards = run.report, run.shards
     count = len(report.results)
     atm_cpu = sum(s["cpu_seconds"] for s in shards)
+    atm_system = sum(s["system_cpu_seconds"] for s in shards) / max(atm_cpu, 1e-9)
     memory = sum(s["peak_rss"] - s["rss_bare"] for s in shards) / atms / 2**20
     bare = sum(s["rss_bare"] for s in shards) / len(shards) / 2**20
     idle = sum(s["idle_cpu_seconds"] for s in shards) / IDLE_SECONDS
@@ -92,7 +93,7 @@ def measure(
         f"{atms:>5} {count:>8} {len(shards):>5} {report.setup_seconds:>7.1f} "
         f"{count / report.seconds:>7.2f} {report.latency(50):>6.2f} {report.latency(95):>6.2f} "
         f"{report.latency(99):>6.2f} {memory:>8.2f} {bare:>7.0f} "
-        f"{1000 * atm_cpu / count:>8.0f} {1000 * host_cpu / count:>8.0f} "
+        f"{1000 * atm_cpu / count:>8.0f} {atm_system:>5.0%} {1000 * host_cpu / count:>8.0f} "
         f"{1000 * db_cpu / count:>6.0f} {idle:>7.0%} {'hold' if report.ok else 'VIOLATED'}\n"
         f"      host answers {len(answers)}: p50 {1000 * percentile(answers, 0.5):.1f} ms, "
         f"p99 {1000 * percentile(answers, 0.99):.1f} ms; outcomes: {dict(report.outcomes())}\n"
@@ -139,8 +140,8 @@ def main() -> int:
     )
     print(
         f"{'ATMs':>5} {'sessions':>8} {'procs':>5} {'setup s':>7} {'sess/s':>7} {'p50 s':>6} "
-        f"{'p95 s':>6} {'p99 s':>6} {'MiB/ATM':>8} {'MiB/proc':>7} {'ATM ms':>8} {'host ms':>8} "
-        f"{'DB ms':>6} {'idle':>7} invariants"
+        f"{'p95 s':>6} {'p99 s':>6} {'MiB/ATM':>8} {'MiB/proc':>7} {'ATM ms':>8} {'sys':>5} "
+        f"{'host ms':>8} {'DB ms':>6} {'idle':>7} invariants"
     )
     try:
         for atms in args.sizes:
@@ -155,7 +156,9 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
     print(
         "ms columns: CPU per session of the ATM processes (drivers, controllers, emulators, "
-        "links), of this process (ISO 8583 host and bank service) and of the PostgreSQL backends."
+        "links), of this process (ISO 8583 host and bank service) and of the PostgreSQL backends. "
+        "sys: the kernel's share of the ATM processes' CPU (system calls, and threads taking "
+        "turns with the interpreter lock)."
     )
     print(
         "host answers: from reading each request to sending its answer, at the ISO 8583 host "

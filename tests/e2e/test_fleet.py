@@ -108,6 +108,7 @@ def test_a_fleet_split_over_processes_is_checked_as_one(
     # The ATM processes yield the cores to this one, the bank's.
     assert [s["niceness"] for s in run.shards] == [os.nice(0) + ATM_NICENESS] * 2
     assert sum(len(s["results"]) for s in run.shards) == 8
+    assert all(0 < s["system_cpu_seconds"] < s["cpu_seconds"] for s in run.shards)
     assert {r.terminal_id for r in run.report.results} == set(terminal_ids(4))
     assert run.report.ok, run.report.summary()
     money = next(c for c in run.report.checks if c.name == "money conservation")
