@@ -107,6 +107,10 @@ def test_a_fleet_split_over_processes_is_checked_as_one(
     assert [s["link_urls"] for s in run.shards] == [["sim"]] * 2  # the devices on inline links
     # The ATM processes yield the cores to this one, the bank's.
     assert [s["niceness"] for s in run.shards] == [os.nice(0) + ATM_NICENESS] * 2
+    # Each on one core of its own, in turn, when there are several.
+    cores = sorted(os.sched_getaffinity(0))
+    expected = [[cores[n % len(cores)]] for n in range(2)] if len(cores) > 1 else [cores] * 2
+    assert [s["cores"] for s in run.shards] == expected
     assert sum(len(s["results"]) for s in run.shards) == 8
     assert all(0 < s["system_cpu_seconds"] < s["cpu_seconds"] for s in run.shards)
     assert {r.terminal_id for r in run.report.results} == set(terminal_ids(4))
