@@ -112,7 +112,8 @@ def test_a_fleet_split_over_processes_is_checked_as_one(
     expected = [[cores[n % len(cores)]] for n in range(2)] if len(cores) > 1 else [cores] * 2
     assert [s["cores"] for s in run.shards] == expected
     assert sum(len(s["results"]) for s in run.shards) == 8
-    assert all(0 < s["system_cpu_seconds"] < s["cpu_seconds"] for s in run.shards)
+    # CPU counts in clock ticks: a short shard may have spent none in the kernel.
+    assert all(0 <= s["system_cpu_seconds"] <= s["cpu_seconds"] for s in run.shards)
     assert {r.terminal_id for r in run.report.results} == set(terminal_ids(4))
     assert run.report.ok, run.report.summary()
     money = next(c for c in run.report.checks if c.name == "money conservation")
