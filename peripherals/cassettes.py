@@ -18,7 +18,13 @@ from typing import Any
 
 from config.data_files import DataFile, DataFileError, Key, read_data_file
 from config.disk_calls import DiskCalls
-from peripherals.state_file import StateFileError, StateWriteError, read_state, write_state
+from peripherals.state_file import (
+    StateFileError,
+    StateWriteError,
+    dump_state,
+    read_state,
+    write_state,
+)
 from peripherals.wire.cash_dispenser import CASSETTE_SLOTS, COUNTER_NAMES
 
 STATE_FILE_NAME = "cash_dispenser_state.json"
@@ -195,7 +201,7 @@ class NoteLedger:
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.device: dict[str, Any] = {}
         self.state_file = state_file
-        self._saved: str | None = None  # the state last written (JSON), to go back to
+        self._saved: bytes | None = None  # the state file last written, to go back to
         self._holding = False  # inside saved_once: saves wait for its end
         self._unsaved = False  # a save asked for while holding
 
@@ -240,7 +246,7 @@ class NoteLedger:
             if not isinstance(device, dict):
                 raise CassetteConfigError(f"{path}: device: expected a mapping")
             ledger.device = device
-            ledger._saved = json.dumps(ledger._state())
+            ledger._saved = dump_state(ledger._state())
         except (StateFileError, DataFileError) as err:
             raise CassetteConfigError(str(err)) from err
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -286,14 +292,13 @@ class NoteLedger:
         if self._holding:
             self._unsaved = True
             return
-        state = self._state()
         try:
-            write_state(self.state_file, state, self.disk)
+            # the file's bytes are the snapshot, read back only if a later save fails
+            self._saved = write_state(self.state_file, self._state(), self.disk)
         except StateWriteError:
             if self._saved is not None:
                 self._go_back(json.loads(self._saved))
             raise
-        self._saved = json.dumps(state)  # a snapshot, read back only if a later save fails
 
     @contextlib.contextmanager
     def saved_once(self) -> Iterator[None]:

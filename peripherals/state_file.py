@@ -83,6 +83,9 @@ def read_state(path: Path, what: str = "device state") -> dict[str, Any]:
     return state
 
 
-def write_state(path: Path, state: Mapping[str, Any], disk: DiskCalls | None = None) -> None:
-    """Replace `path` by `state` so that a crash or a full disk leaves the old or the new file."""
-    replace_file(path, dump_state(state), disk if disk is not None else REAL_DISK, StateWriteError)
+def write_state(path: Path, state: Mapping[str, Any], disk: DiskCalls | None = None) -> bytes:
+    """Replace `path` by `state` so that a crash or a full disk leaves the old or the new file;
+    the bytes written (JSON of `state` with its "crc" key)."""
+    data = dump_state(state)
+    replace_file(path, data, disk if disk is not None else REAL_DISK, StateWriteError)
+    return data
