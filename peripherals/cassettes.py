@@ -258,7 +258,9 @@ class NoteLedger:
     def _state(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
-            "cassettes": [asdict(c) for c in self.cassettes.values()],
+            # a cassette's fields are numbers and text: a copy of them is what asdict would
+            # give, without its deep copy of each field at every command
+            "cassettes": [dict(vars(c)) for c in self.cassettes.values()],
             "places": {
                 p: {str(k): v for k, v in notes.items()} for p, notes in self.places.items()
             },

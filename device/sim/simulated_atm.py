@@ -28,6 +28,7 @@ from device.stan_counter import StanCounter
 from peripherals.cards import load_wallet
 from peripherals.harness.bay import DeviceBay
 from peripherals.harness.profile import AtmProfile, load_profile
+from peripherals.links.runner import LinkRunner
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class SimulatedAtm:
         self.screens_shown: list[RenderedScreen] = []
         self._controller: AtmController | None = None
         self._drivers: list[Any] = []
+        self._runners: list[LinkRunner] = []  # each driver's link, in the order of _drivers
         self._host_client: HostClient | None = None
         self._journal: Journal | None = None
 
@@ -110,8 +112,8 @@ class SimulatedAtm:
         dispenser = CashDispenserDriver(self.bay.url("cash_dispenser"))
         printer = ReceiptPrinterDriver(self.bay.url("receipt_printer"))
         self._drivers = [card_reader, pin_pad, dispenser, printer]
-        for name, driver in zip(DEVICE_NAMES, self._drivers, strict=True):
-            runner = self.bay.runner(name)
+        self._runners = [self.bay.runner(name) for name in DEVICE_NAMES]
+        for runner, driver in zip(self._runners, self._drivers, strict=True):
             runner.count_from(driver.port.in_waiting)
             if (
                 self.virtual_deadlines
@@ -161,6 +163,7 @@ class SimulatedAtm:
             except Exception as err:  # closing must go on for the other devices
                 log.warning("closing %s: %s", type(driver).__name__, err)
         self._drivers = []
+        self._runners = []
         if self._host_client is not None:
             self._host_client.close()
             self._host_client.stan.close()
@@ -212,7 +215,6 @@ class SimulatedAtm:
         timer runs out. A `settle_seconds` above 0 keeps the older rule instead, state and
         screen unchanged that long (fleets and chaos runs use it; their robots wait for what
         they need and so tolerate an early return)."""
-        runners = [self.bay.runner(name) for name in DEVICE_NAMES]
         deadline = time.monotonic() + limit
         quiet_since = time.monotonic()
         seen = (self.controller.state, self.controller.screen)
@@ -228,7 +230,7 @@ class SimulatedAtm:
                     return
                 time.sleep(POLL_SECONDS)
                 continue
-            for runner, driver in zip(runners, self._drivers, strict=True):
+            for runner, driver in zip(self._runners, self._drivers, strict=True):
                 # what a device does by itself is on its way before we look; a link whose
                 # device has handled every byte and has nothing to time needs no pass
                 port = driver.port
@@ -252,10 +254,9 @@ class SimulatedAtm:
         bytes to the other end a moment after the write, so on a pty the counts of both ends
         are compared rather than trusting what is readable at this instant; equal counts also
         mean that nothing waits unread, so the port is not asked."""
-        for name, driver in zip(DEVICE_NAMES, self._drivers, strict=True):
+        for runner, driver in zip(self._runners, self._drivers, strict=True):
             port = driver.port
             if isinstance(port, PolledSerial):
-                runner = self.bay.runner(name)
                 if runner.bytes_to_driver != port.received or port.sent != runner.bytes_from_driver:
                     return True
             elif port.in_waiting:
