@@ -46,6 +46,8 @@ CUSTOMERS = [
     ("charlie", "0852", "F2"),
 ]
 MAX_SESSIONS = 37 * len(CUSTOMERS)
+WITHDRAWAL_CENTS = 2000  # fast cash F1, as session_script chooses
+ACCOUNT_TYPES = {"F1": "checking", "F2": "savings"}  # the account selection screen's keys
 
 
 # The writes a withdrawal needs on disk before its next step, so that a power cut at any moment
@@ -240,7 +242,7 @@ def main() -> None:
         "BCRYPT_ROUNDS": str(args.bcrypt_rounds),
         "SECRET_KEY": "bench-secret-key-0123456789",
         "PIN_PEPPER": "bench-pin-pepper-0123456789",
-        "DAILY_WITHDRAWAL_LIMIT": str(MAX_SESSIONS * 2000),
+        "DAILY_WITHDRAWAL_LIMIT": str(MAX_SESSIONS * WITHDRAWAL_CENTS),
     }
     if os.environ.get("DATABASE_URL"):
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
