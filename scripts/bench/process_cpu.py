@@ -16,7 +16,7 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float | None:
     """User and system CPU seconds of process `pid` so far, None if there is no such process."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _stat_fields(pid)
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
@@ -48,7 +48,7 @@ def process_tree(root: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = int(_stat_fields(entry.name)[1])
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(entry.name))
@@ -77,6 +77,11 @@ class CpuMeter:
     def _read(self) -> dict[int, float]:
         read = {pid: cpu_seconds(pid) for pid in self._pids()}
         return {pid: cpu for pid, cpu in read.items() if cpu is not None}
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces and ")")."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _command_name(pid: int) -> str:
