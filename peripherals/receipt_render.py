@@ -1,6 +1,7 @@
 """What a receipt printer put on paper, as elements, and how to show it: as text and as a PNG.
 
-Text keeps the printer's columns (aligned with spaces); the PNG draws text, images and codes.
+Text keeps the printer's columns (aligned with spaces); the PNG draws text, images and codes in
+dots, black or white, as a thermal head burns them (no grey, no smoothing).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from peripherals.png_writer import encode_png
+from peripherals.png_writer import INK, PAPER, encode_png
 from peripherals.wire.escpos import Align
 
 #: Font A is 12 x 24 dots; a text line takes 24 dots of paper height plus spacing.
@@ -158,6 +159,12 @@ def render_text(elements: Sequence[Element], columns: int = 42) -> str:
 _PYGAME_LOCK = threading.Lock()  # SDL_ttf is not thread-safe; several printers may render at once
 _BLACK = (0, 0, 0)
 _WHITE = (255, 255, 255)
+# The paper is drawn on an 8-bit surface whose palette index is the dot: PAPER or INK.
+_PALETTE = {PAPER: _WHITE, INK: _BLACK}
+# A raster byte's eight dots, leftmost first (its most significant bit).
+_RASTER_DOTS = [
+    bytes(INK if byte >> bit & 1 else PAPER for bit in range(7, -1, -1)) for byte in range(256)
+]
 
 
 def _pygame() -> Any:
@@ -200,23 +207,29 @@ def _x_for(width: int, align: Align, paper: int) -> int:
 def _draw_line(pygame: Any, surface: Any, element: PrintedLine, y: int, paper: int) -> None:
     if not element.text.strip():
         return
-    glyphs = _font(element.bold).render(element.text, True, _BLACK)
+    glyphs = _font(element.bold).render(element.text, False, _BLACK)
     width = glyphs.get_width() * element.width
     height = LINE_DOTS * element.height
     width = min(width, paper)  # a proportional font may run wider than the printer's columns
-    glyphs = pygame.transform.smoothscale(glyphs, (max(1, width), height))
+    glyphs = pygame.transform.scale(glyphs, (max(1, width), height))
     x = _x_for(width, element.align, paper)
     surface.blit(glyphs, (x, y))
     if element.underline:
         pygame.draw.line(surface, _BLACK, (x, y + height - 2), (x + width, y + height - 2), 2)
 
 
+def _paper(pygame: Any, size: tuple[int, int]) -> Any:
+    surface = pygame.Surface(size, depth=8)
+    surface.set_palette([_PALETTE[PAPER], _PALETTE[INK]])
+    return surface
+
+
 def _raster_surface(pygame: Any, width_bytes: int, height: int, data: bytes) -> Any:
-    rows = bytearray()
-    for byte in data[: width_bytes * height]:
-        for bit in range(7, -1, -1):
-            rows += b"\x00\x00\x00" if byte >> bit & 1 else b"\xff\xff\xff"
-    return pygame.image.frombuffer(bytes(rows), (width_bytes * 8, height), "RGB")
+    data = data[: width_bytes * height].ljust(width_bytes * height, b"\x00")
+    dots = b"".join(_RASTER_DOTS[byte] for byte in data)
+    surface = pygame.image.frombuffer(dots, (width_bytes * 8, height), "P")
+    surface.set_palette([_PALETTE[PAPER], _PALETTE[INK]])
+    return surface
 
 
 def _draw_image(pygame: Any, surface: Any, element: PrintedImage, y: int, paper: int) -> None:
@@ -248,7 +261,7 @@ def _draw_barcode(pygame: Any, surface: Any, element: PrintedBarcode, y: int, pa
         if bar:
             pygame.draw.rect(surface, _BLACK, (x + 2 * i, y, 2, element.height))
     if element.hri:
-        text = _font(False).render(element.data.decode("latin-1"), True, _BLACK, _WHITE)
+        text = _font(False).render(element.data.decode("latin-1"), False, _BLACK, _WHITE)
         surface.blit(text, (_x_for(text.get_width(), element.align, paper), y + element.height))
 
 
@@ -281,7 +294,8 @@ def _draw_symbol(pygame: Any, surface: Any, element: PrintedSymbol, y: int, pape
 
 
 def render_png(elements: Sequence[Element], columns: int = 42, *, cut: bool = True) -> bytes:
-    """The receipt drawn in printer dots (12 per column) as PNG bytes; a dashed line marks a cut."""
+    """The receipt drawn in printer dots (12 per column) as a 1-bit PNG; a dashed line marks a
+    cut."""
     paper = columns * DOT_WIDTH
     heights: list[int] = []
     for element in elements:
@@ -292,7 +306,7 @@ def render_png(elements: Sequence[Element], columns: int = 42, *, cut: bool = Tr
     total = MARGIN * 2 + sum(heights) + (8 if cut else 0)
     with _PYGAME_LOCK:
         pygame = _pygame()
-        surface = pygame.Surface((paper + 2 * MARGIN, max(total, 2 * MARGIN)))
+        surface = _paper(pygame, (paper + 2 * MARGIN, max(total, 2 * MARGIN)))
         surface.fill(_WHITE)
         y = MARGIN
         for element, height in zip(elements, heights, strict=True):
@@ -309,5 +323,5 @@ def render_png(elements: Sequence[Element], columns: int = 42, *, cut: bool = Tr
             for x in range(0, surface.get_width(), 12):
                 pygame.draw.line(surface, _BLACK, (x, total - 4), (x + 6, total - 4), 1)
         width, height = surface.get_size()
-        pixels = pygame.image.tobytes(surface, "RGB")
-    return encode_png(width, height, pixels)
+        dots = pygame.image.tobytes(surface, "P")
+    return encode_png(width, height, dots)

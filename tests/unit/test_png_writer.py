@@ -1,4 +1,4 @@
-"""The PNG writer: what it writes loads back pixel for pixel, grey when it can be, else RGB."""
+"""The PNG writer: a thermal printer's dots, one bit each, load back dot for dot."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import zlib
 
 import pytest
 
-from peripherals.png_writer import GREY, RGB, encode_png
+from peripherals.png_writer import GREY, INK, PAPER, encode_png
 from peripherals.receipt_render import PrintedLine, render_png
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame")
 
+BLACK, WHITE = b"\x00\x00\x00", b"\xff\xff\xff"
 
-def colour_type(png: bytes) -> int:
+
+def depth_and_colour_type(png: bytes) -> tuple[int, int]:
     assert png[12:16] == b"IHDR"
-    depth, kind = png[24], png[25]
-    assert depth == 8
-    return kind
+    return png[24], png[25]
 
 
 def loaded_rgb(png: bytes) -> tuple[tuple[int, int], bytes]:
@@ -29,26 +29,25 @@ def loaded_rgb(png: bytes) -> tuple[tuple[int, int], bytes]:
     return surface.get_size(), pygame.image.tobytes(surface, "RGB")
 
 
-def test_grey_pixels_are_written_grey_and_load_back_unchanged() -> None:
-    shades = random.Random(7)
-    width, height = 37, 11  # odd sizes: rows are not padded
-    rgb = b"".join(bytes([v, v, v]) for v in (shades.randrange(256) for _ in range(width * height)))
-    png = encode_png(width, height, rgb)
-    assert colour_type(png) == GREY
-    assert loaded_rgb(png) == ((width, height), rgb)
+# 40 dots fill five bytes a row; 37 leave three bits of each row's last byte to pad.
+@pytest.mark.parametrize("width", [40, 37, 1])
+def test_dots_are_written_one_bit_each_and_load_back_black_and_white(width: int) -> None:
+    coin = random.Random(width)
+    height = 11
+    dots = bytes(coin.choice((PAPER, INK)) for _ in range(width * height))
+    png = encode_png(width, height, dots)
+    assert depth_and_colour_type(png) == (1, GREY)
+    expected = b"".join(BLACK if dot == INK else WHITE for dot in dots)
+    assert loaded_rgb(png) == ((width, height), expected)
 
 
-def test_one_coloured_pixel_makes_the_image_rgb_and_it_loads_back_unchanged() -> None:
-    width, height = 5, 4
-    rgb = bytearray(b"\xff" * width * height * 3)
-    rgb[3 * 7 : 3 * 7 + 3] = b"\xc0\x10\x20"
-    png = encode_png(width, height, bytes(rgb))
-    assert colour_type(png) == RGB
-    assert loaded_rgb(png) == ((width, height), bytes(rgb))
+def test_a_dot_that_is_neither_paper_nor_ink_is_refused() -> None:
+    with pytest.raises(ValueError, match="PAPER"):
+        encode_png(2, 1, bytes([PAPER, 2]))
 
 
 def test_every_chunk_carries_its_crc() -> None:
-    png = encode_png(2, 2, b"\x00" * 12)
+    png = encode_png(2, 2, b"\x00" * 4)
     offset, kinds = 8, []
     while offset < len(png):
         (length,) = struct.unpack(">I", png[offset : offset + 4])
@@ -62,13 +61,14 @@ def test_every_chunk_carries_its_crc() -> None:
 
 @pytest.mark.parametrize(("width", "height", "size"), [(0, 1, 0), (2, 2, 11), (1, 1, 4)])
 def test_pixels_that_do_not_fill_the_image_are_refused(width: int, height: int, size: int) -> None:
-    with pytest.raises(ValueError, match="bytes of RGB"):
+    with pytest.raises(ValueError, match="dots for a"):
         encode_png(width, height, b"\x00" * size)
 
 
-def test_a_drawn_receipt_is_a_grey_png_of_the_paper() -> None:
-    png = render_png([PrintedLine("WITHDRAWAL EUR 50.00"), PrintedLine("THANK YOU")])
-    assert colour_type(png) == GREY
+def test_a_drawn_receipt_is_black_dots_on_white_paper() -> None:
+    png = render_png([PrintedLine("WITHDRAWAL EUR 50.00", bold=True), PrintedLine("THANK YOU")])
+    assert depth_and_colour_type(png) == (1, GREY)
     (width, height), rgb = loaded_rgb(png)
     assert width == 42 * 12 + 2 * 8 and height > 2 * 24
-    assert 0 < rgb.count(0) < len(rgb)  # ink on white paper
+    pixels = {rgb[i : i + 3] for i in range(0, len(rgb), 3)}
+    assert pixels == {BLACK, WHITE}  # ink on paper, and no grey a thermal head cannot burn
