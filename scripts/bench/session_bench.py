@@ -14,13 +14,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from config.settings import load_settings
 from device.clock import VirtualClock
 from device.drivers.base import SerialDriver
+from device.drivers.receipt_printer import ReceiptPrinterDriver
 from device.sim.bank_stack import BankStack
 from device.sim.customer_script import parse_script, run_action
 from device.sim.simulated_atm import SimulatedAtm
@@ -222,6 +223,40 @@ class FsyncCounter:
         os.fsync = self._real
 
 
+class RoundTripCounter:
+    """Counts the device round trips the ATM's drivers make: each frame sent to the card reader,
+    PIN pad or cash dispenser to wait for its answer (resends too), and each printer status (its
+    four questions in one write). Printing is one-way: the printer answers none of its commands.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._exchange = SerialDriver.exchange
+        self._ask = ReceiptPrinterDriver._ask
+
+    def __enter__(self) -> RoundTripCounter:
+        exchange, ask = self._exchange, self._ask
+
+        def counted_exchange(driver: SerialDriver, *args: Any, **kwargs: Any) -> Any:
+            sends = driver.stats.sends
+            try:
+                return exchange(driver, *args, **kwargs)
+            finally:
+                self.count += driver.stats.sends - sends
+
+        def counted_ask(driver: ReceiptPrinterDriver) -> list[int | None]:
+            self.count += 1
+            return ask(driver)
+
+        SerialDriver.exchange = counted_exchange  # type: ignore[method-assign,assignment]
+        ReceiptPrinterDriver._ask = counted_ask  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        SerialDriver.exchange = self._exchange  # type: ignore[method-assign]
+        ReceiptPrinterDriver._ask = self._ask  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=20)
@@ -258,9 +293,9 @@ def main() -> None:
             clock=VirtualClock(),
         )
         profiler = CpuProfile() if args.profile else None
-        with atm, FsyncCounter() as counter:
+        with atm, FsyncCounter() as counter, RoundTripCounter() as round_trips:
             devices = [atm.bay.emulator(name) for name in atm.bay.names]
-            durations, commands, fsyncs, host_times = [], [], [], []
+            durations, commands, trips, fsyncs, host_times = [], [], [], [], []
             started = time.perf_counter()
             cpu_started = time.process_time()
             threads_started = thread_cpu()
@@ -272,6 +307,7 @@ def main() -> None:
                     session_script(*CUSTOMERS[number % len(CUSTOMERS)]).splitlines()
                 )
                 seen = sum(d.faults.commands_seen for d in devices)
+                tripped = round_trips.count
                 synced = counter.count
                 host_before = host_seconds[0]
                 begin = time.perf_counter()
@@ -279,6 +315,7 @@ def main() -> None:
                     run_action(atm, action)
                 durations.append(time.perf_counter() - begin)
                 commands.append(sum(d.faults.commands_seen for d in devices) - seen)
+                trips.append(round_trips.count - tripped)
                 fsyncs.append(counter.count - synced)
                 host_times.append(host_seconds[0] - host_before)
             wall = time.perf_counter() - started
@@ -296,13 +333,17 @@ def main() -> None:
     stop_embedded()
     shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
     device_commands = statistics.median(commands)
+    device_round_trips = statistics.median(trips)
     host_exchanges = 3  # PIN verification, withdrawal, completion advice
-    floor = device_commands * pty + host_exchanges * (tcp + database) + DURABLE_WRITES * disk
+    floor = device_round_trips * pty + host_exchanges * (tcp + database) + DURABLE_WRITES * disk
     median = statistics.median(durations)
     print(f"sessions:                 {args.sessions} (bcrypt cost {args.bcrypt_rounds})")
     print(f"sessions per second:      {args.sessions / wall:.2f}")
     print(f"median session time:      {median * 1000:.1f} ms")
-    print(f"device commands/session:  {device_commands:.0f} (pty round trip {pty * 1e6:.0f} us)")
+    print(
+        f"device round trips/session: {device_round_trips:.0f} for {device_commands:.0f} "
+        f"commands (printing is one-way; pty round trip {pty * 1e6:.0f} us)"
+    )
     print(
         f"host exchanges/session:   {host_exchanges} (TCP round trip {tcp * 1e6:.0f} us, "
         f"PostgreSQL transaction {database * 1e6:.0f} us)"
