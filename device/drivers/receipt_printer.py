@@ -32,21 +32,23 @@ STATUS_QUESTIONS = (
 )
 
 
-def _escpos_over_port(port: Any) -> Any:
-    """A python-escpos printer whose bytes go to an already open pyserial port (any URL)."""
+def _escpos_job() -> Any:
+    """A python-escpos printer that gathers the bytes of a print job for one write (`job`), as
+    a spooler hands a printer its job: the same bytes on the wire as a write per command, which
+    cost a system call and a wake of the printer's side each."""
 
-    class PortPrinter(escpos_class()):  # type: ignore[misc]
+    class JobPrinter(escpos_class()):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
-            self._device = port
+            self.job = bytearray()
 
         def _raw(self, msg: bytes) -> None:
-            port.write(msg)
+            self.job += msg
 
         def close(self) -> None:
             """The driver owns the port."""
 
-    return PortPrinter()
+    return JobPrinter()
 
 
 class ReceiptPrinterDriver:
@@ -60,7 +62,7 @@ class ReceiptPrinterDriver:
         # python-escpos's own Serial opens a plain pyserial port: its waits use select(), which
         # fails on a descriptor above 1023. Our port (any URL) carries the printer's bytes.
         self.port = open_port(url, timeout=0.05)
-        self._printer = _escpos_over_port(self.port)
+        self._printer = _escpos_job()
 
     # ----- status ----------------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ class ReceiptPrinterDriver:
         """
         self._check(self.status(), "before printing")
         printer = self._printer
+        printer.job.clear()
         try:
             printer.hw("INIT")
             printer.magic.encoding = None  # ESC @ reset the code page; python-escpos must resend it
@@ -140,6 +143,7 @@ class ReceiptPrinterDriver:
                 printer.ln()
                 printer.set(align="left")
             printer.cut()
+            self.port.write(bytes(printer.job))
             self.port.flush()
         except (serial.SerialException, OSError) as err:
             raise LinkError(f"{self.url}: printing failed: {err}") from err

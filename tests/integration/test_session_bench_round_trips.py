@@ -18,9 +18,12 @@ CONFIG = Path(__file__).parents[2] / "config"
 
 def test_a_receipt_is_two_round_trips_however_many_commands_print_it() -> None:
     printer = ReceiptPrinterEmulator.from_config({"images": "on_request"})
-    with LinkRunner(printer, PtyEndpoint()) as link, ReceiptPrinterDriver(link.url) as driver:
-        with RoundTripCounter() as round_trips:
-            driver.print_receipt(["TERMINAL ATM00001", "WITHDRAWAL EUR 20.00"], title="RECEIPT")
+    with (
+        LinkRunner(printer, PtyEndpoint()) as link,
+        ReceiptPrinterDriver(link.url) as driver,
+        RoundTripCounter() as round_trips,
+    ):
+        driver.print_receipt(["TERMINAL ATM00001", "WITHDRAWAL EUR 20.00"], title="RECEIPT")
     # the status before and after printing, each four questions in one write
     assert round_trips.count == 2
     assert printer.faults.commands_seen > 2 * 4 + 5  # the statuses' questions and the printing
