@@ -5,7 +5,7 @@ the bank's request path without the ORM and statement compilation on every call.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -28,7 +28,9 @@ class DriverTransaction:
     "connection invalidated" error, on which the bank runs the request again.
 
     On a connection in autocommit mode (see `begin`) the transaction's BEGIN is sent with its
-    first statement, in one round trip, where psycopg would send and await it on its own.
+    first statement, in one round trip, where psycopg would send and await it on its own. In the
+    same way a savepoint and its release, and the writes given to `defer`, wait for the next
+    statement and go in its round trip, in the order they were made.
     """
 
     def __init__(self, connection: sa.Connection) -> None:
@@ -39,6 +41,10 @@ class DriverTransaction:
         self._driver: psycopg.Connection[Any] = driver
         self._cursor: psycopg.Cursor[Any] = driver.cursor(row_factory=namedtuple_row)
         self._savepoints = 0
+        # Statements waiting for the next round trip, each with whether it is a write that must
+        # still be sent if nothing follows (a savepoint's own statements need not: COMMIT ends
+        # them all).
+        self._waiting: list[tuple[str, Params | None, bool]] = []
 
     @classmethod
     @contextlib.contextmanager
@@ -51,7 +57,9 @@ class DriverTransaction:
             # pool puts the connection's own mode back when it takes the connection back.
             connection.execution_options(isolation_level="AUTOCOMMIT")
             with connection.begin():
-                yield cls(connection)
+                transaction = cls(connection)
+                yield transaction
+                transaction.send_deferred()
 
     @property
     def connection(self) -> sa.Connection:
@@ -65,17 +73,50 @@ class DriverTransaction:
             or self._driver.info.transaction_status != pq.TransactionStatus.IDLE
         )
 
-    def _open(self) -> None:
-        if not self._begun():
+    def _send_first(self, begun: bool) -> None:
+        """In a pipeline: BEGIN if the transaction has not begun, then what waits to be sent."""
+        if not begun:
             self._cursor.execute("BEGIN")
+        waiting, self._waiting = self._waiting, []
+        for sql, params, _ in waiting:
+            self._cursor.execute(sql, params)
+
+    def _open(self) -> None:
+        begun = self._begun()
+        if not begun or self._waiting:
+            with self._driver.pipeline():
+                self._send_first(begun)
 
     def _execute(self, sql: str, params: Params | None) -> psycopg.Cursor[Any]:
-        if self._begun():
+        begun = self._begun()
+        if begun and not self._waiting:
             return self._cursor.execute(sql, params)
         with self._driver.pipeline():
-            self._cursor.execute("BEGIN")
+            self._send_first(begun)
             self._cursor.execute(sql, params)
         return self._cursor
+
+    def defer(self, sql: str, params: Params | None = None) -> None:
+        """A write whose result is not needed: sent before the next statement, in its round trip
+        (at the latest when the transaction of `begin` ends). A failure raises there."""
+        self._waiting.append((sql, params, True))
+
+    def send_deferred(self) -> None:
+        """Send the deferred writes now, if any (a savepoint's own statements need not go)."""
+        if any(write for _, _, write in self._waiting):
+            self._open()
+        self._waiting.clear()
+
+    def first_of_each(self, statements: Sequence[tuple[str, Params | None]]) -> list[Any]:
+        """Run the statements in order in one round trip; the first row of each (None for a
+        statement without rows)."""
+        cursors = [self._driver.cursor(row_factory=namedtuple_row) for _ in statements]
+        begun = self._begun()
+        with self._driver.pipeline():
+            self._send_first(begun)
+            for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                cursor.execute(sql, params)
+        return [cursor.fetchone() if cursor.description else None for cursor in cursors]
 
     def run(self, sql: str, params: Params | None = None) -> None:
         self._execute(sql, params)
@@ -104,20 +145,30 @@ class DriverTransaction:
         then finds nothing left to do. A failure raises here, with nothing committed."""
         # COMMIT as a statement: Connection.commit() would wait for a sync of its own before
         # the pipeline's closing one.
+        begun = self._begun()
         with self._cursor.connection.pipeline():
+            self._send_first(begun)
             self._cursor.execute(sql, params)
             self._cursor.execute("COMMIT")
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
-        """Undo what the block wrote if it raises; the transaction goes on."""
+        """Undo what the block wrote if it raises; the transaction goes on. The savepoint and its
+        release go with the statements after them, and neither goes if the block ran none."""
         self._savepoints += 1
         name = f"sp{self._savepoints}"
-        self.run(f"SAVEPOINT {name}")
+        opening: tuple[str, Params | None, bool] = (f"SAVEPOINT {name}", None, False)
+        self._waiting.append(opening)
         try:
             yield
         except BaseException:
-            if not self._cursor.connection.broken:
+            if opening in self._waiting:  # nothing was sent since: nothing to undo
+                del self._waiting[self._waiting.index(opening) :]
+            elif not self._cursor.connection.broken:
+                self._waiting.clear()  # the block's own writes, made after the savepoint went
                 self.run(f"ROLLBACK TO SAVEPOINT {name}")
             raise
-        self.run(f"RELEASE SAVEPOINT {name}")
+        if self._waiting and self._waiting[-1] == opening:
+            self._waiting.pop()
+        else:
+            self._waiting.append((f"RELEASE SAVEPOINT {name}", None, False))

@@ -15,7 +15,7 @@ from host.models import CUSTOMER_ACCOUNT_KINDS, JournalEntry, JournalLine
 
 _INSERT_ENTRY = """
     INSERT INTO journal_entries (posted_at, kind, description, host_transaction_id)
-    VALUES (%(posted_at)s, %(kind)s, %(description)s, %(host_transaction_id)s) RETURNING id
+    VALUES (%(posted_at)s, %(kind)s, %(description)s, %(host_transaction_id)s)
 """
 # A customer account's available balance never goes below zero; bank accounts may.
 _MOVE_BALANCES = f"""
@@ -27,10 +27,17 @@ _MOVE_BALANCES = f"""
            OR available_balance + %(available)s >= 0)
     RETURNING ledger_balance, available_balance
 """  # noqa: S608 (built from constants of this module only)
-_INSERT_LINE = """
-    INSERT INTO journal_lines (entry_id, account_id, amount, balance_after, memo)
-    VALUES (%(entry_id)s, %(account_id)s, %(amount)s, %(balance_after)s, %(memo)s)
-"""
+# The balances moved and the entry's line written in one statement, the line only if they moved;
+# the entry is the one this session inserted last.
+_MOVE_BALANCES_AND_WRITE_LINE = f"""
+    WITH moved AS ({_MOVE_BALANCES}), line AS (
+        INSERT INTO journal_lines (entry_id, account_id, amount, balance_after, memo)
+        SELECT currval(pg_get_serial_sequence('journal_entries', 'id')), %(account_id)s,
+               %(amount)s, ledger_balance, %(memo)s
+        FROM moved
+    )
+    SELECT ledger_balance, available_balance FROM moved
+"""  # noqa: S608 (built from constants of this module only)
 
 
 class InsufficientFunds(Exception):
@@ -58,41 +65,37 @@ def post_entry(
 ) -> dict[int, tuple[int, int]]:
     """Post a balanced entry; return each account's (ledger, available) balance after it.
 
-    Accounts are updated in the order given (callers keep one lock order: customer accounts by
-    id, then bank accounts). A customer account whose available balance would go below zero
-    raises InsufficientFunds; the CHECK constraints and the balanced-entry trigger are the backstop.
+    The entry and its postings go in one round trip, the accounts updated in the order given
+    (callers keep one lock order: customer accounts by id, then bank accounts). A customer
+    account whose available balance would go below zero raises InsufficientFunds once the entry
+    was sent, to be undone by the caller's savepoint or rollback (as any failed statement); the
+    CHECK constraints and the balanced-entry trigger are the backstop.
     """
     if sum(p.amount for p in postings) != 0:
         raise ValueError(f"{kind} entry does not balance")
-    entry_id = transaction.scalar(
-        _INSERT_ENTRY,
-        {
-            "posted_at": posted_at,
-            "kind": kind,
-            "description": description[:80],
-            "host_transaction_id": host_transaction_id,
-        },
-    )
-    balances: dict[int, tuple[int, int]] = {}
+    entry = {
+        "posted_at": posted_at,
+        "kind": kind,
+        "description": description[:80],
+        "host_transaction_id": host_transaction_id,
+    }
+    statements: list[tuple[str, dict[str, object]]] = [(_INSERT_ENTRY, entry)]
     for posting in postings:
         available = posting.amount if posting.available_change is None else posting.available_change
-        row = transaction.first(
-            _MOVE_BALANCES,
-            {"account_id": posting.account_id, "amount": posting.amount, "available": available},
-        )
+        move: dict[str, object] = {
+            "account_id": posting.account_id,
+            "amount": posting.amount,
+            "available": available,
+        }
+        if posting.amount:
+            statements.append((_MOVE_BALANCES_AND_WRITE_LINE, {**move, "memo": posting.memo[:40]}))
+        else:
+            statements.append((_MOVE_BALANCES, move))
+    rows = transaction.first_of_each(statements)[1:]
+    balances: dict[int, tuple[int, int]] = {}
+    for posting, row in zip(postings, rows, strict=True):
         if row is None:
             raise InsufficientFunds(f"account {posting.account_id} would go below zero")
-        if posting.amount:
-            transaction.run(
-                _INSERT_LINE,
-                {
-                    "entry_id": entry_id,
-                    "account_id": posting.account_id,
-                    "amount": posting.amount,
-                    "balance_after": row.ledger_balance,
-                    "memo": posting.memo[:40],
-                },
-            )
         balances[posting.account_id] = (row.ledger_balance, row.available_balance)
     return balances
 

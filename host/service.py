@@ -190,18 +190,26 @@ _ORIGINAL_SENT_AT = _ORIGINAL + " AND transmitted_at = %(transmitted_at)s ORDER 
 _ORIGINAL_RECENT = (
     _ORIGINAL + " AND business_date = ANY(%(days)s) ORDER BY business_date DESC LIMIT 1"
 )
-_HOLD_LOCKED = """
-    SELECT id, account_id, terminal_id, amount, posted_amount, usage_day, status, settled_at
-    FROM holds WHERE host_transaction_id = %(original_id)s FOR UPDATE
+# The original found by one of the two above, with its hold (locked) and the settlement account
+# of the hold's terminal, in one statement; the hold's columns are NULL when it has none.
+_WITH_HOLD = """
+    SELECT original.id, original.kind, hold.id AS hold_id, hold.account_id, hold.terminal_id,
+           hold.amount, hold.posted_amount, hold.usage_day, hold.status, hold.settled_at,
+           terminals.settlement_account_id
+    FROM ({original}) AS original
+    LEFT JOIN LATERAL (
+        SELECT id, account_id, terminal_id, amount, posted_amount, usage_day, status, settled_at
+        FROM holds WHERE host_transaction_id = original.id FOR UPDATE
+    ) AS hold ON true
+    LEFT JOIN terminals ON terminals.terminal_id = hold.terminal_id
 """
+_ORIGINAL_SENT_AT_WITH_HOLD = _WITH_HOLD.format(original=_ORIGINAL_SENT_AT)
+_ORIGINAL_RECENT_WITH_HOLD = _WITH_HOLD.format(original=_ORIGINAL_RECENT)
 _SAVE_HOLD = """
     UPDATE holds SET posted_amount = %(posted_amount)s, status = %(status)s,
                      settled_at = %(settled_at)s
     WHERE id = %(id)s
 """
-_SETTLEMENT_ACCOUNT = (
-    "SELECT settlement_account_id FROM terminals WHERE terminal_id = %(terminal_id)s"
-)
 _BLOCK_ORIGINAL = """
     INSERT INTO host_transactions (terminal_id, stan, business_date, kind, request_digest,
                                    transmitted_at, received_at, amount, original_id,
@@ -266,6 +274,7 @@ class _Hold:
     usage_day: dt.date
     status: str
     settled_at: dt.datetime | None
+    settlement_account_id: int  # of the hold's terminal, where its cash is posted
 
 
 @dataclass(frozen=True)
@@ -781,8 +790,9 @@ class Bank:
     def _release_limit(
         tx: DriverTransaction, account_id: int, day: dt.date, kind: str, amount: int
     ) -> None:
+        """Give `amount` back to the daily limit, with the transaction's next statement."""
         if amount:
-            tx.run(
+            tx.defer(
                 _RELEASE_LIMIT,
                 {"account_id": account_id, "day": day, "kind": kind, "amount": amount},
             )
@@ -942,15 +952,28 @@ class Bank:
         }
         if request.original_transmitted_at is not None:
             return tx.first(
-                _ORIGINAL_SENT_AT, {**names, "transmitted_at": request.original_transmitted_at}
+                _ORIGINAL_SENT_AT_WITH_HOLD,
+                {**names, "transmitted_at": request.original_transmitted_at},
             )
         days = [record.business_date, record.business_date - dt.timedelta(days=1)]
-        return tx.first(_ORIGINAL_RECENT, {**names, "days": days})
+        return tx.first(_ORIGINAL_RECENT_WITH_HOLD, {**names, "days": days})
 
     @staticmethod
-    def _hold_of(tx: DriverTransaction, original: Any) -> _Hold | None:
-        row = tx.first(_HOLD_LOCKED, {"original_id": original.id})
-        return None if row is None else _Hold(*row)
+    def _hold_of(original: Any) -> _Hold | None:
+        """The hold read (and locked) with the original, or None if it has none."""
+        if original.hold_id is None:
+            return None
+        return _Hold(
+            original.hold_id,
+            original.account_id,
+            original.terminal_id,
+            original.amount,
+            original.posted_amount,
+            original.usage_day,
+            original.status,
+            original.settled_at,
+            original.settlement_account_id,
+        )
 
     def _settle(
         self,
@@ -965,7 +988,6 @@ class Bank:
         release = hold.amount - posted
         self._release_limit(tx, hold.account_id, hold.usage_day, "withdrawal", release)
         if posted:
-            settlement = self._settlement_account(tx, hold.terminal_id)
             post_entry(
                 tx,
                 posted_at=now,
@@ -973,18 +995,21 @@ class Bank:
                 description=f"ATM withdrawal at {hold.terminal_id}",
                 postings=[
                     Posting(hold.account_id, -posted, f"ATM {hold.terminal_id}", release),
-                    Posting(settlement, posted, f"Cash out, account {hold.account_id}"),
+                    Posting(
+                        hold.settlement_account_id, posted, f"Cash out, account {hold.account_id}"
+                    ),
                 ],
                 host_transaction_id=record.id,
             )
         elif release:
-            tx.run(_RELEASE_FUNDS, {"account_id": hold.account_id, "amount": release})
+            tx.defer(_RELEASE_FUNDS, {"account_id": hold.account_id, "amount": release})
         hold.posted_amount = posted
         hold.settled_at = now
 
-    @staticmethod
-    def _save_hold(tx: DriverTransaction, hold: _Hold) -> None:
-        tx.run(
+    @classmethod
+    def _save_hold(cls, tx: DriverTransaction, hold: _Hold) -> tuple[int, int]:
+        """Write the hold back; the balances of its account after it, in the same round trip."""
+        tx.defer(
             _SAVE_HOLD,
             {
                 "id": hold.id,
@@ -993,17 +1018,13 @@ class Bank:
                 "settled_at": hold.settled_at,
             },
         )
+        return cls._balances(tx, hold.account_id)
 
     @staticmethod
-    def _settlement_account(tx: DriverTransaction, terminal_id: str) -> int:
-        account = tx.scalar(_SETTLEMENT_ACCOUNT, {"terminal_id": terminal_id})
-        assert isinstance(account, int)
-        return account
-
     def _advice_response(
-        self, tx: DriverTransaction, request: HostRequest, hold: _Hold, message: str
+        request: HostRequest, balances: tuple[int, int], message: str
     ) -> HostResponse:
-        ledger, available = self._balances(tx, hold.account_id)
+        ledger, available = balances
         return HostResponse(
             ResponseCode.APPROVED,
             request.stan,
@@ -1016,14 +1037,15 @@ class Bank:
         self, tx: DriverTransaction, request: HostRequest, record: _Record, now: dt.datetime
     ) -> HostResponse:
         original = self._original(tx, request, record)
-        hold = None if original is None else self._hold_of(tx, original)
+        hold = None if original is None else self._hold_of(original)
         if original is None or hold is None:
             raise Declined(ResponseCode.ORIGINAL_NOT_FOUND, "no approved withdrawal with that STAN")
         record.original_id = original.id
         record.account_id = hold.account_id
         if hold.status == "completed":
             record.kind = REPEAT_KINDS[RequestKind.COMPLETION]
-            return self._advice_response(tx, request, hold, "already completed")
+            balances = self._balances(tx, hold.account_id)
+            return self._advice_response(request, balances, "already completed")
         if hold.status == "reversed":
             raise Declined(ResponseCode.INVALID_TRANSACTION, "the withdrawal was reversed")
         wanted = (
@@ -1032,10 +1054,10 @@ class Bank:
         posted = min(wanted, hold.amount)
         self._settle(tx, hold, record, request, posted, now)
         hold.status = "completed"
-        self._save_hold(tx, hold)
+        balances = self._save_hold(tx, hold)
         record.amount = posted
         note = "" if wanted <= hold.amount else "capped at the authorised amount"
-        return self._advice_response(tx, request, hold, note)
+        return self._advice_response(request, balances, note)
 
     def _reversal(
         self, tx: DriverTransaction, request: HostRequest, record: _Record, now: dt.datetime
@@ -1062,7 +1084,7 @@ class Bank:
             return HostResponse(
                 ResponseCode.ORIGINAL_NOT_FOUND, request.stan, message="already reversed"
             )
-        hold = self._hold_of(tx, original)
+        hold = self._hold_of(original)
         if hold is None:
             return HostResponse(
                 ResponseCode.APPROVED, request.stan, message="the original was declined: no hold"
@@ -1071,7 +1093,8 @@ class Bank:
         dispensed = min(request.dispensed_amount or 0, hold.amount)
         if hold.status == "reversed":
             record.kind = REPEAT_KINDS[RequestKind.REVERSAL]
-            return self._advice_response(tx, request, hold, "already reversed")
+            balances = self._balances(tx, hold.account_id)
+            return self._advice_response(request, balances, "already reversed")
         if hold.status == "held":
             self._settle(tx, hold, record, request, dispensed, now)
         elif dispensed < hold.posted_amount:
@@ -1085,9 +1108,7 @@ class Bank:
                 postings=[
                     Posting(hold.account_id, refund, f"ATM {hold.terminal_id} reversal"),
                     Posting(
-                        self._settlement_account(tx, hold.terminal_id),
-                        -refund,
-                        f"Cash back, account {hold.account_id}",
+                        hold.settlement_account_id, -refund, f"Cash back, account {hold.account_id}"
                     ),
                 ],
                 host_transaction_id=record.id,
@@ -1095,9 +1116,9 @@ class Bank:
             hold.posted_amount = dispensed
             hold.settled_at = now
         hold.status = "reversed"
-        self._save_hold(tx, hold)
+        balances = self._save_hold(tx, hold)
         record.amount = hold.amount - hold.posted_amount
-        return self._advice_response(tx, request, hold, "reversed")
+        return self._advice_response(request, balances, "reversed")
 
     def _block_original(
         self, tx: DriverTransaction, request: HostRequest, record: _Record, now: dt.datetime

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+from collections.abc import Callable
+from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from config.settings import Settings
@@ -15,23 +18,29 @@ from host.service import Bank
 from tests.integration.conftest import ALICE, BankClock, BankRequests, balances, usage
 
 
-def _round_trips(bank: Bank, engine: sa.Engine, request: HostRequest) -> tuple[int, HostResponse]:
-    """The request's answer, and how many times the bank sent the database something and waited
-    for its reply, counted in libpq's own trace of the bank's one connection."""
+def traced_round_trips(connection: psycopg.Connection[Any], action: Callable[[], object]) -> int:
+    """How many times `action` sent the database something on `connection` and waited for its
+    reply, counted in libpq's own trace."""
     with tempfile.TemporaryFile() as trace:
-        raw = engine.raw_connection()
-        raw.driver_connection.pgconn.trace(trace.fileno())
-        raw.close()
+        connection.pgconn.trace(trace.fileno())
         try:
-            answer = bank.handle(request)
+            action()
         finally:
-            raw = engine.raw_connection()
-            raw.driver_connection.pgconn.untrace()
-            raw.close()
+            connection.pgconn.untrace()
         trace.seek(0)
         directions = [line.split(b"\t")[1] for line in trace.read().splitlines() if b"\t" in line]
     sent_then_answered = itertools.pairwise(directions)
-    return sum(1 for a, b in sent_then_answered if (a, b) == (b"F", b"B")), answer
+    return sum(1 for a, b in sent_then_answered if (a, b) == (b"F", b"B"))
+
+
+def _round_trips(bank: Bank, engine: sa.Engine, request: HostRequest) -> tuple[int, HostResponse]:
+    """The request's answer, and its round trips on the bank's one connection."""
+    raw = engine.raw_connection()
+    connection = raw.driver_connection
+    raw.close()
+    answers: list[HostResponse] = []
+    trips = traced_round_trips(connection, lambda: answers.append(bank.handle(request)))
+    return trips, answers[0]
 
 
 def test_a_withdrawal_and_a_balance_take_few_round_trips(
@@ -112,5 +121,39 @@ def test_the_connection_goes_back_to_the_pool_in_ordinary_transaction_mode(
             conn.rollback()
             gone = conn.exec_driver_sql("SELECT to_regclass('pg_temp.undone')").scalar_one()
         assert gone is None
+    finally:
+        engine.dispose()
+
+
+def test_a_completion_and_a_reversal_take_few_round_trips(
+    bank_settings: Settings, bank_clock: BankClock, bank_requests: BankRequests
+) -> None:
+    assert bank_settings.database_url is not None
+    engine = host_engine(bank_settings.database_url, 1)
+    try:
+        bank = Bank(engine, bank_settings, clock=bank_clock)
+        bank.handle(bank_requests.card(RequestKind.BALANCE, ALICE))  # warm, as above
+        before = balances(engine, "10000001")
+        completed = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=5000)
+        reversed_ = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=3000)
+        for withdrawal in (completed, reversed_):
+            assert bank.handle(withdrawal).response_code is ResponseCode.APPROVED
+        completion = bank_requests.advice(
+            RequestKind.COMPLETION, completed.stan, 5000, dispensed=4000
+        )
+        trips, answer = _round_trips(bank, engine, completion)
+        assert answer.response_code is ResponseCode.APPROVED
+        # BEGIN with the STAN claim; the savepoint with the original, its hold (locked) and the
+        # terminal's settlement account; the limit given back with the entry and its two lines;
+        # the hold saved with the balances read; the release with the answer and COMMIT.
+        assert trips == 5
+        reversal = bank_requests.advice(RequestKind.REVERSAL, reversed_.stan, 3000, dispensed=0)
+        trips, answer = _round_trips(bank, engine, reversal)
+        assert answer.response_code is ResponseCode.APPROVED
+        # BEGIN with the claim; the original with its hold; the limit and funds given back and
+        # the hold saved, with the balances read; the answer with COMMIT.
+        assert trips == 4
+        # 40.00 of the first went out; the rest of its hold and all of the second came back
+        assert balances(engine, "10000001") == (before[0] - 4000, before[1] - 4000)
     finally:
         engine.dispose()
