@@ -1,7 +1,7 @@
 """PNG bytes of a thermal printer's paper: one bit a dot, black where it burnt a dot, else white.
 
-A 1-bit PNG is a sixteenth of the RGB pixels to build and compress, so a receipt's image holds
-the interpreter lock for a fraction of a millisecond while the ATM's other threads run.
+One bit a dot instead of three bytes of RGB: a receipt's image is built and compressed in a
+fraction of a millisecond, a short hold of the interpreter lock beside the ATM's other threads.
 """
 
 from __future__ import annotations

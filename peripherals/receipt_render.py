@@ -159,8 +159,8 @@ def render_text(elements: Sequence[Element], columns: int = 42) -> str:
 _PYGAME_LOCK = threading.Lock()  # SDL_ttf is not thread-safe; several printers may render at once
 _BLACK = (0, 0, 0)
 _WHITE = (255, 255, 255)
-# The paper is drawn on an 8-bit surface whose palette index is the dot: PAPER or INK.
-_PALETTE = {PAPER: _WHITE, INK: _BLACK}
+# The paper is drawn on 8-bit surfaces whose palette index is the dot: PAPER (0) or INK (1).
+_PALETTE = [_WHITE, _BLACK]
 # A raster byte's eight dots, leftmost first (its most significant bit).
 _RASTER_DOTS = [
     bytes(INK if byte >> bit & 1 else PAPER for bit in range(7, -1, -1)) for byte in range(256)
@@ -218,18 +218,20 @@ def _draw_line(pygame: Any, surface: Any, element: PrintedLine, y: int, paper: i
         pygame.draw.line(surface, _BLACK, (x, y + height - 2), (x + width, y + height - 2), 2)
 
 
-def _paper(pygame: Any, size: tuple[int, int]) -> Any:
-    surface = pygame.Surface(size, depth=8)
-    surface.set_palette([_PALETTE[PAPER], _PALETTE[INK]])
+def _paper(pygame: Any, size: tuple[int, int], dots: bytes | None = None) -> Any:
+    """A surface of dots: blank paper, or `dots` (one byte a dot, rows top to bottom)."""
+    if dots is None:
+        surface = pygame.Surface(size, depth=8)
+    else:
+        surface = pygame.image.frombuffer(dots, size, "P")
+    surface.set_palette(_PALETTE)
     return surface
 
 
 def _raster_surface(pygame: Any, width_bytes: int, height: int, data: bytes) -> Any:
     data = data[: width_bytes * height].ljust(width_bytes * height, b"\x00")
     dots = b"".join(_RASTER_DOTS[byte] for byte in data)
-    surface = pygame.image.frombuffer(dots, (width_bytes * 8, height), "P")
-    surface.set_palette([_PALETTE[PAPER], _PALETTE[INK]])
-    return surface
+    return _paper(pygame, (width_bytes * 8, height), dots)
 
 
 def _draw_image(pygame: Any, surface: Any, element: PrintedImage, y: int, paper: int) -> None:

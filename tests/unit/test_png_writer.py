@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from peripherals.png_writer import GREY, INK, PAPER, encode_png
-from peripherals.receipt_render import PrintedLine, render_png
+from peripherals.receipt_render import MARGIN, PrintedImage, PrintedLine, render_png
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame")
@@ -72,3 +72,15 @@ def test_a_drawn_receipt_is_black_dots_on_white_paper() -> None:
     assert width == 42 * 12 + 2 * 8 and height > 2 * 24
     pixels = {rgb[i : i + 3] for i in range(0, len(rgb), 3)}
     assert pixels == {BLACK, WHITE}  # ink on paper, and no grey a thermal head cannot burn
+
+
+def test_a_raster_image_keeps_its_leftmost_dot_in_the_high_bit() -> None:
+    image = PrintedImage(width_bytes=1, height=2, data=b"\x81\x40")  # 10000001, 01000000
+    (width, _), rgb = loaded_rgb(render_png([image], cut=False))
+
+    def dot(x: int, y: int) -> bytes:
+        at = ((MARGIN + y) * width + MARGIN + x) * 3
+        return rgb[at : at + 3]
+
+    assert [dot(x, 0) for x in range(8)] == [BLACK] + [WHITE] * 6 + [BLACK]
+    assert [dot(x, 1) for x in range(8)] == [WHITE, BLACK] + [WHITE] * 6
