@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+import pytest
 import sqlalchemy as sa
 
 from config.settings import Settings
@@ -43,27 +44,35 @@ def _round_trips(bank: Bank, engine: sa.Engine, request: HostRequest) -> tuple[i
     return trips, answers[0]
 
 
-def test_a_withdrawal_and_a_balance_take_few_round_trips(
-    bank_settings: Settings, bank_clock: BankClock, bank_requests: BankRequests
-) -> None:
+@pytest.fixture
+def bank_on_one_connection(
+    bank_settings: Settings, bank_clock: BankClock
+) -> Iterator[tuple[Bank, sa.Engine]]:
+    """The bank on an engine of one connection, as `host serve` runs it."""
     assert bank_settings.database_url is not None
-    engine = host_engine(bank_settings.database_url, 1)  # as `host serve` runs the bank
+    engine = host_engine(bank_settings.database_url, 1)
     try:
-        bank = Bank(engine, bank_settings, clock=bank_clock)
-        # Warm: the connection is open, its statements known.
-        bank.handle(bank_requests.card(RequestKind.BALANCE, ALICE))
-        withdrawal = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=2000)
-        trips, answer = _round_trips(bank, engine, withdrawal)
-        assert answer.response_code is ResponseCode.APPROVED
-        # BEGIN with the terminal, the STAN claim and the card (locked) with its accounts; the
-        # limit and hold together; the answer with COMMIT.
-        assert trips == 3
-        balance = bank_requests.card(RequestKind.BALANCE, ALICE)
-        trips, answer = _round_trips(bank, engine, balance)
-        assert answer.response_code is ResponseCode.APPROVED
-        assert trips == 3  # the balances instead of the limit and hold
+        yield Bank(engine, bank_settings, clock=bank_clock), engine
     finally:
         engine.dispose()
+
+
+def test_a_withdrawal_and_a_balance_take_few_round_trips(
+    bank_on_one_connection: tuple[Bank, sa.Engine], bank_requests: BankRequests
+) -> None:
+    bank, engine = bank_on_one_connection
+    # Warm: the connection is open, its statements known.
+    bank.handle(bank_requests.card(RequestKind.BALANCE, ALICE))
+    withdrawal = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=2000)
+    trips, answer = _round_trips(bank, engine, withdrawal)
+    assert answer.response_code is ResponseCode.APPROVED
+    # BEGIN with the terminal, the STAN claim and the card (locked) with its accounts; the
+    # limit and hold together; the answer with COMMIT.
+    assert trips == 3
+    balance = bank_requests.card(RequestKind.BALANCE, ALICE)
+    trips, answer = _round_trips(bank, engine, balance)
+    assert answer.response_code is ResponseCode.APPROVED
+    assert trips == 3  # the balances instead of the limit and hold
 
 
 def test_an_answer_that_cannot_be_written_commits_nothing(
@@ -105,55 +114,43 @@ def test_an_answer_that_cannot_be_written_commits_nothing(
 
 
 def test_the_connection_goes_back_to_the_pool_in_ordinary_transaction_mode(
-    bank_settings: Settings, bank_clock: BankClock, bank_requests: BankRequests
+    bank_on_one_connection: tuple[Bank, sa.Engine], bank_requests: BankRequests
 ) -> None:
     # The bank sends BEGIN itself on a connection in autocommit mode; whoever takes the
     # connection from the pool next must get psycopg's own transactions again.
-    assert bank_settings.database_url is not None
-    engine = host_engine(bank_settings.database_url, 1)
-    try:
-        bank = Bank(engine, bank_settings, clock=bank_clock)
-        withdrawal = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=2000)
-        assert bank.handle(withdrawal).response_code is ResponseCode.APPROVED
-        with engine.connect() as conn:
-            assert conn.connection.driver_connection.autocommit is False
-            conn.exec_driver_sql("CREATE TEMPORARY TABLE undone (id int)")
-            conn.rollback()
-            gone = conn.exec_driver_sql("SELECT to_regclass('pg_temp.undone')").scalar_one()
-        assert gone is None
-    finally:
-        engine.dispose()
+    bank, engine = bank_on_one_connection
+    withdrawal = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=2000)
+    assert bank.handle(withdrawal).response_code is ResponseCode.APPROVED
+    with engine.connect() as conn:
+        assert conn.connection.driver_connection.autocommit is False
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE undone (id int)")
+        conn.rollback()
+        gone = conn.exec_driver_sql("SELECT to_regclass('pg_temp.undone')").scalar_one()
+    assert gone is None
 
 
 def test_a_completion_and_a_reversal_take_few_round_trips(
-    bank_settings: Settings, bank_clock: BankClock, bank_requests: BankRequests
+    bank_on_one_connection: tuple[Bank, sa.Engine], bank_requests: BankRequests
 ) -> None:
-    assert bank_settings.database_url is not None
-    engine = host_engine(bank_settings.database_url, 1)
-    try:
-        bank = Bank(engine, bank_settings, clock=bank_clock)
-        bank.handle(bank_requests.card(RequestKind.BALANCE, ALICE))  # warm, as above
-        before = balances(engine, "10000001")
-        completed = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=5000)
-        reversed_ = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=3000)
-        for withdrawal in (completed, reversed_):
-            assert bank.handle(withdrawal).response_code is ResponseCode.APPROVED
-        completion = bank_requests.advice(
-            RequestKind.COMPLETION, completed.stan, 5000, dispensed=4000
-        )
-        trips, answer = _round_trips(bank, engine, completion)
-        assert answer.response_code is ResponseCode.APPROVED
-        # BEGIN with the STAN claim; the savepoint with the original, its hold (locked) and the
-        # terminal's settlement account; the limit given back with the entry and its two lines;
-        # the hold saved with the balances read; the release with the answer and COMMIT.
-        assert trips == 5
-        reversal = bank_requests.advice(RequestKind.REVERSAL, reversed_.stan, 3000, dispensed=0)
-        trips, answer = _round_trips(bank, engine, reversal)
-        assert answer.response_code is ResponseCode.APPROVED
-        # BEGIN with the claim; the original with its hold; the limit and funds given back and
-        # the hold saved, with the balances read; the answer with COMMIT.
-        assert trips == 4
-        # 40.00 of the first went out; the rest of its hold and all of the second came back
-        assert balances(engine, "10000001") == (before[0] - 4000, before[1] - 4000)
-    finally:
-        engine.dispose()
+    bank, engine = bank_on_one_connection
+    bank.handle(bank_requests.card(RequestKind.BALANCE, ALICE))  # warm, as above
+    before = balances(engine, "10000001")
+    completed = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=5000)
+    reversed_ = bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=3000)
+    for withdrawal in (completed, reversed_):
+        assert bank.handle(withdrawal).response_code is ResponseCode.APPROVED
+    completion = bank_requests.advice(RequestKind.COMPLETION, completed.stan, 5000, dispensed=4000)
+    trips, answer = _round_trips(bank, engine, completion)
+    assert answer.response_code is ResponseCode.APPROVED
+    # BEGIN with the STAN claim; the savepoint with the original, its hold (locked) and the
+    # terminal's settlement account; the limit given back with the entry and its two lines;
+    # the hold saved with the balances read; the release with the answer and COMMIT.
+    assert trips == 5
+    reversal = bank_requests.advice(RequestKind.REVERSAL, reversed_.stan, 3000, dispensed=0)
+    trips, answer = _round_trips(bank, engine, reversal)
+    assert answer.response_code is ResponseCode.APPROVED
+    # BEGIN with the claim; the original with its hold; the limit and funds given back and
+    # the hold saved, with the balances read; the answer with COMMIT.
+    assert trips == 4
+    # 40.00 of the first went out; the rest of its hold and all of the second came back
+    assert balances(engine, "10000001") == (before[0] - 4000, before[1] - 4000)
