@@ -133,3 +133,36 @@ def test_concurrent_transfers_both_ways_do_not_deadlock(
     assert balances(bank_engine, "10000001") == (250000, 250000)
     assert balances(bank_engine, "10000002") == (1000000, 1000000)
     assert ledger_problems(bank_engine) == []
+
+
+def test_a_completion_and_a_reversal_of_one_withdrawal_at_once_settle_it_once(
+    bank: Bank, bank_engine: sa.Engine, bank_requests: BankRequests
+) -> None:
+    # Twenty withdrawals, each then completed and reversed at the same instant: whichever takes
+    # the hold's lock first settles it, and the other sees what it did.
+    ledger_before, _ = balances(bank_engine, "10000001")
+    withdrawals = [
+        bank_requests.card(RequestKind.WITHDRAWAL, ALICE, amount=1000 + n) for n in range(20)
+    ]
+    assert all(bank.handle(w).approved for w in withdrawals)
+    advices = []
+    for w in withdrawals:
+        advices.append(
+            bank_requests.advice(RequestKind.COMPLETION, w.stan, w.amount, dispensed=w.amount)
+        )
+        advices.append(bank_requests.advice(RequestKind.REVERSAL, w.stan, w.amount, dispensed=0))
+    answers = _all_at_once(bank, advices)
+    for w, completion, reversal in zip(withdrawals, answers[0::2], answers[1::2], strict=True):
+        codes = (completion.response_code.value, reversal.response_code.value)
+        # completed first: the reversal refunds it all (nothing was handed out); reversed
+        # first: the completion is refused (12) and nothing is posted
+        assert codes in {("00", "00"), ("12", "00")}, (w.stan, codes)
+    # Either way every hold ends reversed with all its cash back, and nothing owed remains.
+    assert balances(bank_engine, "10000001") == (ledger_before, ledger_before)
+    assert ledger_problems(bank_engine) == []
+    with bank_engine.connect() as conn:
+        statuses = conn.execute(
+            sa.text("SELECT status, posted_amount, count(*) FROM holds GROUP BY 1, 2")
+        ).all()
+    assert [tuple(row) for row in statuses] == [("reversed", 0, 20)]
+    assert usage(bank_engine, "10000001") == 0
