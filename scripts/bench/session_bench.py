@@ -1,6 +1,6 @@
 """Full withdrawal sessions end to end (devices on ptys, ISO 8583 host, PostgreSQL), against the
-bare I/O floor of one session measured in the same run. Run: python -m scripts.bench.session_bench
-[--sessions N] [--profile]
+bare I/O floor of one session, sampled between the sessions. Run: python -m
+scripts.bench.session_bench [--sessions N] [--profile | --parts]
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import tempfile
 import threading
@@ -16,23 +15,24 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from config.settings import load_settings
+from device.advice_queue import AdviceQueue
 from device.clock import VirtualClock
 from device.drivers.base import SerialDriver
+from device.drivers.pin_pad import PinPadDriver
 from device.drivers.receipt_printer import ReceiptPrinterDriver
+from device.host_client import HostClient
+from device.journal import Journal
 from device.sim.bank_stack import BankStack
 from device.sim.customer_script import parse_script, run_action
 from device.sim.simulated_atm import SimulatedAtm
 from host.database import stop_embedded
 from host.messages import HostRequest, HostResponse
 from host.service import Bank
-from peripherals.emulator import Emulator
 from peripherals.harness.profile import DEFAULT_PROFILE, load_profile
-from peripherals.links.endpoint import PtyEndpoint
-from peripherals.links.runner import LinkRunner
 from scripts.bench.cpu_profile import CpuProfile
+from scripts.bench.io_floor import IoFloor
+from scripts.bench.wall_parts import WallParts
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
@@ -57,6 +57,18 @@ ACCOUNT_TYPES = {"F1": "checking", "F2": "savings"}  # the account selection scr
 # dispenser's note counts after it moves notes to the stacker, presents them and sees them taken.
 DURABLE_WRITES = 8
 WARM_SESSIONS = 2  # not profiled
+# The parts of a session's wall time that --parts times, in the ATM's thread.
+SESSION_PARTS = [
+    (SerialDriver, "exchange", "device exchanges"),
+    (ReceiptPrinterDriver, "status", "device exchanges"),
+    (ReceiptPrinterDriver, "print_receipt", "device exchanges"),
+    # numbering, the request's own journal line, ISO 8583 and MAC, and the bank's answer
+    (HostClient, "_send", "host exchanges"),
+    (Journal, "record_many", "journal writes"),
+    (AdviceQueue, "add", "advice queue writes"),
+    (AdviceQueue, "acknowledge", "advice queue writes"),
+    (PinPadDriver, "poll_events", "PIN pad key reads"),
+]
 
 
 def session_script(card: str, pin: str, account_key: str) -> str:
@@ -78,90 +90,6 @@ wait presenting_cash
 take cash
 wait idle
 """
-
-
-class _Echo(Emulator):
-    NAME = "echo"
-
-    def receive(self, data: bytes) -> None:
-        self.send(data)
-
-
-def pty_round_trip(samples: int) -> float:
-    """Median seconds for 16 bytes to go to an emulator over a pty and come back."""
-    times = []
-    with LinkRunner(_Echo(), PtyEndpoint()) as runner:
-        driver = SerialDriver(runner.url)
-        try:
-            for _ in range(samples):
-                start = time.perf_counter()
-                driver.write(b"0123456789ABCDEF")
-                got = b""
-                while len(got) < 16:
-                    got += driver.read_some(time.monotonic() + 1.0)
-                times.append(time.perf_counter() - start)
-        finally:
-            driver.close()
-    return statistics.median(times)
-
-
-def tcp_round_trip(samples: int) -> float:
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-
-    def echo() -> None:
-        conn, _ = server.accept()
-        with conn:
-            while data := conn.recv(4096):
-                conn.sendall(data)
-
-    thread = threading.Thread(target=echo, daemon=True)
-    thread.start()
-    times = []
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for _ in range(samples):
-            start = time.perf_counter()
-            client.sendall(b"x" * 64)
-            got = b""
-            while len(got) < 64:
-                got += client.recv(4096)
-            times.append(time.perf_counter() - start)
-    server.close()
-    thread.join(timeout=2)
-    return statistics.median(times)
-
-
-def postgres_transaction(engine: sa.Engine, samples: int) -> float:
-    """Median seconds of one transaction with the conditional UPDATE a withdrawal needs."""
-    times = []
-    statement = sa.text(
-        "UPDATE accounts SET available_balance = available_balance - 0 "
-        "WHERE number = '10000001' AND available_balance >= 0 RETURNING available_balance"
-    )
-    for _ in range(samples):
-        start = time.perf_counter()
-        with engine.begin() as conn:
-            conn.execute(statement).one()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def fsync_time(folder: Path, samples: int) -> float:
-    """Median seconds to append a journal-sized line to a file in `folder` and fsync it."""
-    times = []
-    path = folder / "fsync-probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        for _ in range(samples):
-            start = time.perf_counter()
-            os.write(fd, b"x" * 120 + b"\n")
-            os.fsync(fd)
-            times.append(time.perf_counter() - start)
-    finally:
-        os.close(fd)
-        path.unlink()
-    return statistics.median(times)
 
 
 def timed_bank(bank: Bank) -> list[float]:
@@ -202,6 +130,25 @@ def thread_cpu() -> dict[str, float]:
             continue
         spent[part] = spent.get(part, 0.0) + seconds
     return spent
+
+
+class Sampling:
+    """The wall time, process CPU and CPU by thread part that blocks of this spend (the floor's
+    samples), to leave out of the sessions' figures."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+        self.threads: dict[str, float] = {}
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter(), time.process_time(), thread_cpu()
+
+    def __exit__(self, *exc: object) -> None:
+        wall, cpu, threads = self._started
+        self.wall += time.perf_counter() - wall
+        self.cpu += time.process_time() - cpu
+        for part, seconds in thread_cpu().items():
+            self.threads[part] = self.threads.get(part, 0.0) + seconds - threads.get(part, 0.0)
 
 
 class FsyncCounter:
@@ -266,11 +213,19 @@ def main() -> None:
         action="store_true",
         help="run the sessions under yappi and print where the CPU goes (times above then slow)",
     )
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="time the device and host exchanges, journal and advice writes and key reads of "
+        "each session, and print what each takes of its wall time",
+    )
     args = parser.parse_args()
     if not 1 <= args.sessions <= MAX_SESSIONS:
         parser.error(f"--sessions must be 1..{MAX_SESSIONS}: the seeded accounts run dry after")
     if args.profile and args.sessions <= WARM_SESSIONS:
         parser.error(f"--profile needs more than {WARM_SESSIONS} sessions")
+    if args.profile and args.parts:
+        parser.error("--profile and --parts each slow the other's figures: choose one")
     home = Path(tempfile.mkdtemp(prefix="atm-sim-bench-"))
     env = {
         "ATM_SIM_HOME": str(home),
@@ -293,12 +248,16 @@ def main() -> None:
             clock=VirtualClock(),
         )
         profiler = CpuProfile() if args.profile else None
-        with atm, FsyncCounter() as counter, RoundTripCounter() as round_trips:
+        parts = WallParts(SESSION_PARTS if args.parts else [])
+        floor_io = IoFloor(bank.engine, home)
+        with atm, floor_io, FsyncCounter() as counter, RoundTripCounter() as round_trips, parts:
             devices = [atm.bay.emulator(name) for name in atm.bay.names]
             durations, commands, trips, fsyncs, host_times = [], [], [], [], []
+            parts_before = dict(parts.seconds), dict(parts.calls)  # the start's own calls
             started = time.perf_counter()
             cpu_started = time.process_time()
             threads_started = thread_cpu()
+            sampling = Sampling()
             for number in range(args.sessions):
                 # the first two pay for imports (pygame's, when the first receipt image is drawn)
                 if profiler is not None and number == WARM_SESSIONS:
@@ -318,18 +277,19 @@ def main() -> None:
                 trips.append(round_trips.count - tripped)
                 fsyncs.append(counter.count - synced)
                 host_times.append(host_seconds[0] - host_before)
-            wall = time.perf_counter() - started
-            cpu = time.process_time() - cpu_started
+                with sampling:
+                    floor_io.sample()
+            wall = time.perf_counter() - started - sampling.wall
+            cpu = time.process_time() - cpu_started - sampling.cpu
+            part_seconds = {p: t - parts_before[0][p] for p, t in parts.seconds.items()}
+            part_calls = {p: n - parts_before[1][p] for p, n in parts.calls.items()}
             threads_spent = {
-                part: seconds - threads_started.get(part, 0.0)
+                part: seconds - threads_started.get(part, 0.0) - sampling.threads.get(part, 0.0)
                 for part, seconds in thread_cpu().items()
             }
             if profiler is not None:
                 profiler.report(args.sessions - WARM_SESSIONS, "session")
-        pty = pty_round_trip(200)
-        tcp = tcp_round_trip(200)
-        database = postgres_transaction(bank.engine, 200)
-        disk = fsync_time(home, 200)
+        pty, tcp, database, disk = floor_io.medians()
     stop_embedded()
     shutil.rmtree(home, ignore_errors=True)  # the embedded server's data directory
     device_commands = statistics.median(commands)
@@ -359,7 +319,14 @@ def main() -> None:
         f"drivers, emulators, host, bank; all threads) in {wall / args.sessions * 1000:.1f} ms "
         "of wall time"
     )
-    by_part = sorted(threads_spent.items(), key=lambda item: -item[1])
+    by_part = sorted(
+        (
+            (part, seconds)
+            for part, seconds in threads_spent.items()
+            if seconds > 0.00005 * args.sessions
+        ),
+        key=lambda item: -item[1],
+    )
     print(
         "CPU by thread/session:    "
         + "; ".join(f"{part} {seconds / args.sessions * 1000:.1f} ms" for part, seconds in by_part)
@@ -370,6 +337,20 @@ def main() -> None:
         f"(answering the 3 requests, in this process); the other "
         f"{(median - host_median) * 1000:.1f} ms in the ATM, its drivers and emulators"
     )
+    if args.parts:
+        mean = wall / args.sessions
+        timed = sum(part_seconds.values()) / args.sessions
+        print(
+            "wall time by part/session: "
+            + "; ".join(
+                f"{part} {seconds / args.sessions * 1000:.1f} ms "
+                f"({part_calls[part] / args.sessions:.0f})"
+                for part, seconds in part_seconds.items()
+            )
+            + f"; the rest (state machine, screens, the simulator settling between the "
+            f"customer's actions) {(mean - timed) * 1000:.1f} ms; of a mean session of "
+            f"{mean * 1000:.1f} ms"
+        )
 
 
 if __name__ == "__main__":
