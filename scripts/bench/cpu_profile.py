@@ -27,6 +27,18 @@ class CpuProfile:
         yappi.set_context_name_callback(_thread_name)
         yappi.start(profile_threads=True)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the block out of the profile (the statistics so far are kept)."""
+        running = yappi.is_running()
+        if running:
+            yappi.stop()
+        try:
+            yield
+        finally:
+            if running:
+                yappi.start(profile_threads=True)
+
     def report(self, units: int, what: str, top: int = 15, threads: str = "") -> None:
         """Stop, and print the CPU per `what` (`units` of them ran), by file and by function, of
         the threads whose names start with `threads` (all by default)."""

@@ -6,6 +6,7 @@ scripts.bench.session_bench [--sessions N] [--profile | --parts]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -277,7 +278,7 @@ def main() -> None:
                 trips.append(round_trips.count - tripped)
                 fsyncs.append(counter.count - synced)
                 host_times.append(host_seconds[0] - host_before)
-                with sampling:
+                with sampling, profiler.paused() if profiler else contextlib.nullcontext():
                     floor_io.sample()
             wall = time.perf_counter() - started - sampling.wall
             cpu = time.process_time() - cpu_started - sampling.cpu

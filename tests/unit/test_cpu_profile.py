@@ -95,3 +95,20 @@ def test_session_bench_sums_each_thread_s_cpu_under_its_part_of_the_simulator() 
     links = after["device links and emulators"] - before.get("device links and emulators", 0.0)
     assert links > 0.005  # the spinning thread, named as a link thread is
     assert after["ATM (controller, drivers, journal, host client)"] > 0  # the main thread
+
+
+def _left_out(rounds: int) -> int:
+    return _burn(rounds)
+
+
+def test_a_paused_block_is_left_out_and_the_rest_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    profile = CpuProfile()
+    profile.start()
+    _burn(50_000)
+    with profile.paused():
+        _left_out(50_000)
+    _burn(50_000)
+    profile.report(1, "unit", top=40)
+    functions = capsys.readouterr().out.split("  functions:")[1]
+    assert "_left_out" not in functions
+    assert "2.0 calls/unit  tests/unit/test_cpu_profile.py:_burn" in functions
