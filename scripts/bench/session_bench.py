@@ -133,9 +133,9 @@ def thread_cpu() -> dict[str, float]:
     return spent
 
 
-class Sampling:
-    """The wall time, process CPU and CPU by thread part that blocks of this spend (the floor's
-    samples), to leave out of the sessions' figures."""
+class Spent:
+    """The wall time, process CPU and CPU by part of the simulator's threads spent in the blocks
+    run under it, summed."""
 
     def __init__(self) -> None:
         self.wall = self.cpu = 0.0
@@ -255,38 +255,36 @@ def main() -> None:
             devices = [atm.bay.emulator(name) for name in atm.bay.names]
             durations, commands, trips, fsyncs, host_times = [], [], [], [], []
             parts_before = dict(parts.seconds), dict(parts.calls)  # the start's own calls
-            started = time.perf_counter()
-            cpu_started = time.process_time()
-            threads_started = thread_cpu()
-            sampling = Sampling()
-            for number in range(args.sessions):
-                # the first two pay for imports (pygame's, when the first receipt image is drawn)
-                if profiler is not None and number == WARM_SESSIONS:
-                    profiler.start()
-                script = parse_script(
-                    session_script(*CUSTOMERS[number % len(CUSTOMERS)]).splitlines()
-                )
-                seen = sum(d.faults.commands_seen for d in devices)
-                tripped = round_trips.count
-                synced = counter.count
-                host_before = host_seconds[0]
-                begin = time.perf_counter()
-                for action in script:
-                    run_action(atm, action)
-                durations.append(time.perf_counter() - begin)
-                commands.append(sum(d.faults.commands_seen for d in devices) - seen)
-                trips.append(round_trips.count - tripped)
-                fsyncs.append(counter.count - synced)
-                host_times.append(host_seconds[0] - host_before)
-                with sampling, profiler.paused() if profiler else contextlib.nullcontext():
-                    floor_io.sample()
-            wall = time.perf_counter() - started - sampling.wall
-            cpu = time.process_time() - cpu_started - sampling.cpu
+            spent, sampling = Spent(), Spent()  # the floor's samples, left out of the figures
+            with spent:
+                for number in range(args.sessions):
+                    # the first two pay for imports (pygame's, at the first receipt image)
+                    if profiler is not None and number == WARM_SESSIONS:
+                        profiler.start()
+                    script = parse_script(
+                        session_script(*CUSTOMERS[number % len(CUSTOMERS)]).splitlines()
+                    )
+                    seen = sum(d.faults.commands_seen for d in devices)
+                    tripped = round_trips.count
+                    synced = counter.count
+                    host_before = host_seconds[0]
+                    begin = time.perf_counter()
+                    for action in script:
+                        run_action(atm, action)
+                    durations.append(time.perf_counter() - begin)
+                    commands.append(sum(d.faults.commands_seen for d in devices) - seen)
+                    trips.append(round_trips.count - tripped)
+                    fsyncs.append(counter.count - synced)
+                    host_times.append(host_seconds[0] - host_before)
+                    with sampling, profiler.paused() if profiler else contextlib.nullcontext():
+                        floor_io.sample()
+            wall = spent.wall - sampling.wall
+            cpu = spent.cpu - sampling.cpu
             part_seconds = {p: t - parts_before[0][p] for p, t in parts.seconds.items()}
             part_calls = {p: n - parts_before[1][p] for p, n in parts.calls.items()}
             threads_spent = {
-                part: seconds - threads_started.get(part, 0.0) - sampling.threads.get(part, 0.0)
-                for part, seconds in thread_cpu().items()
+                part: seconds - sampling.threads.get(part, 0.0)
+                for part, seconds in spent.threads.items()
             }
             if profiler is not None:
                 profiler.report(args.sessions - WARM_SESSIONS, "session")
