@@ -251,12 +251,11 @@ def main() -> None:
         profiler = CpuProfile() if args.profile else None
         parts = WallParts(SESSION_PARTS if args.parts else [])
         floor_io = IoFloor(bank.engine, home)
-        with atm, floor_io, FsyncCounter() as counter, RoundTripCounter() as round_trips, parts:
+        with atm, floor_io, FsyncCounter() as counter, RoundTripCounter() as round_trips:
             devices = [atm.bay.emulator(name) for name in atm.bay.names]
             durations, commands, trips, fsyncs, host_times = [], [], [], [], []
-            parts_before = dict(parts.seconds), dict(parts.calls)  # the start's own calls
             spent, sampling = Spent(), Spent()  # the floor's samples, left out of the figures
-            with spent:
+            with spent, parts:  # the sessions only, not the ATM's start
                 for number in range(args.sessions):
                     # the first two pay for imports (pygame's, at the first receipt image)
                     if profiler is not None and number == WARM_SESSIONS:
@@ -280,8 +279,6 @@ def main() -> None:
                         floor_io.sample()
             wall = spent.wall - sampling.wall
             cpu = spent.cpu - sampling.cpu
-            part_seconds = {p: t - parts_before[0][p] for p, t in parts.seconds.items()}
-            part_calls = {p: n - parts_before[1][p] for p, n in parts.calls.items()}
             threads_spent = {
                 part: seconds - sampling.threads.get(part, 0.0)
                 for part, seconds in spent.threads.items()
@@ -338,13 +335,13 @@ def main() -> None:
     )
     if args.parts:
         mean = wall / args.sessions
-        timed = sum(part_seconds.values()) / args.sessions
+        timed = sum(parts.seconds.values()) / args.sessions
         print(
             "wall time by part/session: "
             + "; ".join(
                 f"{part} {seconds / args.sessions * 1000:.1f} ms "
-                f"({part_calls[part] / args.sessions:.0f})"
-                for part, seconds in part_seconds.items()
+                f"({parts.calls[part] / args.sessions:.0f})"
+                for part, seconds in parts.seconds.items()
             )
             + f"; the rest (state machine, screens, the simulator settling between the "
             f"customer's actions) {(mean - timed) * 1000:.1f} ms; of a mean session of "
