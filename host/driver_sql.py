@@ -73,26 +73,32 @@ class DriverTransaction:
             or self._driver.info.transaction_status != pq.TransactionStatus.IDLE
         )
 
-    def _send_first(self, begun: bool) -> None:
-        """In a pipeline: BEGIN if the transaction has not begun, then what waits to be sent."""
-        if not begun:
-            self._cursor.execute("BEGIN")
-        waiting, self._waiting = self._waiting, []
-        for sql, params, _ in waiting:
-            self._cursor.execute(sql, params)
+    def _ready(self) -> bool:
+        """Whether a statement can go at once: the transaction begun, nothing waiting."""
+        return self._begun() and not self._waiting
+
+    @contextlib.contextmanager
+    def _round_trip(self) -> Iterator[None]:
+        """A pipeline sending BEGIN if the transaction has not begun, then what waits, then the
+        block's statements, all in one round trip."""
+        begun = self._begun()
+        with self._driver.pipeline():
+            if not begun:
+                self._cursor.execute("BEGIN")
+            waiting, self._waiting = self._waiting, []
+            for sql, params, _ in waiting:
+                self._cursor.execute(sql, params)
+            yield
 
     def _open(self) -> None:
-        begun = self._begun()
-        if not begun or self._waiting:
-            with self._driver.pipeline():
-                self._send_first(begun)
+        if not self._ready():
+            with self._round_trip():
+                pass
 
     def _execute(self, sql: str, params: Params | None) -> psycopg.Cursor[Any]:
-        begun = self._begun()
-        if begun and not self._waiting:
+        if self._ready():
             return self._cursor.execute(sql, params)
-        with self._driver.pipeline():
-            self._send_first(begun)
+        with self._round_trip():
             self._cursor.execute(sql, params)
         return self._cursor
 
@@ -111,9 +117,7 @@ class DriverTransaction:
         """Run the statements in order in one round trip; the first row of each (None for a
         statement without rows)."""
         cursors = [self._driver.cursor(row_factory=namedtuple_row) for _ in statements]
-        begun = self._begun()
-        with self._driver.pipeline():
-            self._send_first(begun)
+        with self._round_trip():
             for cursor, (sql, params) in zip(cursors, statements, strict=True):
                 cursor.execute(sql, params)
         return [cursor.fetchone() if cursor.description else None for cursor in cursors]
@@ -145,9 +149,7 @@ class DriverTransaction:
         then finds nothing left to do. A failure raises here, with nothing committed."""
         # COMMIT as a statement: Connection.commit() would wait for a sync of its own before
         # the pipeline's closing one.
-        begun = self._begun()
-        with self._cursor.connection.pipeline():
-            self._send_first(begun)
+        with self._round_trip():
             self._cursor.execute(sql, params)
             self._cursor.execute("COMMIT")
 
